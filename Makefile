@@ -1,0 +1,48 @@
+# The README's two commands: `make run` and `make test`. Everything they need is installed from here.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+export PORT
+
+.PHONY: run test deps deps-dev system-deps-run system-deps-test lint bench clean
+
+$(VENV)/.deps: requirements.txt requirements-nodeps.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	touch $@
+
+$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.deps
+deps-dev: $(VENV)/.deps-dev
+
+# Optional data for `make run` (Fashion-MNIST); the service runs without it.
+system-deps-run:
+	@bash deploy/install-system-deps.sh run || echo "note: optional Debian packages not installed; Fashion-MNIST jobs will say so"
+
+# Debian packages the test suite needs: Chromium for the browser test, Fashion-MNIST for the data tests.
+system-deps-test:
+	bash deploy/install-system-deps.sh test
+
+run: deps system-deps-run
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap --demo
+	exec $(VENV)/bin/honcho --procfile Procfile start
+
+test: deps-dev system-deps-test
+	$(PY) -m pytest
+
+lint: deps-dev
+	$(VENV)/bin/ruff check .
+
+bench: deps-dev
+	$(PY) bench/dispatch.py
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,122 @@
+"""Shapes of the API's JSON. Validation of meaning lives in the services, not here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "name", "status", "progress", "progress_message", "config", "dataset", "model",
+                  "parent", "result", "error", "budget", "attempts", "cancel_requested", "worker_host",
+                  "created_at", "started_at", "finished_at", "heartbeat_at"]
+        read_only_fields = fields
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    kind = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    config = serializers.JSONField(required=False, default=dict)
+    dataset = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
+                                    help_text="a dataset id or a built-in dataset key such as 'digits'")
+    model = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                     help_text="an uploaded model's id")
+    parent = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                      help_text="a succeeded job whose output model is this job's input")
+
+    def validate_config(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+
+class JobKindSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    schema = serializers.JSONField()
+    defaults = serializers.JSONField()
+    accepts_model = serializers.BooleanField()
+    modalities = serializers.ListField(child=serializers.CharField())
+    default_dataset = serializers.CharField()
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trial
+        fields = ["number", "params", "values", "metrics", "state", "attempt", "started_at", "finished_at",
+                  "duration_seconds"]
+
+
+class MetricPointSerializer(serializers.ModelSerializer):
+    trial = serializers.IntegerField(source="trial_number", allow_null=True)
+
+    class Meta:
+        model = MetricPoint
+        fields = ["id", "trial", "step", "name", "value", "created_at"]
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "job", "name", "kind", "size_bytes", "sha256", "created_at", "download_url"]
+
+    def get_download_url(self, obj: Artifact) -> str:
+        return f"/api/v1/artifacts/{obj.pk}/download/"
+
+
+class FpgaReportSerializer(serializers.ModelSerializer):
+    trial_number = serializers.IntegerField(source="trial.number", allow_null=True, default=None)
+
+    class Meta:
+        model = FpgaReport
+        exclude = ["raw"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    is_builtin = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "builtin", "is_builtin", "description", "modality", "input_shape", "num_classes",
+                  "num_samples", "class_counts", "size_bytes", "sha256", "created_at"]
+
+    def get_is_builtin(self, obj: Dataset) -> bool:
+        return bool(obj.builtin)
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    file = serializers.FileField()
+
+
+class ModelFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelFile
+        fields = ["id", "name", "architecture", "size_bytes", "sha256", "params", "created_at"]
+
+
+class ModelUploadSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    file = serializers.FileField(help_text="a state_dict saved with torch.save (loaded with weights_only=True)")
+    architecture = serializers.CharField(required=False, allow_blank=True, default="",
+                                         help_text="JSON: built-in architecture config, if the file lacks one")
+
+    def validate_architecture(self, value: str) -> dict[str, Any] | None:
+        if not value:
+            return None
+        try:
+            arch = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise serializers.ValidationError(f"not JSON: {exc}") from None
+        if not isinstance(arch, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return arch

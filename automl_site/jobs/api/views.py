@@ -1,0 +1,209 @@
+"""The REST API (PRODUCT.md's contract table). Views translate HTTP to service and selector calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from automl_site.jobs import selectors, services
+from automl_site.jobs.api import serializers as s
+from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, JobStatus, ModelFile
+from search_spaces import registry
+
+MAX_METRIC_POINTS = 5000
+
+
+class JobFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=lambda: [(k, k) for k in registry.KINDS])
+    status = django_filters.ChoiceFilter(choices=JobStatus.choices)
+
+    class Meta:
+        model = Job
+        fields = ["kind", "status"]
+
+
+class OwnedMixin:
+    """Querysets scoped to the asking user through a selector (empty while the schema is generated)."""
+
+    owned_model: Any = None
+    selector: Any = None
+
+    def get_queryset(self):  # noqa: ANN201
+        if getattr(self, "swagger_fake_view", False):
+            return self.owned_model.objects.none()
+        return type(self).selector(user=self.request.user)
+
+
+class JobKindViewSet(viewsets.ViewSet):
+    """Every job kind with the JSON Schema of its config and its defaults."""
+
+    serializer_class = s.JobKindSerializer
+    lookup_value_regex = "[a-z0-9_]+"
+
+    @extend_schema(responses=s.JobKindSerializer(many=True))
+
+    @staticmethod
+    def _describe(kind: Any) -> dict[str, Any]:
+        return {"name": kind.name, "title": kind.title, "description": kind.description, "schema": kind.schema,
+                "defaults": kind.defaults(), "accepts_model": kind.accepts_model,
+                "modalities": list(getattr(kind, "modalities", ("image", "tabular"))),
+                "default_dataset": getattr(kind, "default_dataset", "digits")}
+
+    def list(self, request: Request) -> Response:
+        kinds = [self._describe(k) for k in registry.KINDS.values()]
+        return Response({"count": len(kinds), "next": None, "previous": None, "results": kinds})
+
+    @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, description="the kind's name")])
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        if pk not in registry.KINDS:
+            raise Http404
+        return Response(self._describe(registry.get_kind(pk)))
+
+
+class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your jobs: submit, list, inspect, cancel, re-run, and their trials, curves and files."""
+
+    serializer_class = s.JobSerializer
+    filterset_class = JobFilter
+
+    owned_model = Job
+    selector = staticmethod(selectors.job_list)
+
+    def _own_or_400(self, model: Any, pk: int | None, field: str) -> Any:
+        if pk is None:
+            return None
+        obj = model.objects.filter(pk=pk, owner=self.request.user).first()
+        if obj is None:
+            raise services.ServiceError({field: f"no such {field} {pk}"})
+        return obj
+
+    @extend_schema(request=s.JobSubmitSerializer, responses={201: s.JobSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.JobSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        job = services.job_submit(
+            owner=request.user, kind=v["kind"], name=v["name"], config=v["config"], dataset=v["dataset"],
+            model=self._own_or_400(ModelFile, v["model"], "model"),
+            parent=self._own_or_400(Job, v["parent"], "parent"))
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = services.job_cancel(job=self.get_object())
+        return Response(s.JobSerializer(job).data)
+
+    @extend_schema(request=None, responses={201: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, pk: str | None = None) -> Response:
+        job = services.job_rerun(job=self.get_object(), owner=request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: s.TrialSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def trials(self, request: Request, pk: str | None = None) -> Response:
+        page = self.paginate_queryset(selectors.trial_list(job=self.get_object()))
+        return self.get_paginated_response(s.TrialSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("since", int, description="only points with an id above this one")],
+        responses={200: inline_serializer("MetricPage", {
+            "count": serializers.IntegerField(), "next": serializers.CharField(allow_null=True),
+            "previous": serializers.CharField(allow_null=True), "last_id": serializers.IntegerField(),
+            "results": s.MetricPointSerializer(many=True)})})
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def metrics(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        try:
+            since = int(request.query_params.get("since", 0))
+        except ValueError:
+            raise services.ServiceError({"since": "must be an integer"}) from None
+        points = list(selectors.metric_list(job=job, since=since)[: MAX_METRIC_POINTS + 1])
+        more = len(points) > MAX_METRIC_POINTS
+        points = points[:MAX_METRIC_POINTS]
+        last_id = points[-1].id if points else since
+        next_url = request.build_absolute_uri(f"?since={last_id}") if more else None
+        return Response({"count": len(points), "next": next_url, "previous": None, "last_id": last_id,
+                         "results": s.MetricPointSerializer(points, many=True).data})
+
+    @extend_schema(responses={200: s.ArtifactSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def artifacts(self, request: Request, pk: str | None = None) -> Response:
+        page = self.paginate_queryset(self.get_object().artifacts.order_by("id"))
+        return self.get_paginated_response(s.ArtifactSerializer(page, many=True).data)
+
+
+class ArtifactViewSet(OwnedMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ArtifactSerializer
+
+    owned_model = Artifact
+    selector = staticmethod(selectors.artifact_list)
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk: str | None = None) -> FileResponse:
+        artifact = self.get_object()
+        response = FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)
+        response["X-Content-SHA256"] = artifact.sha256
+        return response
+
+
+class FpgaReportFilter(django_filters.FilterSet):
+    job = django_filters.NumberFilter(field_name="job_id")
+    source = django_filters.CharFilter()
+
+
+class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.FpgaReportSerializer
+    filterset_class = FpgaReportFilter
+
+    owned_model = FpgaReport
+    selector = staticmethod(selectors.fpga_report_list)
+
+
+class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Built-in datasets and your uploads (``.npz`` with arrays ``x`` and ``y``, or CSV with the label last)."""
+
+    serializer_class = s.DatasetSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    owned_model = Dataset
+    selector = staticmethod(selectors.dataset_list)
+
+    @extend_schema(request=s.DatasetUploadSerializer, responses={201: s.DatasetSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.DatasetUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.dataset_upload(owner=request.user, name=data.validated_data["name"],
+                                      upload=data.validated_data["file"])
+        return Response(s.DatasetSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class ModelFileViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Uploaded models: a ``state_dict`` for a built-in architecture (never an arbitrary pickle)."""
+
+    serializer_class = s.ModelFileSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    owned_model = ModelFile
+    selector = staticmethod(selectors.model_list)
+
+    @extend_schema(request=s.ModelUploadSerializer, responses={201: s.ModelFileSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.ModelUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        row = services.model_upload(owner=request.user, name=v["name"], upload=v["file"],
+                                    architecture=v["architecture"])
+        return Response(s.ModelFileSerializer(row).data, status=status.HTTP_201_CREATED)
+
+

@@ -1,0 +1,43 @@
+"""First start of a single machine: an admin account (credentials written to a private file) and,
+with ``--demo``, one small job so there is something to look at."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from automl_site.jobs.models import Job
+from automl_site.jobs.services import job_submit
+
+
+class Command(BaseCommand):
+    help = "Create the admin account if missing (password in var/admin-credentials.txt); --demo queues a job."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--demo", action="store_true", help="queue a small demo job if there is none")
+
+    def handle(self, *args, username: str, demo: bool, **options) -> None:  # noqa: ANN002, ANN003
+        users = get_user_model()
+        cred_file = settings.VAR_DIR / "admin-credentials.txt"
+        user = users.objects.filter(username=username).first()
+        if user is None:
+            password = secrets.token_urlsafe(12)
+            user = users.objects.create_superuser(username=username, email="", password=password)
+            cred_file.write_text(f"username: {username}\npassword: {password}\n")
+            cred_file.chmod(0o600)
+            self.stdout.write(f"created admin account {username!r}")
+        if cred_file.exists():
+            self.stdout.write(f"admin credentials are in {cred_file}:\n{cred_file.read_text()}")
+        else:
+            self.stdout.write(f"admin account {username!r} exists (its password was set before)")
+        if demo and not Job.objects.exists():
+            job = job_submit(owner=user, kind="mlp_sweep", name="demo: MLP sweep on digits",
+                             config={"trials": 12, "epochs": 30})
+            self.stdout.write(f"queued demo job #{job.pk}")
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(f"open http://127.0.0.1:{port}/ (API docs at /api/docs/, admin at /admin/)")

@@ -1,0 +1,195 @@
+"""What every job kind stores: jobs, trials, metric points, artifacts, FPGA reports, datasets, models."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Dataset(models.Model):
+    """A built-in dataset (no owner, ``builtin`` set) or a user's upload (owner and file set)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="datasets")
+    name = models.CharField(max_length=200)
+    builtin = models.CharField(max_length=64, blank=True, default="", help_text="built-in dataset key")
+    description = models.TextField(blank=True, default="")
+    file = models.FileField(upload_to="datasets/%Y/%m/", blank=True)
+    modality = models.CharField(max_length=16)
+    input_shape = models.JSONField(default=list)
+    num_classes = models.PositiveIntegerField()
+    num_samples = models.PositiveIntegerField(null=True, blank=True)
+    class_counts = models.JSONField(default=list, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["builtin", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["builtin"], condition=~models.Q(builtin=""),
+                                    name="unique_builtin_dataset"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelFile(models.Model):
+    """An uploaded model: a ``state_dict`` for a built-in architecture, never an arbitrary pickle."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_files")
+    name = models.CharField(max_length=200)
+    architecture = models.JSONField(help_text="built-in architecture config (name, input_shape, ...)")
+    file = models.FileField(upload_to="models/%Y/%m/")
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    params = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Job(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=64)
+    name = models.CharField(max_length=200, blank=True, default="")
+    config = models.JSONField(default=dict)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    model = models.ForeignKey(ModelFile, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=200, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    budget = models.FloatField(default=0.0, help_text="estimated CPU-minutes")
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_host = models.CharField(max_length=200, blank=True, default="")
+    celery_task_id = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["owner", "kind", "status"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "enqueued_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.name}".strip()
+
+
+class Trial(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="trials")
+    number = models.PositiveIntegerField()
+    params = models.JSONField(default=dict)
+    values = models.JSONField(null=True, blank=True)
+    metrics = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, default="complete")
+    attempt = models.PositiveIntegerField(default=1, help_text="which run of the job (claim) produced it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="unique_trial_number")]
+
+    def __str__(self) -> str:
+        return f"trial {self.number} of job {self.job_id}"
+
+
+class MetricPoint(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points")
+    trial_number = models.PositiveIntegerField(null=True, blank=True)
+    step = models.IntegerField()
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "id"])]
+
+
+class Artifact(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32)
+    file = models.FileField(upload_to="artifacts/", max_length=500)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="unique_artifact_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FpgaReport(models.Model):
+    class Source(models.TextChoices):
+        ESTIMATE = "estimate"
+        VIVADO_HLS = "vivado_hls"
+        VITIS_HLS = "vitis_hls"
+        VIVADO_SYNTH = "vivado_synth"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="fpga_reports")
+    trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.CASCADE, related_name="fpga_reports")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ESTIMATE)
+    part = models.CharField(max_length=64)
+    clock_period_ns = models.FloatField()
+    reuse_factor = models.JSONField(default=dict, help_text="applied reuse factor per layer")
+    precision = models.JSONField(default=dict, help_text="applied precision per layer")
+    strategy = models.CharField(max_length=16, blank=True, default="")
+    io_type = models.CharField(max_length=16, blank=True, default="")
+    dsp = models.IntegerField(null=True, blank=True)
+    lut = models.IntegerField(null=True, blank=True)
+    ff = models.IntegerField(null=True, blank=True)
+    bram = models.FloatField(null=True, blank=True)
+    latency_cycles = models.IntegerField(null=True, blank=True)
+    latency_ns = models.FloatField(null=True, blank=True)
+    initiation_interval = models.IntegerField(null=True, blank=True)
+    utilisation = models.JSONField(default=dict, help_text="percent of the part per resource")
+    fixed_point_accuracy = models.FloatField(null=True, blank=True)
+    float_accuracy = models.FloatField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "source"])]
+
+
+class JobCheckpoint(models.Model):
+    """The latest resume state of a job, in the database so any worker host can resume it."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="checkpoint", primary_key=True)
+    state = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,207 @@
+"""The ORM-backed Reporter: how a running algorithm's trials, curves and files reach the database.
+
+It implements :class:`search_spaces.base.Reporter`. Writes are batched and throttled so a training
+loop that reports every step costs a few queries a second, not one per call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from automl_site.jobs.models import Artifact, FpgaReport, Job, JobCheckpoint, JobStatus, MetricPoint, Trial
+from search_spaces.base import TRIAL_STATES, TrialRecord
+
+log = logging.getLogger(__name__)
+
+FINISHED_TRIAL_STATES = ("complete", "pruned", "failed")
+_METRIC_FLUSH_SECONDS = 1.0
+_METRIC_FLUSH_COUNT = 500
+_PROGRESS_SECONDS = 0.5
+
+
+def _stamp(value: float | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities are not JSON: store them as null, and numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_file_atomically(src: Path, relative: str) -> tuple[str, int, str]:
+    """Copy ``src`` under MEDIA_ROOT at ``relative`` via a temporary name and a rename.
+
+    A crash never leaves a half file under the final name. Returns (relative name, size, sha256).
+    """
+    dest = Path(settings.MEDIA_ROOT) / relative
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+            fout.write(block)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(tmp, dest)
+    return relative, size, digest.hexdigest()
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the job's heartbeat fresh and notices a cancel request or a lost claim.
+
+    The claim is fenced by ``attempt``: if the reaper gave the job to another worker, our updates
+    match no row and the running algorithm is told to stop.
+    """
+
+    def __init__(self, job_id: int, attempt: int, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.job_id = job_id
+        self.attempt = attempt
+        self.interval = interval
+        self.stop_requested = threading.Event()
+        self.lost = threading.Event()
+        self._done = threading.Event()
+
+    def beat(self) -> None:
+        rows = Job.objects.filter(id=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt).update(
+            heartbeat_at=timezone.now())
+        if rows == 0:
+            self.lost.set()
+            self.stop_requested.set()
+        elif Job.objects.filter(id=self.job_id, cancel_requested=True).exists():
+            self.stop_requested.set()
+
+    def run(self) -> None:
+        try:
+            while not self._done.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception:  # a database hiccup must not kill the heartbeat
+                    log.exception("heartbeat of job %s failed", self.job_id)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join(timeout=self.interval + 5)
+
+
+class DbReporter:
+    """Reporter for one claimed run (``attempt``) of one job."""
+
+    def __init__(self, job: Job, attempt: int, heartbeat: Heartbeat, workdir: Path) -> None:
+        self.job_id = job.pk
+        self.attempt = attempt
+        self.heartbeat = heartbeat
+        self.workdir = workdir
+        self._points: list[MetricPoint] = []
+        self._last_flush = time.monotonic()
+        self._last_progress = 0.0
+        self._lock = threading.Lock()
+
+    # --- progress and curves ------------------------------------------------------------------
+    def progress(self, fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress < _PROGRESS_SECONDS:
+            return
+        self._last_progress = now
+        self._mine().update(progress=fraction, progress_message=message[:200])
+        self.flush()
+
+    def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None:
+        value = float(value)
+        if not math.isfinite(value):
+            return
+        with self._lock:
+            self._points.append(MetricPoint(job_id=self.job_id, trial_number=trial, step=int(step),
+                                            name=name[:100], value=value))
+            due = (len(self._points) >= _METRIC_FLUSH_COUNT
+                   or time.monotonic() - self._last_flush >= _METRIC_FLUSH_SECONDS)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            points, self._points = self._points, []
+            self._last_flush = time.monotonic()
+        if points:
+            MetricPoint.objects.bulk_create(points)
+
+    # --- trials, files, reports ---------------------------------------------------------------
+    def trial(self, number: int, *, params: dict[str, Any], state: str = "complete",
+              values: list[float] | None = None, metrics: dict[str, Any] | None = None,
+              started: float | None = None, finished: float | None = None) -> None:
+        if state not in TRIAL_STATES:
+            raise ValueError(f"unknown trial state {state!r}")
+        duration = (finished - started) if (started is not None and finished is not None) else None
+        Trial.objects.update_or_create(job_id=self.job_id, number=number, defaults={
+            "params": json_safe(params), "state": state, "values": json_safe(values),
+            "metrics": json_safe(metrics or {}), "started_at": _stamp(started),
+            "finished_at": _stamp(finished), "duration_seconds": duration, "attempt": self.attempt,
+        })
+        self.flush()
+
+    def artifact(self, name: str, path: Path, kind: str) -> None:
+        relative, size, digest = store_file_atomically(Path(path), f"artifacts/job_{self.job_id}/{name}")
+        Artifact.objects.update_or_create(job_id=self.job_id, name=name, defaults={
+            "kind": kind, "file": relative, "size_bytes": size, "sha256": digest})
+
+    def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
+        trial_row = Trial.objects.filter(job_id=self.job_id, number=trial).first() if trial is not None else None
+        FpgaReport.objects.create(job_id=self.job_id, trial=trial_row, **json_safe(fields))
+
+    # --- control and resume -------------------------------------------------------------------
+    def should_stop(self) -> bool:
+        return self.heartbeat.stop_requested.is_set()
+
+    def save_checkpoint(self, state: bytes) -> None:
+        JobCheckpoint.objects.update_or_create(job_id=self.job_id, defaults={"state": bytes(state)})
+
+    def load_checkpoint(self) -> bytes | None:
+        row = JobCheckpoint.objects.filter(job_id=self.job_id).first()
+        return bytes(row.state) if row else None
+
+    def completed_trials(self) -> list[TrialRecord]:
+        rows = Trial.objects.filter(job_id=self.job_id, state__in=FINISHED_TRIAL_STATES).order_by("number")
+        return [TrialRecord(t.number, t.params, t.values, t.metrics, t.state) for t in rows]
+
+    def _mine(self):  # noqa: ANN202 - a QuerySet of this run's own job row
+        return Job.objects.filter(id=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt)
+
+    def cleanup(self) -> None:
+        self.flush()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""Reads: every query the API and pages make, scoped to the asking user."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q, QuerySet
+
+from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
+
+
+def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
+    return Job.objects.filter(owner=user).select_related("dataset")
+
+
+def trial_list(*, job: Job) -> QuerySet[Trial]:
+    return Trial.objects.filter(job=job).order_by("number")
+
+
+def metric_list(*, job: Job, since: int = 0) -> QuerySet[MetricPoint]:
+    return MetricPoint.objects.filter(job=job, id__gt=since).order_by("id")
+
+
+def artifact_list(*, user: AbstractBaseUser) -> QuerySet[Artifact]:
+    return Artifact.objects.filter(job__owner=user)
+
+
+def fpga_report_list(*, user: AbstractBaseUser) -> QuerySet[FpgaReport]:
+    return FpgaReport.objects.filter(job__owner=user).select_related("trial")
+
+
+def dataset_list(*, user: AbstractBaseUser) -> QuerySet[Dataset]:
+    return Dataset.objects.filter(Q(owner=user) | Q(owner__isnull=True))
+
+
+def model_list(*, user: AbstractBaseUser) -> QuerySet[ModelFile]:
+    return ModelFile.objects.filter(owner=user)

@@ -1,0 +1,344 @@
+"""Writes: every change to jobs, datasets and models goes through one of these functions.
+
+Keyword-only arguments, ``<entity>_<action>`` names (HackSoft Django-Styleguide). Views and tasks only
+call them; the algorithms never see the ORM (they get a :class:`DbReporter`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from automl_site.jobs.models import (
+    ACTIVE_STATUSES,
+    Artifact,
+    Dataset,
+    Job,
+    JobStatus,
+    ModelFile,
+)
+from search_spaces import registry
+from search_spaces.base import ConfigError, JobCancelled, JobInputs
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Refused input: ``errors`` maps a field name to its messages (becomes a 400)."""
+
+    def __init__(self, errors: dict[str, list[str] | str]) -> None:
+        self.errors = {k: ([v] if isinstance(v, str) else list(v)) for k, v in errors.items()}
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+def _conf(key: str) -> Any:
+    return settings.AUTOML[key]
+
+
+# --- submitting -------------------------------------------------------------------------------------
+
+def _resolve_dataset(*, owner: AbstractBaseUser, kind_name: str, dataset: Dataset | int | str | None) -> Dataset:
+    kind = registry.get_kind(kind_name)
+    if dataset is None:
+        dataset = getattr(kind, "default_dataset", "digits")
+    if isinstance(dataset, Dataset):
+        row = dataset
+    else:
+        query = Q(builtin=dataset) if isinstance(dataset, str) and not str(dataset).isdigit() else Q(pk=int(dataset))
+        row = Dataset.objects.filter(query).filter(Q(owner=owner) | Q(owner__isnull=True)).first()
+        if row is None:
+            raise ServiceError({"dataset": f"no dataset {dataset!r}"})
+    if row.owner_id not in (None, owner.pk):
+        raise ServiceError({"dataset": f"no dataset {row.pk!r}"})
+    modalities = getattr(kind, "modalities", ("image", "tabular"))
+    if row.modality not in modalities:
+        raise ServiceError({"dataset": f"{kind_name} needs a dataset of modality {' or '.join(modalities)}, "
+                                       f"{row.name!r} is {row.modality}"})
+    return row
+
+
+def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: dict[str, Any] | None = None,
+               dataset: Dataset | int | str | None = None, model: ModelFile | None = None,
+               parent: Job | None = None) -> Job:
+    """Validate a job whole and queue it; nothing is written unless all of it is valid."""
+    if kind not in registry.KINDS:
+        raise ServiceError({"kind": f"unknown kind {kind!r}; one of: {', '.join(sorted(registry.KINDS))}"})
+    job_kind = registry.get_kind(kind)
+    try:
+        config = job_kind.validate(config)
+    except ConfigError as exc:
+        raise ServiceError({f"config.{k}" if k != "config" else "config": v
+                            for k, v in exc.errors.items()}) from None
+    dataset_row = _resolve_dataset(owner=owner, kind_name=kind, dataset=dataset)
+    errors: dict[str, list[str] | str] = {}
+    if (model is not None or parent is not None) and not job_kind.accepts_model:
+        errors["parent" if parent is not None else "model"] = f"{kind} does not take an input model"
+    if model is not None and model.owner_id != owner.pk:
+        errors["model"] = "no such model"
+    if parent is not None:
+        if parent.owner_id != owner.pk:
+            errors["parent"] = "no such job"
+        elif parent.status != JobStatus.SUCCEEDED or not (parent.result or {}).get("output_model"):
+            errors["parent"] = f"job {parent.pk} has no output model (status {parent.status})"
+    if model is not None and parent is not None:
+        errors["model"] = "give either model or parent, not both"
+    budget = job_kind.budget(config)
+    if budget > _conf("MAX_BUDGET_PER_JOB"):
+        errors["config"] = (f"estimated budget {budget:.1f} CPU-minutes is over the per-job limit of "
+                            f"{_conf('MAX_BUDGET_PER_JOB'):.0f}")
+    if errors:
+        raise ServiceError(errors)
+    with transaction.atomic():
+        # Lock the user's row so two concurrent submits cannot both pass the active-jobs limit.
+        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
+        if active >= _conf("MAX_ACTIVE_JOBS_PER_USER"):
+            raise ServiceError({"non_field_errors": f"you have {active} queued or running jobs; the limit is "
+                                                    f"{_conf('MAX_ACTIVE_JOBS_PER_USER')}"})
+        job = Job.objects.create(owner=owner, kind=kind, name=name or "", config=config, dataset=dataset_row,
+                                 model=model, parent=parent, budget=budget, status=JobStatus.QUEUED)
+        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    return job
+
+
+def job_enqueue(*, job_id: int) -> None:
+    """Ring the broker's doorbell for a queued job. The database stays the source of truth."""
+    from workers.celery_app import app
+
+    result = app.send_task("workers.tasks.run_job", args=[job_id])
+    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+        enqueued_at=timezone.now(), celery_task_id=result.id)
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (its worker confirms within seconds)."""
+    now = timezone.now()
+    if Job.objects.filter(id=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True):
+        if job.celery_task_id:
+            from workers.celery_app import app
+
+            app.control.revoke(job.celery_task_id)
+    elif Job.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
+        pass
+    else:
+        job.refresh_from_db()
+        raise ServiceError({"status": f"job {job.pk} is {job.status}; only queued or running jobs can be cancelled"})
+    job.refresh_from_db()
+    return job
+
+
+def job_rerun(*, job: Job, owner: AbstractBaseUser) -> Job:
+    """A new job with the same kind, config, dataset and input."""
+    return job_submit(owner=owner, kind=job.kind, name=job.name, config=job.config, dataset=job.dataset,
+                      model=job.model, parent=job.parent)
+
+
+# --- running (called by the worker's task) ----------------------------------------------------------
+
+def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
+    """Atomically take a queued (or orphaned) job; returns the attempt number, or None if not ours."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS"))
+    claimable = Q(status=JobStatus.QUEUED, cancel_requested=False) | Q(
+        status=JobStatus.RUNNING, heartbeat_at__lt=stale, cancel_requested=False,
+        attempts__lt=_conf("MAX_ATTEMPTS"))
+    with transaction.atomic():
+        rows = Job.objects.filter(claimable, id=job_id).update(
+            status=JobStatus.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now, worker_host=host,
+            celery_task_id=task_id, started_at=now, progress_message="starting")
+        if rows != 1:
+            return None
+        return Job.objects.values_list("attempts", flat=True).get(id=job_id)
+
+
+def _job_inputs(job: Job, workdir: Path) -> JobInputs:
+    model_path = model_arch = None
+    if job.model is not None:
+        model_path, model_arch = Path(job.model.file.path), job.model.architecture
+    elif job.parent is not None:
+        artifact = Artifact.objects.get(job=job.parent, name=job.parent.result["output_model"])
+        model_path = Path(artifact.file.path)
+    dataset = job.dataset
+    return JobInputs(
+        seed=int(job.config.get("seed", 0)), device="cpu",
+        dataset=dataset.builtin or None if dataset else None,
+        dataset_path=Path(dataset.file.path) if dataset and dataset.file else None,
+        model_path=model_path, model_arch=model_arch, optuna_storage=optuna_storage_url(),
+        study_name=f"job-{job.pk}", workdir=workdir)
+
+
+def optuna_storage_url() -> str:
+    """The service's own database as an SQLAlchemy URL for Optuna's RDB storage."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}?timeout=30"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgresql+psycopg://{auth}{db.get('HOST') or 'localhost'}{port}/{db['NAME']}"
+
+
+def job_execute(*, job_id: int, task_id: str) -> str:
+    """Claim and run one job to its end; returns what happened (for the worker's log)."""
+    from automl_site.jobs.reporting import DbReporter, Heartbeat, json_safe
+
+    attempt = job_claim(job_id=job_id, task_id=task_id, host=_conf("HOSTNAME"))
+    if attempt is None:
+        return "not claimed"
+    job = Job.objects.select_related("dataset", "model", "parent").get(id=job_id)
+    workdir = Path(tempfile.mkdtemp(prefix=f"job{job_id}-", dir=_workdir_root()))
+    heartbeat = Heartbeat(job_id, attempt, _conf("HEARTBEAT_SECONDS"))
+    heartbeat.start()
+    reporter = DbReporter(job, attempt, heartbeat, workdir)
+    mine = Job.objects.filter(id=job_id, status=JobStatus.RUNNING, attempts=attempt)
+    try:
+        inputs = _job_inputs(job, workdir)
+        result = registry.get_kind(job.kind).run(job.config, inputs, reporter)
+    except JobCancelled:
+        reporter.flush()
+        if heartbeat.lost.is_set():
+            return "lost claim"
+        mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
+        return "cancelled"
+    except Exception as exc:  # any failure of the algorithm is the job's failure, with its message
+        reporter.flush()
+        log.exception("job %s failed", job_id)
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        mine.update(status=JobStatus.FAILED, finished_at=timezone.now(),
+                    error=f"{type(exc).__name__}: {exc}\n\n{tail}"[:20000])
+        return "failed"
+    finally:
+        heartbeat.finish()
+        reporter.cleanup()
+    if not mine.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(), progress=1.0,
+                       progress_message="done", result=json_safe(result)):
+        return "lost claim"
+    return "succeeded"
+
+
+def _workdir_root() -> Path:
+    root = Path(settings.AUTOML_WORK_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+# --- maintenance (periodic) -------------------------------------------------------------------------
+
+def jobs_reap() -> dict[str, int]:
+    """Running jobs whose worker stopped beating: finish a cancel, re-queue, or fail after N attempts."""
+    now = timezone.now()
+    stale = Job.objects.filter(status=JobStatus.RUNNING,
+                               heartbeat_at__lt=now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS")))
+    cancelled = stale.filter(cancel_requested=True).update(
+        status=JobStatus.CANCELLED, finished_at=now, progress_message="cancelled (worker gone)")
+    failed = stale.filter(attempts__gte=_conf("MAX_ATTEMPTS")).update(
+        status=JobStatus.FAILED, finished_at=now,
+        error=f"the worker running this job was lost {_conf('MAX_ATTEMPTS')} times; giving up")
+    requeued_ids = []
+    for job in stale.filter(attempts__lt=_conf("MAX_ATTEMPTS")).only("id", "heartbeat_at"):
+        if Job.objects.filter(id=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(
+                status=JobStatus.QUEUED, progress_message="re-queued: its worker was lost"):
+            requeued_ids.append(job.pk)
+    for job_id in requeued_ids:
+        job_enqueue(job_id=job_id)
+    return {"cancelled": cancelled, "failed": failed, "requeued": len(requeued_ids)}
+
+
+def jobs_reenqueue_lost() -> int:
+    """Queued jobs whose message the broker may have lost (e.g. Redis flushed) get a new one."""
+    cutoff = timezone.now() - dt.timedelta(seconds=_conf("REQUEUE_AFTER_SECONDS"))
+    ids = list(Job.objects.filter(status=JobStatus.QUEUED).filter(
+        Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)).values_list("id", flat=True))
+    for job_id in ids:
+        job_enqueue(job_id=job_id)
+    return len(ids)
+
+
+# --- datasets and models ----------------------------------------------------------------------------
+
+def dataset_sync_builtins() -> None:
+    """Make one Dataset row per built-in dataset of the training kit."""
+    from search_spaces.kit import datasets
+
+    for key, info in datasets.BUILTIN.items():
+        Dataset.objects.update_or_create(builtin=key, defaults={
+            "name": info.title, "description": info.description, "modality": info.modality,
+            "input_shape": list(info.input_shape), "num_classes": info.num_classes, "owner": None})
+
+
+def _save_upload_to_temp(upload: UploadedFile, suffix: str) -> Path:
+    if upload.size is not None and upload.size > _conf("MAX_UPLOAD_BYTES"):
+        raise ServiceError({"file": f"file is {upload.size} bytes; the limit is {_conf('MAX_UPLOAD_BYTES')}"})
+    tmp_dir = _workdir_root() / "uploads"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=tmp_dir)
+    with open(fd, "wb") as fh:
+        for chunk in upload.chunks():
+            fh.write(chunk)
+    return Path(name)
+
+
+def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) -> Dataset:
+    """Check an uploaded ``.npz``/``.csv`` (no pickle, sane shapes) and keep it."""
+    from search_spaces.kit import datasets
+
+    suffix = Path(upload.name or "").suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise ServiceError({"file": "upload a .npz (arrays x, y) or a .csv (last column: label)"})
+    tmp = _save_upload_to_temp(upload, suffix)
+    try:
+        try:
+            summary = datasets.inspect(tmp)
+        except datasets.DatasetError as exc:
+            raise ServiceError({"file": str(exc)}) from None
+        with transaction.atomic():
+            row = Dataset.objects.create(owner=owner, name=name or Path(upload.name).stem,
+                                         modality=summary["modality"], input_shape=list(summary["input_shape"]),
+                                         num_classes=summary["num_classes"], num_samples=summary["num_samples"],
+                                         class_counts=list(summary["class_counts"]))
+            from automl_site.jobs.reporting import store_file_atomically
+
+            relative, size, digest = store_file_atomically(tmp, f"datasets/user_{owner.pk}/{row.pk}{suffix}")
+            row.file.name, row.size_bytes, row.sha256 = relative, size, digest
+            row.save(update_fields=["file", "size_bytes", "sha256"])
+        return row
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def model_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile,
+                 architecture: dict[str, Any] | None) -> ModelFile:
+    """Keep an uploaded ``state_dict`` after loading it with ``weights_only=True`` into its architecture."""
+    from search_spaces.kit import models as kit_models
+
+    tmp = _save_upload_to_temp(upload, ".pt")
+    try:
+        try:
+            model, arch = kit_models.load_model(tmp, architecture=architecture)
+        except (kit_models.ModelError, ValueError, KeyError) as exc:
+            raise ServiceError({"file": str(exc)}) from None
+        params = sum(p.numel() for p in model.parameters())
+        with transaction.atomic():
+            row = ModelFile.objects.create(owner=owner, name=name or Path(upload.name or "model").stem,
+                                           architecture=arch, sha256="", params=params)
+            from automl_site.jobs.reporting import store_file_atomically
+
+            relative, size, digest = store_file_atomically(tmp, f"models/user_{owner.pk}/{row.pk}.pt")
+            row.file.name, row.size_bytes, row.sha256 = relative, size, digest
+            row.save(update_fields=["file", "size_bytes", "sha256"])
+        return row
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,238 @@
+/* The browser pages: thin views over the public REST API (/api/v1/), no build step. */
+"use strict";
+const AutoML = (() => {
+  const ACTIVE = new Set(["queued", "running"]);
+
+  function csrfToken() {
+    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  async function api(path, options = {}) {
+    const opts = {credentials: "same-origin", headers: {"Accept": "application/json"}, ...options};
+    if (opts.body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.headers["X-CSRFToken"] = csrfToken();
+      opts.body = JSON.stringify(opts.body);
+    } else if (opts.method && opts.method !== "GET") {
+      opts.headers["X-CSRFToken"] = csrfToken();
+    }
+    const response = await fetch(path, opts);
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    return {ok: response.ok, status: response.status, data};
+  }
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "text") node.textContent = v;
+      else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) node.append(c);
+    return node;
+  }
+
+  function fmtDate(s) { return s ? new Date(s).toLocaleString() : ""; }
+  function fmtValue(v) {
+    if (v === null || v === undefined) return "";
+    if (Array.isArray(v)) return v.map(fmtValue).join(", ");
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+    if (typeof v === "object") return Object.entries(v).map(([k, x]) => `${k}=${fmtValue(x)}`).join(" ");
+    return String(v);
+  }
+
+  function progressCell(job) {
+    const bar = el("progress", {max: "1", value: String(job.progress), "aria-label": `job ${job.id} progress`});
+    return el("td", {}, bar, ` ${Math.round(job.progress * 100)}%`);
+  }
+
+  // --- job list ---------------------------------------------------------------------------------
+  function jobListPage() {
+    const tbody = document.querySelector("#jobs tbody");
+    const form = document.getElementById("filters");
+    let timer = null;
+    async function refresh() {
+      const params = new URLSearchParams(new FormData(form));
+      for (const [k, v] of [...params]) if (!v) params.delete(k);
+      const r = await api(`/api/v1/jobs/?${params}`);
+      if (!r.ok) { tbody.replaceChildren(el("tr", {}, el("td", {colspan: "6", text: "Could not load jobs."}))); return; }
+      const rows = r.data.results.map(job => el("tr", {"data-job-id": job.id},
+        el("td", {}, el("a", {href: `/jobs/${job.id}/`, text: `#${job.id}`})),
+        el("td", {text: job.name}), el("td", {text: job.kind}),
+        el("td", {}, el("span", {class: `status ${job.status}`, text: job.status})),
+        progressCell(job), el("td", {text: fmtDate(job.created_at)})));
+      tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", {colspan: "6", text: "No jobs yet."}))]));
+      clearTimeout(timer);
+      if (r.data.results.some(j => ACTIVE.has(j.status))) timer = setTimeout(refresh, 2000);
+    }
+    form.addEventListener("change", refresh);
+    refresh();
+  }
+
+  // --- submit form generated from the kind's JSON Schema ----------------------------------------
+  function fieldFor(name, prop, value) {
+    const id = `cfg-${name}`;
+    const wrap = el("div", {class: "field", "data-field": name});
+    const bounds = [];
+    if (prop.minimum !== undefined) bounds.push(`min ${prop.minimum}`);
+    if (prop.exclusiveMinimum !== undefined) bounds.push(`> ${prop.exclusiveMinimum}`);
+    if (prop.maximum !== undefined) bounds.push(`max ${prop.maximum}`);
+    wrap.append(el("label", {for: id, text: name.replaceAll("_", " ") + (bounds.length ? ` (${bounds.join(", ")})` : "")}));
+    let input;
+    if (prop.enum) {
+      input = el("select", {id, name});
+      for (const option of prop.enum) input.append(el("option", {value: option, text: option, selected: option === value}));
+    } else if (prop.type === "boolean") {
+      input = el("input", {id, name, type: "checkbox", checked: !!value});
+    } else if (prop.type === "integer" || prop.type === "number") {
+      input = el("input", {id, name, type: "number", value: value ?? "", step: prop.type === "integer" ? "1" : "any",
+        min: prop.minimum, max: prop.maximum});
+    } else if (prop.type === "array" || prop.type === "object") {
+      input = el("input", {id, name, value: JSON.stringify(value ?? null), "data-json": "1"});
+    } else {
+      input = el("input", {id, name, value: value ?? ""});
+    }
+    input.dataset.type = prop.type || "string";
+    const help = el("small", {class: "help", id: `${id}-help`, text: prop.description || ""});
+    input.setAttribute("aria-describedby", `${id}-help ${id}-error`);
+    wrap.append(input, help, el("small", {class: "error", id: `${id}-error`, role: "status"}));
+    return wrap;
+  }
+
+  function readField(input) {
+    const type = input.dataset.type;
+    if (input.type === "checkbox") return input.checked;
+    if (input.dataset.json) { try { return JSON.parse(input.value); } catch (e) { return input.value; } }
+    if (type === "integer" || type === "number") return input.value === "" ? null : Number(input.value);
+    return input.value;
+  }
+
+  async function submitPage() {
+    const form = document.getElementById("submit-form");
+    const kindSelect = document.getElementById("kind");
+    const fields = document.getElementById("config-fields");
+    const datasetSelect = document.getElementById("dataset");
+    const parentSelect = document.getElementById("parent");
+    const kinds = (await api("/api/v1/job-kinds/")).data.results;
+    const datasets = (await api("/api/v1/datasets/")).data.results;
+    const parents = (await api("/api/v1/jobs/?status=succeeded")).data.results;
+    for (const job of parents) {
+      if (job.result && job.result.output_model)
+        parentSelect.append(el("option", {value: job.id, text: `#${job.id} ${job.kind} ${job.name}`,
+                                          selected: String(job.id) === form.dataset.parent}));
+    }
+    function render() {
+      const kind = kinds.find(k => k.name === kindSelect.value);
+      document.getElementById("kind-description").textContent = kind.description;
+      fields.replaceChildren(el("legend", {text: "Configuration"}));
+      for (const [name, prop] of Object.entries(kind.schema.properties)) fields.append(fieldFor(name, prop, kind.defaults[name]));
+      datasetSelect.replaceChildren(...datasets.filter(d => kind.modalities.includes(d.modality)).map(d =>
+        el("option", {value: d.id, text: `${d.name}${d.is_builtin ? "" : " (uploaded)"} · ${d.modality}`,
+                      selected: d.builtin === kind.default_dataset})));
+      document.getElementById("parent-row").hidden = !kind.accepts_model;
+    }
+    kindSelect.addEventListener("change", render);
+    render();
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      for (const e of form.querySelectorAll(".error")) e.textContent = "";
+      const config = {};
+      for (const input of fields.querySelectorAll("input, select")) config[input.name] = readField(input);
+      const body = {kind: kindSelect.value, name: form.elements.name.value, config, dataset: datasetSelect.value};
+      if (!document.getElementById("parent-row").hidden && parentSelect.value) body.parent = Number(parentSelect.value);
+      const button = document.getElementById("submit-button");
+      button.disabled = true;
+      const r = await api("/api/v1/jobs/", {method: "POST", body});
+      button.disabled = false;
+      if (r.ok) { window.location.href = `/jobs/${r.data.id}/`; return; }
+      const general = [];
+      for (const [key, messages] of Object.entries(r.data || {detail: [`HTTP ${r.status}`]})) {
+        const target = key.startsWith("config.") ? document.getElementById(`cfg-${key.slice(7)}-error`) : null;
+        const text = [].concat(messages).join(" ");
+        if (target) target.textContent = text; else general.push(`${key}: ${text}`);
+      }
+      document.getElementById("form-errors").textContent = general.join("\n");
+    });
+  }
+
+  // --- job detail -----------------------------------------------------------------------------
+  function jobDetailPage() {
+    const root = document.getElementById("job");
+    const id = root.dataset.jobId;
+    const series = new Map();  // metric name -> {x: [], y: []}
+    let since = 0;
+    let chartReady = false;
+
+    async function refreshMetrics() {
+      let more = true;
+      while (more) {
+        const r = await api(`/api/v1/jobs/${id}/metrics/?since=${since}`);
+        if (!r.ok) return;
+        for (const p of r.data.results) {
+          const key = p.trial === null ? p.name : `${p.name}`;
+          if (!series.has(key)) series.set(key, {x: [], y: []});
+          const s = series.get(key);
+          s.x.push(s.x.length);
+          s.y.push(p.value);
+        }
+        since = r.data.last_id;
+        more = !!r.data.next;
+      }
+      if (!window.Plotly || series.size === 0) return;
+      const traces = [...series.entries()].map(([name, s]) => ({name, x: s.x, y: s.y, mode: "lines", type: "scatter"}));
+      const layout = {margin: {t: 10, r: 10, b: 40, l: 50}, xaxis: {title: {text: "point"}}, height: 320};
+      if (chartReady) Plotly.react("curves", traces, layout, {displaylogo: false, responsive: true});
+      else { Plotly.newPlot("curves", traces, layout, {displaylogo: false, responsive: true}); chartReady = true; }
+    }
+
+    async function refreshTrials() {
+      const r = await api(`/api/v1/jobs/${id}/trials/?page_size=500`);
+      if (!r.ok) return;
+      document.getElementById("trial-count").textContent = `(${r.data.count})`;
+      document.querySelector("#trials tbody").replaceChildren(...r.data.results.map(t => el("tr", {},
+        el("td", {text: t.number}), el("td", {text: t.state}), el("td", {text: fmtValue(t.params)}),
+        el("td", {text: fmtValue(t.values)}), el("td", {text: t.duration_seconds === null ? "" : t.duration_seconds.toFixed(2)}))));
+    }
+
+    async function refreshArtifacts() {
+      const r = await api(`/api/v1/jobs/${id}/artifacts/`);
+      if (!r.ok) return;
+      document.getElementById("artifacts").replaceChildren(...r.data.results.map(a => el("li", {},
+        el("a", {href: a.download_url, text: a.name}), ` ${a.kind}, ${a.size_bytes} bytes, sha256 ${a.sha256.slice(0, 12)}…`)));
+    }
+
+    async function refresh() {
+      const r = await api(`/api/v1/jobs/${id}/`);
+      if (!r.ok) { document.getElementById("job-status").textContent = `error ${r.status}`; return; }
+      const job = r.data;
+      const status = document.getElementById("job-status");
+      status.textContent = job.status;
+      status.className = `status ${job.status}`;
+      document.getElementById("job-progress").value = job.progress;
+      document.getElementById("job-progress-text").textContent = `${Math.round(job.progress * 100)}%`;
+      document.getElementById("job-progress-message").textContent = job.progress_message;
+      const err = document.getElementById("job-error");
+      err.hidden = !job.error; err.textContent = job.error;
+      document.getElementById("job-result").textContent = job.result ? JSON.stringify(job.result, null, 2) : "—";
+      document.getElementById("job-config").textContent = JSON.stringify(job.config, null, 2);
+      document.getElementById("cancel-button").disabled = !ACTIVE.has(job.status) || job.cancel_requested;
+      document.getElementById("parent-link").hidden = !(job.result && job.result.output_model);
+      await Promise.all([refreshTrials(), refreshMetrics(), refreshArtifacts()]);
+      if (ACTIVE.has(job.status)) setTimeout(refresh, 1000);
+    }
+
+    document.getElementById("cancel-button").addEventListener("click", async () => {
+      await api(`/api/v1/jobs/${id}/cancel/`, {method: "POST"});
+      refresh();
+    });
+    document.getElementById("rerun-button").addEventListener("click", async () => {
+      const r = await api(`/api/v1/jobs/${id}/rerun/`, {method: "POST"});
+      if (r.ok) window.location.href = `/jobs/${r.data.id}/`;
+      else document.getElementById("job-error").textContent = JSON.stringify(r.data);
+    });
+    refresh();
+  }
+
+  return {jobListPage, submitPage, jobDetailPage, api};
+})();

@@ -1,0 +1,42 @@
+"""Pages only render: their data comes from the same REST API the automation users have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
+
+from automl_site.jobs import selectors
+from search_spaces import registry
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "frontend/job_list.html", {"kinds": registry.KINDS.values()})
+
+
+@login_required
+def job_submit(request: HttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind") or next(iter(registry.KINDS))
+    return render(request, "frontend/job_submit.html", {"kinds": registry.KINDS.values(), "kind": kind,
+                                                         "parent": request.GET.get("parent", "")})
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(selectors.job_list(user=request.user), pk=job_id)
+    return render(request, "frontend/job_detail.html", {"job": job})
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def plotly_js(request: HttpRequest) -> FileResponse:
+    """plotly.js as shipped inside the ``plotly`` Python package: charts work with no internet."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(open(path, "rb"), content_type="application/javascript")

@@ -1,0 +1,1 @@
+"""The algorithms: pure PyTorch / Optuna / NumPy, no Django (see base.py for the contract)."""

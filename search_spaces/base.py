@@ -1,0 +1,256 @@
+"""The contract between the service and its algorithms.
+
+An algorithm (a *job kind*) is one module in ``search_spaces/`` that subclasses :class:`JobKind` and is
+listed in :mod:`search_spaces.registry`. It never imports Django: everything it produces goes through
+the :class:`Reporter` it is handed, so the same code runs from a unit test (:class:`MemoryReporter`),
+the CLI (``python -m search_spaces``) or a Celery worker (the ORM-backed reporter in ``automl_site``).
+
+Heavy imports (torch, optuna, hls4ml) belong inside :meth:`JobKind.run` or the modules it calls, never
+at the top of a kind module: the web process imports every kind module to serve the config schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import jsonschema
+
+TRIAL_STATES = ("running", "complete", "pruned", "failed")
+
+
+class ConfigError(ValueError):
+    """A job config that the kind refuses; ``errors`` maps a field path to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class JobCancelled(Exception):
+    """Raised by an algorithm (or :func:`check_stop`) when the reporter asks it to stop."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial the service already stored; handed back on resume so finished work is not redone."""
+
+    number: int
+    params: dict[str, Any]
+    values: list[float] | None
+    metrics: dict[str, Any]
+    state: str
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a job works on besides its config.
+
+    ``dataset`` is a built-in dataset name (see ``search_spaces.kit.datasets``) or ``None`` for the kind's
+    default; ``dataset_path`` is set for an uploaded ``.npz``/CSV file. ``model_path`` points at a model
+    artifact (a ``state_dict`` + architecture config, loadable with ``weights_only=True``) from a parent
+    job or an upload. ``optuna_storage`` is an RDB URL where kinds that use Optuna keep their study (the
+    service's own database), or ``None`` for in-memory. ``study_name`` names that study.
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    dataset: str | None = None
+    dataset_path: Path | None = None
+    model_path: Path | None = None
+    model_arch: dict[str, Any] | None = None
+    optuna_storage: str | None = None
+    study_name: str | None = None
+    workdir: Path = field(default_factory=lambda: Path("."))
+
+
+class Reporter(Protocol):
+    """How an algorithm tells the world what it did. Every method is cheap and may be called often."""
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Overall progress in [0, 1] with a short human message ("trial 3/10")."""
+
+    def trial(
+        self,
+        number: int,
+        *,
+        params: dict[str, Any],
+        state: str = "complete",
+        values: list[float] | None = None,
+        metrics: dict[str, Any] | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
+        """Create or update trial ``number`` (an Optuna trial, an episode, a sampled network, an epoch).
+
+        ``state`` is one of :data:`TRIAL_STATES`; ``started``/``finished`` are ``time.time()`` stamps.
+        """
+
+    def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None:
+        """One point of a live curve."""
+
+    def artifact(self, name: str, path: Path, kind: str) -> None:
+        """Store the file at ``path`` (written completely by the caller) as an artifact of this job.
+
+        ``kind`` is a short word: ``model``, ``plot``, ``archive``, ``config``, ``checkpoint``, ``data``.
+        """
+
+    def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
+        """One FPGA resource report (see PRODUCT.md for the fields)."""
+
+    def should_stop(self) -> bool:
+        """True once the job is cancelled; check it between batches and stop promptly."""
+
+    def save_checkpoint(self, state: bytes) -> None:
+        """Keep ``state`` (opaque bytes, e.g. from ``torch.save`` into a buffer) for a resume."""
+
+    def load_checkpoint(self) -> bytes | None:
+        """The last state saved by this job, or ``None`` on a fresh start."""
+
+    def completed_trials(self) -> list[TrialRecord]:
+        """Trials already stored as finished (``complete``/``pruned``/``failed``) before a resume."""
+
+
+def check_stop(reporter: Reporter) -> None:
+    """Raise :class:`JobCancelled` if the job should stop."""
+    if reporter.should_stop():
+        raise JobCancelled()
+
+
+class JobKind(ABC):
+    """One kind of job: its config schema with defaults, its budget, and its run function.
+
+    Subclasses set ``name``, ``title``, ``description`` and ``schema`` (a JSON Schema object whose
+    properties carry ``default``, bounds and ``description``), and implement :meth:`run`.
+    """
+
+    name: str
+    title: str
+    description: str
+    schema: dict[str, Any]
+    # Whether the kind can read a parent job's / an uploaded model as its input.
+    accepts_model: bool = False
+    # The built-in dataset a job of this kind uses when none is named, and the modalities it takes.
+    default_dataset: str = "digits"
+    modalities: tuple[str, ...] = ("image", "tabular")
+    # A config that runs to completion in seconds (at least 3 trials): the shared job-kind test suite,
+    # the smoke tests and the benchmarks use it.
+    tiny_config: dict[str, Any] = {}
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(v["default"]) for k, v in self.schema["properties"].items() if "default" in v}
+
+    def validate(self, config: dict[str, Any] | None) -> dict[str, Any]:
+        """Fill defaults and validate; raise :class:`ConfigError` with per-field messages."""
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise ConfigError({"config": ["must be a JSON object"]})
+        filled = {**self.defaults(), **config}
+        validator = jsonschema.Draft202012Validator(self.schema)
+        errors: dict[str, list[str]] = {}
+        for err in validator.iter_errors(filled):
+            path = ".".join(str(p) for p in err.absolute_path) or _unknown_key(err) or "config"
+            errors.setdefault(path, []).append(err.message)
+        if not errors:
+            errors = self.check(filled)
+        if errors:
+            raise ConfigError(errors)
+        return filled
+
+    def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
+        """Cross-field checks after schema validation; return per-field messages (empty when fine)."""
+        return {}
+
+    def budget(self, config: dict[str, Any]) -> float:
+        """A rough cost of the job in CPU-minutes on a 2-core machine, checked against per-user limits."""
+        return 1.0
+
+    @abstractmethod
+    def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+        """Do the work and return the result summary (JSON-serialisable).
+
+        Must check ``reporter.should_stop()`` often (raise :class:`JobCancelled` to stop) and, on a resume,
+        skip the trials ``reporter.completed_trials()`` lists or restore ``reporter.load_checkpoint()``.
+        """
+
+
+def _unknown_key(err: jsonschema.ValidationError) -> str | None:
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - allowed)
+        if extra:
+            return extra[0]
+    return None
+
+
+class MemoryReporter:
+    """A reporter that keeps everything in memory: for tests, notebooks and the CLI."""
+
+    def __init__(self, *, stop_after_trials: int | None = None, checkpoint: bytes | None = None,
+                 completed: list[TrialRecord] | None = None, echo: bool = False) -> None:
+        self.progress_values: list[tuple[float, str]] = []
+        self.trials: dict[int, dict[str, Any]] = {}
+        self.metrics: list[tuple[str, float, int, int | None]] = []
+        self.artifacts: list[tuple[str, Path, str]] = []
+        self.fpga_reports: list[tuple[int | None, dict[str, Any]]] = []
+        self.checkpoint = checkpoint
+        self._completed = list(completed or [])
+        self._stop_after_trials = stop_after_trials
+        self._echo = echo
+        self.stopped = False
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        self.progress_values.append((fraction, message))
+        if self._echo:
+            bar = "#" * int(fraction * 30)
+            print(f"\r[{bar:<30}] {fraction:6.1%} {message[:60]:<60}", end="", flush=True)
+
+    def trial(self, number: int, *, params: dict[str, Any], state: str = "complete",
+              values: list[float] | None = None, metrics: dict[str, Any] | None = None,
+              started: float | None = None, finished: float | None = None) -> None:
+        if state not in TRIAL_STATES:
+            raise ValueError(f"unknown trial state {state!r}")
+        self.trials[number] = {"params": params, "state": state, "values": values,
+                               "metrics": metrics or {}, "started": started, "finished": finished}
+
+    def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None:
+        if not math.isfinite(float(value)):
+            return
+        self.metrics.append((name, float(value), step, trial))
+
+    def artifact(self, name: str, path: Path, kind: str) -> None:
+        self.artifacts.append((name, Path(path), kind))
+
+    def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
+        self.fpga_reports.append((trial, fields))
+
+    def should_stop(self) -> bool:
+        if self._stop_after_trials is not None:
+            done = sum(1 for t in self.trials.values() if t["state"] != "running")
+            self.stopped = self.stopped or done >= self._stop_after_trials
+        return self.stopped
+
+    def save_checkpoint(self, state: bytes) -> None:
+        self.checkpoint = state
+
+    def load_checkpoint(self) -> bytes | None:
+        return self.checkpoint
+
+    def completed_trials(self) -> list[TrialRecord]:
+        return self._completed
+
+    def finished_trials(self) -> list[TrialRecord]:
+        """What :meth:`completed_trials` would return to a resumed run of this job."""
+        return [TrialRecord(n, t["params"], t["values"], t["metrics"], t["state"])
+                for n, t in sorted(self.trials.items()) if t["state"] != "running"]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,188 @@
+"""``mlp_sweep``: seeded random search over a NumPy MLP's width and learning rate.
+
+The service's smallest real job kind: it trains real networks on real (small) data in well under a
+second per trial, so the queue, cancel, resume and storage paths can be exercised end to end quickly.
+It needs no torch, which also makes it the kind the embedded-default smoke test runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from search_spaces.base import JobCancelled, JobInputs, JobKind, Reporter
+
+
+class MlpSweep(JobKind):
+    name = "mlp_sweep"
+    title = "MLP width / learning-rate sweep"
+    description = ("Random search over the hidden width and learning rate of a one-hidden-layer MLP trained "
+                   "with minibatch SGD (NumPy). One trial per sampled configuration; the best model's "
+                   "weights are kept.")
+    tiny_config: dict[str, Any] = {"trials": 4, "epochs": 5}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "trials": {"type": "integer", "minimum": 1, "maximum": 200, "default": 8,
+                       "description": "Number of configurations to sample and train."},
+            "epochs": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 20,
+                       "description": "Training epochs per trial."},
+            "hidden_min": {"type": "integer", "minimum": 2, "maximum": 1024, "default": 8,
+                           "description": "Smallest hidden width sampled."},
+            "hidden_max": {"type": "integer", "minimum": 2, "maximum": 1024, "default": 128,
+                           "description": "Largest hidden width sampled."},
+            "lr_min": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.005,
+                       "description": "Smallest learning rate (sampled log-uniformly)."},
+            "lr_max": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.5,
+                       "description": "Largest learning rate."},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 32,
+                           "description": "Minibatch size."},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
+                     "description": "Seed of the data split, the sampler and the initial weights."},
+        },
+    }
+
+    def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if config["hidden_min"] > config["hidden_max"]:
+            errors["hidden_min"] = ["must not exceed hidden_max"]
+        if config["lr_min"] > config["lr_max"]:
+            errors["lr_min"] = ["must not exceed lr_max"]
+        return errors
+
+    def budget(self, config: dict[str, Any]) -> float:
+        # ~2,000 samples x (64·H + H·10) multiply-adds x 6 (forward + backward) at ~1 GFLOP/s in NumPy.
+        flops = config["trials"] * config["epochs"] * 2000 * 6 * config["hidden_max"] * 74
+        return flops / 1e9 / 60
+
+    def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+        from search_spaces.kit import datasets
+
+        splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
+        x_train, x_val, x_test = (a.reshape(len(a), -1) for a in (splits.x_train, splits.x_val, splits.x_test))
+        classes = splits.info.num_classes
+        done = {t.number: t for t in reporter.completed_trials()}
+        best = _Best.restore(reporter.load_checkpoint())
+        total = config["trials"]
+        for number in range(total):
+            params = sample_params(config, number)
+            if number in done:
+                continue
+            if reporter.should_stop():
+                raise JobCancelled()
+            reporter.progress(number / total, f"trial {number + 1}/{total}")
+            started = time.time()
+            reporter.trial(number, params=params, state="running", started=started)
+            weights, val_acc, loss = train_mlp(
+                x_train, splits.y_train, x_val, splits.y_val, classes=classes, hidden=params["hidden"],
+                lr=params["lr"], epochs=config["epochs"], batch_size=config["batch_size"],
+                seed=inputs.seed * 1000 + number, reporter=reporter, trial=number,
+                progress=(number / total, 1 / total))
+            finished = time.time()
+            if best.improves(val_acc):
+                # Checkpoint before the trial is recorded as finished: a resume skips finished trials.
+                best = _Best(number, val_acc, weights)
+                reporter.save_checkpoint(best.dump())
+            reporter.trial(number, params=params, state="complete", values=[val_acc],
+                           metrics={"val_accuracy": val_acc, "train_loss": loss,
+                                    "params": int(sum(w.size for w in weights.values()))},
+                           started=started, finished=finished)
+            reporter.metric("trial_val_accuracy", val_acc, step=number)
+        if best.weights is None:
+            raise RuntimeError("no trial finished")
+        test_acc = accuracy(best.weights, x_test, splits.y_test)
+        path = inputs.workdir / "best_mlp.npz"
+        np.savez(path, **best.weights)
+        reporter.artifact("best_mlp.npz", path, "model")
+        summary = {"best_trial": best.number, "best_params": sample_params(config, best.number),
+                   "best_val_accuracy": best.val_acc, "test_accuracy": test_acc, "dataset": splits.info.name}
+        summary_path = inputs.workdir / "summary.json"
+        summary_path.write_text(json.dumps(summary, indent=2))
+        reporter.artifact("summary.json", summary_path, "data")
+        reporter.progress(1.0, "done")
+        return summary
+
+
+def sample_params(config: dict[str, Any], number: int) -> dict[str, Any]:
+    """Trial ``number``'s configuration: a pure function of (seed, number), so a resume samples the same."""
+    rng = np.random.default_rng([config["seed"], number])
+    hidden = int(round(math.exp(rng.uniform(math.log(config["hidden_min"]), math.log(config["hidden_max"])))))
+    lr = float(math.exp(rng.uniform(math.log(config["lr_min"]), math.log(config["lr_max"]))))
+    return {"hidden": hidden, "lr": round(lr, 6)}
+
+
+def _forward(w: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = np.maximum(x @ w["w1"] + w["b1"], 0.0)
+    return h, h @ w["w2"] + w["b2"]
+
+
+def accuracy(w: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    return float((_forward(w, x)[1].argmax(1) == y).mean())
+
+
+def train_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, classes: int, hidden: int,
+              lr: float, epochs: int, batch_size: int, seed: int, reporter: Reporter, trial: int,
+              progress: tuple[float, float]) -> tuple[dict[str, np.ndarray], float, float]:
+    """Softmax cross-entropy MLP (He init, plain SGD); returns weights, validation accuracy, last loss."""
+    rng = np.random.default_rng(seed)
+    n_in = x.shape[1]
+    w = {"w1": rng.normal(0, math.sqrt(2 / n_in), (n_in, hidden)).astype(np.float32),
+         "b1": np.zeros(hidden, np.float32),
+         "w2": rng.normal(0, math.sqrt(1 / hidden), (hidden, classes)).astype(np.float32),
+         "b2": np.zeros(classes, np.float32)}
+    loss = float("nan")
+    for epoch in range(epochs):
+        order = rng.permutation(len(x))
+        losses = []
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            h, logits = _forward(w, xb)
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(1, keepdims=True)
+            losses.append(float(-np.log(p[np.arange(len(yb)), yb] + 1e-12).mean()))
+            p[np.arange(len(yb)), yb] -= 1.0
+            p /= len(yb)
+            dh = (p @ w["w2"].T) * (h > 0)
+            w["w2"] -= lr * (h.T @ p)
+            w["b2"] -= lr * p.sum(0)
+            w["w1"] -= lr * (xb.T @ dh)
+            w["b1"] -= lr * dh.sum(0)
+        if reporter.should_stop():
+            raise JobCancelled()
+        loss = float(np.mean(losses))
+        reporter.metric("train_loss", loss, step=epoch, trial=trial)
+        reporter.metric("val_accuracy", accuracy(w, x_val, y_val), step=epoch, trial=trial)
+        reporter.progress(progress[0] + progress[1] * (epoch + 1) / epochs, f"trial {trial + 1}, epoch {epoch + 1}")
+    return w, accuracy(w, x_val, y_val), loss
+
+
+class _Best:
+    """The best trial so far; its bytes are the job's checkpoint."""
+
+    def __init__(self, number: int = -1, val_acc: float = -1.0, weights: dict[str, np.ndarray] | None = None):
+        self.number, self.val_acc, self.weights = number, val_acc, weights
+
+    def improves(self, val_acc: float) -> bool:
+        return val_acc > self.val_acc
+
+    def dump(self) -> bytes:
+        buf = io.BytesIO()
+        assert self.weights is not None
+        np.savez(buf, number=self.number, val_acc=self.val_acc, **self.weights)
+        return buf.getvalue()
+
+    @classmethod
+    def restore(cls, state: bytes | None) -> _Best:
+        if state is None:
+            return cls()
+        with np.load(io.BytesIO(state), allow_pickle=False) as data:
+            weights = {k: data[k] for k in ("w1", "b1", "w2", "b2")}
+            return cls(int(data["number"]), float(data["val_acc"]), weights)

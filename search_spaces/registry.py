@@ -1,0 +1,15 @@
+"""The one place job kinds are registered: adding a kind is one module and one line here."""
+
+from __future__ import annotations
+
+from search_spaces.base import JobKind
+from search_spaces.mlp_sweep import MlpSweep
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
+    MlpSweep(),
+)}
+
+
+def get_kind(name: str) -> JobKind:
+    """The registered kind called ``name``; ``KeyError`` if there is none."""
+    return KINDS[name]

@@ -1,0 +1,63 @@
+"""Session-wide real stacks: PostgreSQL + Redis (the production shape) and the embedded default."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from tests.stack import Stack
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+USERS = {"alice": "alice-pass-1", "bob": "bob-pass-1", "staff": "staff-pass-1"}
+
+
+@pytest.fixture(scope="session")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    name = f"automl_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    stack = Stack(tmp_path_factory.mktemp("pg-stack"), {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "CELERY_BROKER_URL": REDIS_URL})
+    try:
+        stack.manage("migrate", "--noinput")
+        for username, password in USERS.items():
+            stack.create_user(username, password, staff=username == "staff")
+        stack.start_web()
+        stack.start_worker("worker")
+        stack.start_maintenance()
+        yield stack
+    finally:
+        stack.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stack(pg_stack: Stack) -> Stack:
+    """The PostgreSQL + Redis stack with at least one worker running (a test may have killed it)."""
+    if not any(n.startswith("worker") for n in pg_stack.procs):
+        pg_stack.start_worker("worker")
+    return pg_stack
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var: Path = tmp_path_factory.mktemp("embedded")
+    stack = Stack(var, {})  # no DATABASE_URL, no CELERY_BROKER_URL: the defaults
+    try:
+        stack.manage("migrate", "--noinput")
+        stack.create_user("alice", USERS["alice"])
+        stack.start_web()
+        stack.start_worker("worker")
+        stack.start_maintenance()
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,76 @@
+"""A person in headless Chromium: log in, submit a job from the generated form, watch it finish."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import USERS
+from tests.stack import ROOT, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+@pytest.fixture
+def page(stack: Stack):  # noqa: ANN201
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        context = browser.new_context(base_url=stack.base_url, viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_log_in_submit_from_the_form_and_watch_progress_reach_100(page, stack: Stack) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Your jobs")).to_be_visible()
+    page.screenshot(path=SHOTS / "job_list.png", full_page=True)
+
+    page.get_by_role("link", name="Submit a job").click()
+    page.get_by_label("Kind").select_option("mlp_sweep")
+    trials = page.locator("#cfg-trials")
+    expect(trials).to_have_value("8")  # the kind's default, prefilled from its JSON Schema
+    page.get_by_label("Name").fill("from the browser")
+    trials.fill("0")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.locator("#cfg-trials-error")).to_contain_text("minimum")  # the API's field error, shown
+    trials.fill("3")
+    page.locator("#cfg-epochs").fill("40")
+    page.screenshot(path=SHOTS / "job_submit.png", full_page=True)
+    page.get_by_role("button", name="Submit").click()
+
+    expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
+    progress = page.locator("#job-progress")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#job-progress-text")).to_have_text("100%")
+    assert progress.evaluate("p => p.value") == 1.0
+    expect(page.locator("#trials tbody tr")).to_have_count(3)
+    expect(page.locator("#artifacts li")).to_have_count(2)
+    expect(page.locator("#curves .main-svg").first).to_be_visible()
+    page.screenshot(path=SHOTS / "job_detail.png", full_page=True)
+
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    expect(page.locator("#jobs tbody tr").first).to_contain_text("from the browser")

@@ -1,0 +1,92 @@
+"""The shared job-kind test suite: every registered kind runs it (like Optuna's pytest_samplers).
+
+Algorithm level, no Django: schema and defaults, a tiny run that stores trials/metrics/artifacts,
+cancel honoured, and a resume after a stop that does not redo finished trials. The same properties
+through a real worker and broker are in tests/e2e/test_kinds_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from search_spaces import registry
+from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryReporter
+
+KINDS = sorted(registry.KINDS)
+
+
+def _inputs(kind_name: str, tmp_path: Path, seed: int = 0) -> JobInputs:
+    kind = registry.get_kind(kind_name)
+    return JobInputs(seed=seed, dataset=kind.default_dataset, workdir=tmp_path,
+                     optuna_storage=f"sqlite:///{tmp_path / 'optuna.sqlite3'}", study_name="contract")
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_schema_is_valid_and_documented(name: str) -> None:
+    kind = registry.get_kind(name)
+    jsonschema.Draft202012Validator.check_schema(kind.schema)
+    assert kind.schema.get("additionalProperties") is False, "unknown keys must be refused"
+    for key, prop in kind.schema["properties"].items():
+        assert "default" in prop and prop.get("description"), f"{name}.{key} needs a default and a description"
+    assert kind.validate({}) == kind.defaults()
+    assert kind.validate(kind.tiny_config)
+    assert kind.title and kind.description and kind.default_dataset
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_bad_configs_are_refused_per_field(name: str) -> None:
+    kind = registry.get_kind(name)
+    with pytest.raises(ConfigError) as exc:
+        kind.validate({"no_such_option": 1})
+    assert "no_such_option" in exc.value.errors
+    first_int = next(k for k, p in kind.schema["properties"].items() if p.get("type") == "integer")
+    with pytest.raises(ConfigError) as exc:
+        kind.validate({first_int: "many"})
+    assert first_int in exc.value.errors
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_tiny_run_stores_trials_metrics_artifacts(name: str, tmp_path: Path) -> None:
+    kind = registry.get_kind(name)
+    reporter = MemoryReporter()
+    result = kind.run(kind.validate(kind.tiny_config), _inputs(name, tmp_path), reporter)
+    json.dumps(result)  # the result summary must be storable as JSON
+    finished = [t for t in reporter.trials.values() if t["state"] in ("complete", "pruned")]
+    assert len(finished) >= 3
+    assert reporter.metrics, "no metric points reported"
+    assert reporter.artifacts, "no artifacts reported"
+    for _, path, _ in reporter.artifacts:
+        assert path.exists() and path.stat().st_size > 0
+    assert reporter.progress_values[-1][0] == 1.0
+    if result.get("output_model"):
+        assert result["output_model"] in {a[0] for a in reporter.artifacts}
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_cancel_is_honoured(name: str, tmp_path: Path) -> None:
+    kind = registry.get_kind(name)
+    reporter = MemoryReporter(stop_after_trials=1)
+    with pytest.raises(JobCancelled):
+        kind.run(kind.validate(kind.tiny_config), _inputs(name, tmp_path), reporter)
+    finished = [t for t in reporter.trials.values() if t["state"] != "running"]
+    assert 1 <= len(finished) <= 2, "the kind kept working after should_stop() said stop"
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_resume_does_not_redo_finished_trials(name: str, tmp_path: Path) -> None:
+    kind = registry.get_kind(name)
+    config = kind.validate(kind.tiny_config)
+    first = MemoryReporter(stop_after_trials=2)
+    with pytest.raises(JobCancelled):
+        kind.run(config, _inputs(name, tmp_path), first)
+    done = first.finished_trials()
+    assert len(done) >= 2
+    second = MemoryReporter(checkpoint=first.checkpoint, completed=done)
+    kind.run(config, _inputs(name, tmp_path), second)
+    redone = {t.number for t in done} & set(second.trials)
+    assert not redone, f"trials {sorted(redone)} were run again after the resume"
+    assert len(done) + len(second.trials) >= 3

@@ -1,0 +1,41 @@
+"""Thin tasks: take an id, call a service, log the outcome. No business logic here."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    name="workers.tasks.run_job",
+    acks_late=True,  # the message goes back to the queue if the worker dies before finishing
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=settings.AUTOML["TIME_LIMIT_SECONDS"],
+    soft_time_limit=max(settings.AUTOML["TIME_LIMIT_SECONDS"] - 60, 1),
+    # Only the database being briefly away is worth a retry; an algorithm's failure is the job's.
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=5,
+    retry_backoff=True,
+)
+def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
+    """Run one job. A duplicate delivery is harmless: only the task that claims the job runs it."""
+    from automl_site.jobs.services import job_execute
+
+    outcome = job_execute(job_id=job_id, task_id=self.request.id or "")
+    log.info("job %s: %s", job_id, outcome)
+    return outcome
+
+
+@shared_task(name="workers.tasks.ping", ignore_result=False, acks_late=False)
+def ping() -> float:
+    """A no-op that answers with the worker's clock: a liveness probe and the dispatch benchmark's baseline."""
+    import time
+
+    return time.time()
