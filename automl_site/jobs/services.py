@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -101,7 +102,7 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
         raise ServiceError(errors)
     with transaction.atomic():
         # Lock the user's row so two concurrent submits cannot both pass the active-jobs limit.
-        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
         if active >= _conf("MAX_ACTIVE_JOBS_PER_USER"):
             raise ServiceError({"non_field_errors": f"you have {active} queued or running jobs; the limit is "

@@ -103,3 +103,17 @@ def test_openapi_schema_and_docs_are_served_offline(alice_api) -> None:  # noqa:
     assert docs.status_code == 200
     html = docs.content.decode()
     assert "swagger-ui" in html and "cdn" not in html.lower() and "unpkg" not in html
+
+
+def test_session_auth_submit_needs_csrf_and_works_with_it(alice) -> None:  # noqa: ANN001
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    assert browser.login(username="alice", password="alice-pass-1")
+    refused = browser.post("/api/v1/jobs/", {"kind": "mlp_sweep"}, content_type="application/json")
+    assert refused.status_code == 403 and Job.objects.count() == 0
+    browser.get("/submit/")  # sets the CSRF cookie, as the page does
+    token = browser.cookies["csrftoken"].value
+    r = browser.post("/api/v1/jobs/", {"kind": "mlp_sweep"}, content_type="application/json",
+                     HTTP_X_CSRFTOKEN=token)
+    assert r.status_code == 201, r.content
