@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
@@ -15,10 +16,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # report, don't raise: this is the page that says what is down
         checks["database"] = f"error: {exc}"
     try:
-        from workers.celery_app import app
+        from kombu import Connection
 
-        with app.connection_for_write() as conn:
+        # A fresh connection, not one from the pool: the check must see the broker as it is now.
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
+            conn.default_channel  # noqa: B018 - opening a channel is what proves the broker answers
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {exc}"
