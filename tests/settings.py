@@ -10,3 +10,11 @@ os.environ.setdefault("AUTOML_VAR_DIR", tempfile.mkdtemp(prefix="automl-tests-")
 from automl_site.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+    # One test database per checkout, so two checkouts on one machine can run their suites at once.
+    import hashlib
+    from pathlib import Path
+
+    _tag = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+    DATABASES["default"]["TEST"] = {"NAME": f"test_automl_{_tag}"}  # noqa: F405
