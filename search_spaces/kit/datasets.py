@@ -206,7 +206,7 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ..
 
 # --- built-in raw arrays ------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=len(BUILTIN))
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole dataset at its native range, loaded once per process and frozen against edits."""
     x, y = _LOADERS[name]()
@@ -367,7 +367,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             missing = [key for key in ("x", "y") if key not in npz.files]
             if missing:
                 raise DatasetError(f"the .npz needs arrays named x and y; it has {', '.join(npz.files) or 'none'}")
-            return npz["x"], npz["y"]
+            x, y = npz["x"], npz["y"]
     except DatasetError:
         raise
     except ValueError as exc:
@@ -377,6 +377,10 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"cannot read the .npz: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DatasetError(f"cannot read the .npz (corrupt or truncated?): {exc}") from None
+    # NumPy hands back raw bytes for a member that is not a .npy array.
+    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+        raise DatasetError("x and y in the .npz must be NumPy arrays saved with numpy.savez")
+    return x, y
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -130,3 +130,15 @@ def test_rerun_makes_a_new_job_with_the_same_config(stack: Stack) -> None:
     again = r.json()
     assert again["id"] != job["id"] and again["config"] == client.job(job["id"])["config"]
     assert client.wait_status(again["id"], "succeeded", timeout=60)["result"] == client.job(job["id"])["result"]
+
+
+def test_a_web_restart_while_jobs_run_loses_and_duplicates_nothing(stack: Stack) -> None:
+    client = _alice(stack)
+    jobs = [client.submit("mlp_sweep", {"trials": 3, "epochs": 30}) for _ in range(3)]
+    stack.kill("web", 15)
+    stack.start_web()
+    client = _alice(stack)
+    for job in jobs:
+        done = client.wait_status(job["id"], {"succeeded", "failed"}, timeout=90)
+        assert done["status"] == "succeeded" and done["attempts"] == 1
+        assert [t["number"] for t in client.trials(job["id"])] == [0, 1, 2]

@@ -1,0 +1,32 @@
+"""The shared job-kind suite through the real service: every registered kind, with its tiny config,
+runs to ``succeeded`` on a real worker and stores trials, metric points and artifacts.
+
+Cancel and resume of each kind's algorithm are in tests/kinds/test_contract.py; the service's cancel
+and kill -9 mechanics are in test_jobs_e2e.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from search_spaces import registry
+from tests.e2e.conftest import USERS
+from tests.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("name", sorted(registry.KINDS))
+def test_every_kind_runs_to_success_and_stores_its_work(stack: Stack, name: str) -> None:
+    kind = registry.get_kind(name)
+    client = stack.client("alice", USERS["alice"])
+    job = client.submit(name, kind.tiny_config, name=f"suite {name}")
+    job = client.wait_status(job["id"], {"succeeded", "failed", "cancelled"}, timeout=240)
+    assert job["status"] == "succeeded", job["error"]
+    trials = client.trials(job["id"])
+    assert len([t for t in trials if t["state"] in ("complete", "pruned")]) >= 3
+    assert client.get(f"/api/v1/jobs/{job['id']}/metrics/").json()["count"] > 0
+    artifacts = client.get(f"/api/v1/jobs/{job['id']}/artifacts/").json()["results"]
+    assert artifacts and all(a["size_bytes"] > 0 and len(a["sha256"]) == 64 for a in artifacts)
+    if job["result"].get("output_model"):
+        assert job["result"]["output_model"] in {a["name"] for a in artifacts}
