@@ -79,21 +79,24 @@ class Stack:
     def log_text(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace") if name in self.logs else ""
 
-    def start_web(self) -> str:
+    def start_web(self, name: str = "web", extra_env: dict[str, str] | None = None) -> str:
+        """Start gunicorn; the first one's URL becomes ``base_url``. Returns this one's URL."""
         port = free_port()
-        self._spawn("web", [str(VENV_BIN / "gunicorn"), "automl_site.wsgi", "--config", "deploy/gunicorn.conf.py"],
-                    {"PORT": str(port), "WEB_CONCURRENCY": "2", "WEB_ACCESS_LOG": ""})
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._spawn(name, [str(VENV_BIN / "gunicorn"), "automl_site.wsgi", "--config", "deploy/gunicorn.conf.py"],
+                    {"PORT": str(port), "WEB_CONCURRENCY": "2", "WEB_ACCESS_LOG": "", **(extra_env or {})})
+        url = f"http://127.0.0.1:{port}"
 
-        def healthy() -> bool:
-            self._check_alive("web")
+        def answers() -> bool:
+            self._check_alive(name)
             try:
-                return requests.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+                return requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503)
             except requests.RequestException:
                 return False
 
-        wait_for(healthy, 60, "the web server")
-        return self.base_url
+        wait_for(answers, 60, f"the web server {name}")
+        if name == "web":
+            self.base_url = url
+        return url
 
     def start_worker(self, name: str = "worker", concurrency: int = 1) -> None:
         self._spawn(name, [str(VENV_BIN / "celery"), "-A", "workers.celery_app", "worker", "--loglevel=INFO",

@@ -113,13 +113,23 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
     return job
 
 
-def job_enqueue(*, job_id: int) -> None:
-    """Ring the broker's doorbell for a queued job. The database stays the source of truth."""
+def job_enqueue(*, job_id: int) -> bool:
+    """Ring the broker's doorbell for a queued job. The database stays the source of truth.
+
+    A broker that is down does not fail the caller: the job stays queued with no ``enqueued_at`` and
+    the maintenance loop sends its message once the broker is back.
+    """
     from workers.celery_app import app
 
-    result = app.send_task("workers.tasks.run_job", args=[job_id])
+    try:
+        result = app.send_task("workers.tasks.run_job", args=[job_id], retry=True,
+                               retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2})
+    except Exception:  # kombu raises several types for an unreachable broker
+        log.warning("could not enqueue job %s; the maintenance loop will retry", job_id, exc_info=True)
+        return False
     Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
         enqueued_at=timezone.now(), celery_task_id=result.id)
+    return True
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -263,9 +273,7 @@ def jobs_reenqueue_lost() -> int:
     cutoff = timezone.now() - dt.timedelta(seconds=_conf("REQUEUE_AFTER_SECONDS"))
     ids = list(Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)).values_list("id", flat=True))
-    for job_id in ids:
-        job_enqueue(job_id=job_id)
-    return len(ids)
+    return sum(job_enqueue(job_id=job_id) for job_id in ids)
 
 
 # --- datasets and models ----------------------------------------------------------------------------

@@ -142,3 +142,18 @@ def test_a_web_restart_while_jobs_run_loses_and_duplicates_nothing(stack: Stack)
         done = client.wait_status(job["id"], {"succeeded", "failed"}, timeout=90)
         assert done["status"] == "succeeded" and done["attempts"] == 1
         assert [t["number"] for t in client.trials(job["id"])] == [0, 1, 2]
+
+
+def test_a_submit_while_the_broker_is_unreachable_is_accepted_and_runs_later(stack: Stack) -> None:
+    # A second web server whose broker is unreachable (a closed port), on the same database.
+    url = stack.start_web("web-no-broker", {"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"})
+    try:
+        client = ApiClient(url, "alice", USERS["alice"])
+        assert client.get("/healthz").status_code == 503
+        job = client.submit("mlp_sweep", {"trials": 3, "epochs": 5})
+        assert client.job(job["id"])["status"] == "queued"
+        # the maintenance loop (on the real broker) sends its message; the worker runs it
+        done = _alice(stack).wait_status(job["id"], {"succeeded", "failed"}, timeout=60)
+        assert done["status"] == "succeeded"
+    finally:
+        stack.kill("web-no-broker", 15)
