@@ -29,7 +29,7 @@ def jobs(alice, bob):  # noqa: ANN001, ANN201
 def test_staff_see_every_users_jobs_with_filters_and_search(staff_browser, jobs) -> None:  # noqa: ANN001
     page = staff_browser.get("/admin/jobs/job/").content.decode()
     assert "alice-sweep" in page and "bob-sweep" in page
-    filtered = staff_browser.get("/admin/jobs/job/?owner__id__exact=%d" % jobs[0].owner_id).content.decode()
+    filtered = staff_browser.get(f"/admin/jobs/job/?owner__id__exact={jobs[0].owner_id}").content.decode()
     assert "alice-sweep" in filtered and "bob-sweep" not in filtered
     assert "bob-sweep" in staff_browser.get("/admin/jobs/job/?q=bob").content.decode()
     assert staff_browser.get("/admin/jobs/job/?status__exact=queued&kind__exact=mlp_sweep").status_code == 200
