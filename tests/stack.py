@@ -112,14 +112,15 @@ class Stack:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_text(name)[-4000:]}")
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (a prefork worker and its pool children)."""
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, group: bool = True) -> None:
+        """Signal the whole process group (a prefork worker and its pool children, as a machine that dies),
+        or with ``group=False`` the main process only (as systemd's KillMode=mixed or a supervisor does)."""
         proc = self.procs.pop(name)
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         except ProcessLookupError:
             pass
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
 
     def stop(self) -> None:
         for name in list(self.procs):

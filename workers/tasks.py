@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -28,7 +29,7 @@ def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Run one job. A duplicate delivery is harmless: only the task that claims the job runs it."""
     from automl_site.jobs.services import job_execute
 
-    outcome = job_execute(job_id=job_id, task_id=self.request.id or "")
+    outcome = job_execute(job_id=job_id, task_id=self.request.id or "", host=self.request.hostname or "")
     log.info("job %s: %s", job_id, outcome)
     return outcome
 
@@ -39,3 +40,14 @@ def ping() -> float:
     import time
 
     return time.time()
+
+
+@worker_shutting_down.connect
+def release_running_jobs(sender: str, **kwargs: object) -> None:
+    """A graceful stop (deploy, restart) hands this worker's jobs back to the queue within a heartbeat,
+    instead of holding the shutdown until they finish; they resume from their checkpoints elsewhere."""
+    from automl_site.jobs.services import jobs_release_worker
+
+    released = jobs_release_worker(host=sender)
+    if released:
+        log.info("shutting down: %d running job(s) handed back to the queue", released)

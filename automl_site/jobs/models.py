@@ -89,6 +89,9 @@ class Job(models.Model):
     celery_task_id = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    # Set when the worker running the job shuts down gracefully: the job stops at its next check and
+    # goes back to the queue, to resume from its checkpoint on another worker.
+    requeue_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 
 from automl_site.jobs.models import Artifact, FpgaReport, Job, JobCheckpoint, JobStatus, MetricPoint, Trial
@@ -100,7 +101,7 @@ class Heartbeat(threading.Thread):
         if rows == 0:
             self.lost.set()
             self.stop_requested.set()
-        elif Job.objects.filter(id=self.job_id, cancel_requested=True).exists():
+        elif Job.objects.filter(Q(cancel_requested=True) | Q(requeue_requested=True), id=self.job_id).exists():
             self.stop_requested.set()
 
     def run(self) -> None:

@@ -168,7 +168,7 @@ def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
     with transaction.atomic():
         rows = Job.objects.filter(claimable, id=job_id).update(
             status=JobStatus.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now, worker_host=host,
-            celery_task_id=task_id, started_at=now, progress_message="starting")
+            celery_task_id=task_id, started_at=now, progress_message="starting", requeue_requested=False)
         if rows != 1:
             return None
         return Job.objects.values_list("attempts", flat=True).get(id=job_id)
@@ -202,11 +202,11 @@ def optuna_storage_url() -> str:
     return f"postgresql+psycopg://{auth}{db.get('HOST') or 'localhost'}{port}/{db['NAME']}"
 
 
-def job_execute(*, job_id: int, task_id: str) -> str:
+def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
     """Claim and run one job to its end; returns what happened (for the worker's log)."""
     from automl_site.jobs.reporting import DbReporter, Heartbeat, json_safe
 
-    attempt = job_claim(job_id=job_id, task_id=task_id, host=_conf("HOSTNAME"))
+    attempt = job_claim(job_id=job_id, task_id=task_id, host=host or _conf("HOSTNAME"))
     if attempt is None:
         return "not claimed"
     job = Job.objects.select_related("dataset", "model", "parent").get(id=job_id)
@@ -222,6 +222,11 @@ def job_execute(*, job_id: int, task_id: str) -> str:
         reporter.flush()
         if heartbeat.lost.is_set():
             return "lost claim"
+        if mine.filter(requeue_requested=True, cancel_requested=False).update(
+                status=JobStatus.QUEUED, requeue_requested=False,
+                progress_message="re-queued: its worker shut down"):
+            job_enqueue(job_id=job_id)
+            return "re-queued"
         mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
         return "cancelled"
     except Exception as exc:  # any failure of the algorithm is the job's failure, with its message
@@ -244,6 +249,11 @@ def _workdir_root() -> Path:
     root = Path(settings.AUTOML_WORK_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def jobs_release_worker(*, host: str) -> int:
+    """A worker is shutting down gracefully: ask its running jobs to stop and go back to the queue."""
+    return Job.objects.filter(status=JobStatus.RUNNING, worker_host=host).update(requeue_requested=True)
 
 
 # --- maintenance (periodic) -------------------------------------------------------------------------

@@ -113,8 +113,9 @@ def load(name: str | None = None, *, path: Path | None = None, seed: int = 0, va
          test_fraction: float = 0.15, max_train: int | None = None) -> Splits:
     """Load a built-in dataset (``name``, default ``digits``) or an upload (``path``, which wins).
 
-    The split is stratified and fixed by ``seed``; ``max_train`` keeps a stratified subset of the
-    training split only, so validation and test sets do not change with it.
+    The split is stratified and fixed by ``seed`` (Fashion-MNIST's official train and test files are
+    pooled and re-split like every other set); ``max_train`` keeps a stratified subset of the training
+    split only, so validation and test sets do not change with it.
     """
     _check_fractions(val_fraction, test_fraction)
     if path is not None:
@@ -256,7 +257,12 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
     # The official train/test files are pooled: every dataset is split the same way, by seed.
-    parts = {key: _read_idx(_fashion_file(stem)) for key, stem in _FASHION_FILES.items()}  # type: ignore[arg-type]
+    parts = {}
+    for key, stem in _FASHION_FILES.items():
+        path = _fashion_file(stem)
+        if path is None:
+            raise DatasetError(f"install the Debian package {FASHION_MNIST_PACKAGE} ({stem} is missing)")
+        parts[key] = _read_idx(path)
     x = np.concatenate([parts["train_x"], parts["test_x"]]).reshape(-1, 1, 28, 28)
     y = np.concatenate([parts["train_y"], parts["test_y"]])
     return x, y

@@ -108,9 +108,9 @@ def _positive_int(arch: dict[str, Any], key: str, minimum: int = 1) -> int:
 
 def _int_list(arch: dict[str, Any], key: str, *, minimum: int, required: bool = False) -> list[int]:
     value = arch.get(key)
-    ok = isinstance(value, list | tuple) and all(
+    ok = isinstance(value, list | tuple) and len(value) <= 64 and all(
         isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= 100_000 for v in value)
-    if not ok or (required and not value) or len(value) > 64:
+    if not isinstance(value, list | tuple) or not ok or (required and not value):
         raise ModelError(f"{key} must be a {'non-empty ' if required else ''}list of integers ≥ {minimum}; "
                          f"got {value!r}")
     return list(value)

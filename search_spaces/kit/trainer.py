@@ -182,18 +182,20 @@ class _Loop:
         # Detached losses wait in a list and are summed once per reported point: per-batch tensor adds
         # (or ``.item()``, a sync on a GPU) would cost a tiny model a noticeable share of its step time.
         losses: list[torch.Tensor] = []
-        for b, start in enumerate(range(0, len(order), self.batch_size), start=1):
+        model, opt, xs, ys, batch, masked, every = (self.model, self.opt, self.xs, self.ys, self.batch_size,
+                                                    self.masked, self.loss_every)
+        for b, start in enumerate(range(0, len(order), batch), start=1):
             self._check_stop()
-            idx = order[start:start + self.batch_size]
-            loss = F.cross_entropy(self.model(self.xs[idx]), self.ys[idx])
-            self.opt.zero_grad(set_to_none=True)
+            idx = order[start:start + batch]
+            loss = F.cross_entropy(model(xs[idx]), ys[idx])
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.opt.step()
-            if self.masked:
-                _apply_masks(self.masked)
+            opt.step()
+            if masked:
+                _apply_masks(masked)
             losses.append(loss.detach())
-            if b % self.loss_every == 0:
-                self._report_loss(losses[-self.loss_every:], self.step_offset + epoch * self.steps_per_epoch + b)
+            if b % every == 0:
+                self._report_loss(losses[-every:], self.step_offset + epoch * self.steps_per_epoch + b)
         self.global_step = self.step_offset + (epoch + 1) * self.steps_per_epoch
         return torch.stack(losses).mean().item()
 
@@ -219,7 +221,7 @@ def _bind_masks(model: nn.Module, masks: dict[str, torch.Tensor] | None,
     unknown = sorted(set(masks) - set(params))
     if unknown:
         raise ValueError(f"masks name parameters the model does not have: {', '.join(unknown)}")
-    bound = []
+    bound: list[tuple[torch.Tensor, torch.Tensor]] = []
     for name, mask in masks.items():
         if mask.shape != params[name].shape:
             raise ValueError(f"mask {name} has shape {tuple(mask.shape)}, the parameter {tuple(params[name].shape)}")

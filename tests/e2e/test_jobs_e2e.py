@@ -157,3 +157,21 @@ def test_a_submit_while_the_broker_is_unreachable_is_accepted_and_runs_later(sta
         assert done["status"] == "succeeded"
     finally:
         stack.kill("web-no-broker", 15)
+
+
+def test_a_graceful_worker_stop_hands_its_job_back_and_it_resumes(stack: Stack) -> None:
+    client = _alice(stack)
+    job = client.submit("mlp_sweep", SLOW)
+    wait_for(lambda: len([t for t in client.trials(job["id"]) if t["state"] == "complete"]) >= 2, 90,
+             "two finished trials")
+    t0 = time.monotonic()
+    stack.kill("worker", 15, group=False)  # SIGTERM to the main process: Celery's warm shutdown
+    assert time.monotonic() - t0 < 10, "the shutdown waited for the whole job"
+    before = {t["number"]: t for t in client.trials(job["id"]) if t["state"] == "complete"}
+    assert client.job(job["id"])["status"] == "queued"
+    stack.start_worker("worker")
+    done = client.wait_status(job["id"], {"succeeded", "failed"}, timeout=120)
+    assert done["status"] == "succeeded", done["error"]
+    after = {t["number"]: t for t in client.trials(job["id"])}
+    assert sorted(after) == list(range(SLOW["trials"]))
+    assert all(after[n]["started_at"] == t["started_at"] for n, t in before.items())
