@@ -167,8 +167,10 @@ class JobKind(ABC):
         """Cross-field checks after schema validation; return per-field messages (empty when fine)."""
         return {}
 
-    def budget(self, config: dict[str, Any]) -> float:
-        """A rough cost of the job in CPU-minutes on a 2-core machine, checked against per-user limits."""
+    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+        """A rough cost of the job in CPU-minutes on a 2-core machine, checked against per-user limits.
+
+        ``dataset`` is the built-in dataset's name (``None`` for an upload)."""
         return 1.0
 
     @abstractmethod

@@ -56,7 +56,7 @@ class MlpSweep(JobKind):
             errors["lr_min"] = ["must not exceed lr_max"]
         return errors
 
-    def budget(self, config: dict[str, Any]) -> float:
+    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
         # ~2,000 samples x (64·H + H·10) multiply-adds x 6 (forward + backward) at ~1 GFLOP/s in NumPy.
         flops = config["trials"] * config["epochs"] * 2000 * 6 * config["hidden_max"] * 74
         return flops / 1e9 / 60

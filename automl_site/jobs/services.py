@@ -94,7 +94,7 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
             errors["parent"] = f"job {parent.pk} has no output model (status {parent.status})"
     if model is not None and parent is not None:
         errors["model"] = "give either model or parent, not both"
-    budget = job_kind.budget(config)
+    budget = job_kind.budget(config, dataset_row.builtin or None)
     if budget > _conf("MAX_BUDGET_PER_JOB"):
         errors["config"] = (f"estimated budget {budget:.1f} CPU-minutes is over the per-job limit of "
                             f"{_conf('MAX_BUDGET_PER_JOB'):.0f}")

@@ -74,3 +74,25 @@ def test_log_in_submit_from_the_form_and_watch_progress_reach_100(page, stack: S
 
     page.get_by_role("link", name="Jobs", exact=True).click()
     expect(page.locator("#jobs tbody tr").first).to_contain_text("from the browser")
+
+
+def test_the_form_offers_choice_lists_as_checkboxes(page, stack: Stack) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.goto("/login/?next=/submit/%3Fkind%3Dgranularity_sweep")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_label("Kind")).to_have_value("granularity_sweep")
+    for option in ("fine", "vector", "kernel", "filter"):
+        expect(page.get_by_role("checkbox", name=option)).to_be_checked()  # the schema's default: all four
+    page.get_by_role("checkbox", name="filter").uncheck()
+    page.locator("#cfg-n_trials").fill("2")
+    page.screenshot(path=SHOTS / "job_submit_granularity.png")
+    page.get_by_role("button", name="Submit").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
+    job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    client = stack.client("alice", USERS["alice"])
+    assert client.job(job_id)["config"]["granularities"] == ["fine", "vector", "kernel"]
+    client.post(f"/api/v1/jobs/{job_id}/cancel/")
+    client.wait_status(job_id, {"cancelled", "succeeded", "failed"}, timeout=30)

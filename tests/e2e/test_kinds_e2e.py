@@ -30,3 +30,24 @@ def test_every_kind_runs_to_success_and_stores_its_work(stack: Stack, name: str)
     assert artifacts and all(a["size_bytes"] > 0 and len(a["sha256"]) == 64 for a in artifacts)
     if job["result"].get("output_model"):
         assert job["result"]["output_model"] in {a["name"] for a in artifacts}
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in registry.KINDS.items() if v.accepts_model))
+def test_a_succeeded_jobs_output_model_is_the_next_jobs_input(stack: Stack, name: str) -> None:
+    kind = registry.get_kind(name)
+    client = stack.client("alice", USERS["alice"])
+    parent = client.wait_status(client.submit(name, kind.tiny_config)["id"], {"succeeded", "failed"}, timeout=240)
+    assert parent["status"] == "succeeded" and parent["result"]["output_model"], parent
+    child = client.submit(name, kind.tiny_config, parent=parent["id"], name="child")
+    child = client.wait_status(child["id"], {"succeeded", "failed"}, timeout=240)
+    assert child["status"] == "succeeded", child["error"]
+    assert child["parent"] == parent["id"]
+
+
+def test_the_embedded_default_runs_every_kind(embedded_stack: Stack) -> None:
+    """SQLite holds Django's tables and Optuna's study side by side; the kinds must not lock each other out."""
+    client = embedded_stack.client("alice", USERS["alice"])
+    jobs = [client.submit(name, registry.get_kind(name).tiny_config) for name in sorted(registry.KINDS)]
+    for job in jobs:
+        done = client.wait_status(job["id"], {"succeeded", "failed", "cancelled"}, timeout=240)
+        assert done["status"] == "succeeded", (done["kind"], done["error"])

@@ -80,7 +80,15 @@ const AutoML = (() => {
     if (prop.maximum !== undefined) bounds.push(`max ${prop.maximum}`);
     wrap.append(el("label", {for: id, text: name.replaceAll("_", " ") + (bounds.length ? ` (${bounds.join(", ")})` : "")}));
     let input;
-    if (prop.enum) {
+    if (prop.type === "array" && prop.items && prop.items.enum) {
+      // A set of choices: one checkbox each, so nobody has to type JSON.
+      input = el("span", {id, role: "group", class: "choices", "data-choices": "1"});
+      for (const option of prop.items.enum) {
+        const box = el("input", {type: "checkbox", id: `${id}-${option}`, value: option,
+                                 checked: (value || []).includes(option)});
+        input.append(el("label", {class: "choice", for: `${id}-${option}`}, box, ` ${option}`));
+      }
+    } else if (prop.enum) {
       input = el("select", {id, name});
       for (const option of prop.enum) input.append(el("option", {value: option, text: option, selected: option === value}));
     } else if (prop.type === "boolean") {
@@ -102,6 +110,7 @@ const AutoML = (() => {
 
   function readField(input) {
     const type = input.dataset.type;
+    if (input.dataset.choices) return [...input.querySelectorAll("input:checked")].map(box => box.value);
     if (input.type === "checkbox") return input.checked;
     if (input.dataset.json) { try { return JSON.parse(input.value); } catch (e) { return input.value; } }
     if (type === "integer" || type === "number") return input.value === "" ? null : Number(input.value);
@@ -138,7 +147,7 @@ const AutoML = (() => {
       event.preventDefault();
       for (const e of form.querySelectorAll(".error")) e.textContent = "";
       const config = {};
-      for (const input of fields.querySelectorAll("input, select")) config[input.name] = readField(input);
+      for (const input of fields.querySelectorAll("[data-type]")) config[input.name || input.id.slice(4)] = readField(input);
       const body = {kind: kindSelect.value, name: form.elements.name.value, config, dataset: datasetSelect.value};
       if (!document.getElementById("parent-row").hidden && parentSelect.value) body.parent = Number(parentSelect.value);
       const button = document.getElementById("submit-button");

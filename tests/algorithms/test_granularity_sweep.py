@@ -1,0 +1,195 @@
+"""The granularity_sweep kind end to end on digits with tiny budgets (no Django): trials, artifacts,
+cancel, resume without rerunning finished trials, and n_trials counted across workers of one study."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import optuna
+import pytest
+
+from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryReporter
+from search_spaces.granularity_sweep import GranularitySweep
+
+KIND = GranularitySweep()
+TINY = {"n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1, "seed": 0}
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    return KIND.validate({**TINY, **overrides})
+
+
+def inputs(tmp: Path, **kwargs: Any) -> JobInputs:
+    return JobInputs(workdir=tmp, dataset="digits", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[MemoryReporter, dict[str, Any], Path]:
+    workdir = tmp_path_factory.mktemp("first")
+    reporter = MemoryReporter()
+    result = KIND.run(config(), inputs(workdir), reporter)
+    return reporter, result, workdir
+
+
+def dense_checkpoint(first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> bytes:
+    blob = first_run[0].checkpoint
+    assert blob is not None
+    return blob
+
+
+def test_schema_defaults_and_checks() -> None:
+    jsonschema.Draft202012Validator.check_schema(KIND.schema)
+    assert KIND.schema["additionalProperties"] is False
+    for name, prop in KIND.schema["properties"].items():
+        assert "default" in prop and "description" in prop, name
+    defaults = KIND.validate({})
+    assert defaults["granularities"] == ["fine", "vector", "kernel", "filter"]
+    assert 0 < KIND.budget(defaults) < 15
+    with pytest.raises(ConfigError) as err:
+        KIND.validate({"sparsity_min": 0.9, "sparsity_max": 0.6})
+    assert "sparsity_min" in err.value.errors
+    with pytest.raises(ConfigError):
+        KIND.validate({"granularities": []})
+    with pytest.raises(ConfigError):
+        KIND.validate({"granularities": ["fine", "fine"]})
+    with pytest.raises(ConfigError):
+        KIND.validate({"parallel_trials": 9})
+
+
+def test_module_top_imports_no_torch() -> None:
+    code = ("import sys, search_spaces.granularity_sweep, search_spaces.granularity.storage; "
+            "sys.exit(int(any(m in sys.modules for m in ('torch', 'optuna'))))")
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_run_stores_trials_results_and_artifacts(first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    reporter, result, workdir = first_run
+    assert sorted(reporter.trials) == [0, 1, 2, 3]
+    for trial in reporter.trials.values():
+        assert trial["state"] == "complete"
+        accuracy, ratio = trial["values"]
+        assert 0.0 <= accuracy <= 1.0 and ratio > 1.0
+        m = trial["metrics"]
+        assert m["granularity"] in ("fine", "vector", "kernel", "filter")
+        assert 0.0 < m["sparsity"] < 1.0 and m["index_bits"] == 4 and m["value_bits"] == 8
+        assert m["compression_ratio"] == ratio and m["dense_accuracy"] > 0.8
+        assert trial["started"] <= trial["finished"]
+    assert any(name.startswith("pretrain/") for name, *_ in reporter.metrics)
+    assert result["dense_accuracy"] > 0.8 and result["trials"]["complete"] == 4
+    assert result["pareto"] and all(len(p["values"]) == 2 for p in result["pareto"])
+    best = [b for b in result["best_by_granularity"].values() if b]
+    assert best and all(0.0 <= b["test_accuracy"] <= 1.0 for b in best)
+    assert result["output_model"] in {b["model"] for b in best}
+    names = {name: (path, kind) for name, path, kind in reporter.artifacts}
+    for plot in ("pareto_front.html", "accuracy_vs_sparsity.html", "optimization_history.html"):
+        path, kind = names[plot]
+        html = path.read_text()
+        assert kind == "plot" and "Plotly.newPlot" in html
+        assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js is inline: the page works offline
+    for b in best:
+        assert names[b["model"]][1] == "model" and names[b["model"]][0].stat().st_size > 0
+    assert (workdir / "summary.json").is_file()
+    assert reporter.progress_values[-1][0] == 1.0
+
+
+def test_cancel_then_in_memory_resume(tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    reporter = MemoryReporter(stop_after_trials=2, checkpoint=dense_checkpoint(first_run))
+    with pytest.raises(JobCancelled):
+        KIND.run(config(), inputs(tmp_path), reporter)
+    done = reporter.finished_trials()
+    assert [t.number for t in done] == [0, 1]
+    resumed = MemoryReporter(checkpoint=reporter.checkpoint, completed=done)
+    result = KIND.run(config(), inputs(tmp_path), resumed)
+    assert sorted(resumed.trials) == [2, 3]  # 0 and 1 were not run again
+    assert result["trials"]["complete"] == 4
+    assert not any(name.startswith("pretrain/") for name, *_ in resumed.metrics)
+
+
+def test_resume_with_sqlite_study(tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    job = inputs(tmp_path, optuna_storage=url, study_name="job-1")
+    reporter = MemoryReporter(stop_after_trials=2, checkpoint=dense_checkpoint(first_run))
+    with pytest.raises(JobCancelled):
+        KIND.run(config(n_trials=5), job, reporter)
+    study = optuna.load_study(study_name="job-1", storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+    resumed = MemoryReporter(checkpoint=reporter.checkpoint, completed=reporter.finished_trials())
+    result = KIND.run(config(n_trials=5), job, resumed)
+    assert sorted(n for n, t in resumed.trials.items() if t["state"] == "complete") == [2, 3, 4]
+    study = optuna.load_study(study_name="job-1", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    assert result["trials"]["complete"] == 5
+
+
+def test_parallel_trials_share_the_count(tmp_path: Path,
+                                         first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
+    result = KIND.run(config(n_trials=5, parallel_trials=2), inputs(tmp_path), reporter)
+    assert sorted(reporter.trials) == [0, 1, 2, 3, 4]
+    assert result["trials"]["complete"] == 5
+
+
+def test_two_workers_on_one_study_run_n_not_2n(tmp_path: Path,
+                                                first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    from search_spaces.granularity.sweep import SweepConfig, run_sweep
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = SweepConfig.from_config(config(n_trials=5))
+    reporters = [MemoryReporter(checkpoint=dense_checkpoint(first_run)) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            run_sweep(settings, inputs(tmp_path / f"w{index}", optuna_storage=url, study_name="shared"),
+                      reporters[index], worker_index=index)
+        except BaseException as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 5
+    ran = [n for r in reporters for n, t in r.trials.items() if t["state"] == "complete"]
+    assert sorted(ran) == [0, 1, 2, 3, 4]
+
+
+def test_single_objective_mode_stores_pruned_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    # A pruner that gives up on every trial at its first reported epoch makes the pruned path certain.
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **_: optuna.pruners.ThresholdPruner(lower=2.0))
+    reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
+    result = KIND.run(config(mode="single", target_compression=6.0, n_trials=2, granularities=["fine", "kernel"],
+                             retrain_epochs=2, prune_steps=2), inputs(tmp_path), reporter)
+    assert [t["state"] for t in reporter.trials.values()] == ["pruned", "pruned"]
+    assert result["trials"] == {"complete": 0, "pruned": 2, "failed": 0}
+
+
+def test_single_objective_mode_reaches_the_budget(tmp_path: Path,
+                                                 first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
+    KIND.run(config(mode="single", target_compression=6.0, n_trials=2), inputs(tmp_path), reporter)
+    for trial in reporter.trials.values():
+        assert len(trial["values"]) == 1
+        assert trial["metrics"]["meets_budget"] and trial["metrics"]["compression_ratio"] >= 6.0
+
+
+def test_input_model_is_pruned_without_pretraining(tmp_path: Path,
+                                                   first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    reporter, result, workdir = first_run
+    model_file = workdir / result["output_model"]  # a pruned model of the first run, in the kit's format
+    again = MemoryReporter()
+    out = KIND.run(config(n_trials=1, granularities=["filter"]), inputs(tmp_path, model_path=model_file), again)
+    assert out["dense_model"] == "input model"
+    assert not any(name.startswith("pretrain/") for name, *_ in again.metrics)
+    assert again.trials[0]["metrics"]["granularity"] == "filter"
