@@ -173,6 +173,19 @@ class JobKind(ABC):
         ``dataset`` is the built-in dataset's name (``None`` for an upload)."""
         return 1.0
 
+    def helpers(self, config: dict[str, Any]) -> int:
+        """How many helper runs the service should start beside the job (0: the job works alone).
+
+        A kind whose work can be shared by several worker processes (trials of one Optuna study in the
+        service's database) returns its parallelism minus one and implements :meth:`run_helper`.
+        """
+        return 0
+
+    def run_helper(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter, index: int) -> None:
+        """Help the running job ``index`` (1..helpers): report trials through ``reporter`` like the job does,
+        read its checkpoint, stop on ``should_stop()``. The job's own :meth:`run` writes the result."""
+        raise NotImplementedError(f"{self.name} has no helper runs")
+
     @abstractmethod
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         """Do the work and return the result summary (JSON-serialisable).

@@ -90,7 +90,9 @@ class GranularitySweep(JobKind):
             "sampler": {"type": "string", "enum": ["tpe", "nsga2"], "default": "tpe",
                         "description": "Optuna sampler (seeded): TPE, or NSGA-II for multi-objective mode."},
             "parallel_trials": {"type": "integer", "minimum": 1, "maximum": 8, "default": 1,
-                                "description": "Trials run at once by this job (threads sharing the study)."},
+                                "description": "Worker processes running trials of this job's study at once: "
+                                               "the job plus parallel_trials - 1 helper tasks on the queue "
+                                               "(other Celery workers pick them up)."},
             "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
                      "description": "Seed of the data split, the dense model, the sampler and retraining."},
         },
@@ -113,6 +115,14 @@ class GranularitySweep(JobKind):
         trial_seconds = config["prune_steps"] * mean_retrain * epoch + 0.05
         seconds = 20 + config["pretrain_epochs"] * epoch + config["n_trials"] * trial_seconds
         return seconds / 60
+
+    def helpers(self, config: dict[str, Any]) -> int:
+        return config["parallel_trials"] - 1
+
+    def run_helper(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter, index: int) -> None:
+        from search_spaces.granularity.sweep import SweepConfig, help_sweep
+
+        help_sweep(SweepConfig.from_config(config), inputs, reporter, worker_index=index)
 
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         from dataclasses import replace

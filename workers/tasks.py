@@ -34,6 +34,17 @@ def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     return outcome
 
 
+@shared_task(bind=True, name="workers.tasks.run_job_helper", acks_late=False, ignore_result=True,
+             time_limit=settings.AUTOML["TIME_LIMIT_SECONDS"])
+def run_job_helper(self, job_id: int, index: int) -> str:  # noqa: ANN001 - Celery's bound task
+    """Help a running job (best effort: a lost helper only means less parallelism)."""
+    from automl_site.jobs.services import job_help
+
+    outcome = job_help(job_id=job_id, index=index)
+    log.info("job %s helper %s: %s", job_id, index, outcome)
+    return outcome
+
+
 @shared_task(name="workers.tasks.ping", ignore_result=False, acks_late=False)
 def ping() -> float:
     """A no-op that answers with the worker's clock: a liveness probe and the dispatch benchmark's baseline."""

@@ -86,19 +86,21 @@ class Heartbeat(threading.Thread):
     match no row and the running algorithm is told to stop.
     """
 
-    def __init__(self, job_id: int, attempt: int, interval: float) -> None:
+    def __init__(self, job_id: int, attempt: int, interval: float, *, write: bool = True) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.job_id = job_id
         self.attempt = attempt
         self.interval = interval
+        # A helper run only watches: the job's liveness is its own process's heartbeat.
+        self.write = write
         self.stop_requested = threading.Event()
         self.lost = threading.Event()
         self._done = threading.Event()
 
     def beat(self) -> None:
-        rows = Job.objects.filter(id=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt).update(
-            heartbeat_at=timezone.now())
-        if rows == 0:
+        mine = Job.objects.filter(id=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt)
+        alive = mine.update(heartbeat_at=timezone.now()) if self.write else mine.exists()
+        if not alive:
             self.lost.set()
             self.stop_requested.set()
         elif Job.objects.filter(Q(cancel_requested=True) | Q(requeue_requested=True), id=self.job_id).exists():
@@ -206,3 +208,17 @@ class DbReporter:
     def cleanup(self) -> None:
         self.flush()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class HelperReporter(DbReporter):
+    """Reporter of a helper run: trials and curves go to the job; the progress bar, the checkpoint and
+    the files belong to the job's own process, which this one only reads."""
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.flush()
+
+    def save_checkpoint(self, state: bytes) -> None:
+        pass
+
+    def artifact(self, name: str, path: Path, kind: str) -> None:
+        pass

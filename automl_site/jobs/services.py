@@ -217,7 +217,10 @@ def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
     mine = Job.objects.filter(id=job_id, status=JobStatus.RUNNING, attempts=attempt)
     try:
         inputs = _job_inputs(job, workdir)
-        result = registry.get_kind(job.kind).run(job.config, inputs, reporter)
+        kind = registry.get_kind(job.kind)
+        for index in range(1, kind.helpers(job.config) + 1):
+            job_helper_enqueue(job_id=job_id, index=index)
+        result = kind.run(job.config, inputs, reporter)
     except JobCancelled:
         reporter.flush()
         if heartbeat.lost.is_set():
@@ -249,6 +252,42 @@ def _workdir_root() -> Path:
     root = Path(settings.AUTOML_WORK_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def job_helper_enqueue(*, job_id: int, index: int) -> None:
+    """Queue helper run ``index`` of a running job; any free worker picks it up."""
+    from workers.celery_app import app
+
+    try:
+        app.send_task("workers.tasks.run_job_helper", args=[job_id, index])
+    except Exception:  # best effort: the job runs alone if helpers cannot be queued
+        log.warning("could not queue helper %s of job %s", index, job_id, exc_info=True)
+
+
+def job_help(*, job_id: int, index: int) -> str:
+    """Run helper ``index`` of a running job (e.g. more trials of its Optuna study) until the job no
+    longer needs it. A helper's failure is not the job's: the job's own process carries on."""
+    from automl_site.jobs.reporting import Heartbeat, HelperReporter
+
+    job = Job.objects.select_related("dataset", "model", "parent").filter(
+        id=job_id, status=JobStatus.RUNNING).first()
+    if job is None:
+        return "job not running"
+    workdir = Path(tempfile.mkdtemp(prefix=f"job{job_id}-helper{index}-", dir=_workdir_root()))
+    heartbeat = Heartbeat(job_id, job.attempts, _conf("HEARTBEAT_SECONDS"), write=False)
+    heartbeat.start()
+    reporter = HelperReporter(job, job.attempts, heartbeat, workdir)
+    try:
+        registry.get_kind(job.kind).run_helper(job.config, _job_inputs(job, workdir), reporter, index)
+        return "done"
+    except JobCancelled:
+        return "stopped"
+    except Exception:
+        log.exception("helper %s of job %s failed", index, job_id)
+        return "failed"
+    finally:
+        heartbeat.finish()
+        reporter.cleanup()
 
 
 def jobs_release_worker(*, host: str) -> int:

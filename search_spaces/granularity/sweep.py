@@ -18,11 +18,9 @@ study (finished plus running trials of every worker), so two workers together ru
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import math
-import queue
 import threading
 import time
 import warnings
@@ -54,7 +52,8 @@ from search_spaces.granularity.storage import StorageReport, model_storage
 PRETRAIN_SHARE = 0.1  # of the progress bar
 # The kit's small models gain little from intra-op threads, and two threads collapse when anything else
 # wants a core: 30 digits trials took 10 s with one thread and 44-214 s with two while another process
-# was busy on the 2-core machine. Parallelism comes from ``parallel_trials`` instead.
+# was busy on the 2-core machine. Parallelism comes from several worker processes on one study instead
+# (``parallel_trials``: the job plus helper tasks, see :func:`help_sweep`).
 TORCH_THREADS = 1
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
@@ -614,91 +613,8 @@ def _report_failed(run: _Run) -> None:
 
 
 def optimise(run: _Run) -> None:
-    """Run the study to ``n_trials`` with ``parallel_trials`` threads of this process.
-
-    Threads report through a queue drained by the calling thread, so the reporter is only ever used
-    from one thread (the service's reporter holds a database connection).
-    """
-    k = run.settings.parallel_trials
-    if k <= 1:
-        _worker_loop(run)
-        return
-    inner = run.reporter
-    proxy = _QueuedReporter(inner)
-    threaded = copy.copy(run)  # shallow: the study, locks and kept models are shared
-    threaded.reporter = proxy
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            _worker_loop(threaded)
-        except BaseException as exc:  # handed to the calling thread
-            errors.append(exc)
-            proxy.halt.set()
-
-    threads = [threading.Thread(target=work, name=f"granularity-trial-{i}", daemon=True) for i in range(k)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        proxy.drain(timeout=0.2)
-        if not proxy.halt.is_set() and inner.should_stop():
-            proxy.halt.set()
-    proxy.drain(timeout=0)
-    if errors:
-        cancelled = [e for e in errors if isinstance(e, JobCancelled)]
-        raise cancelled[0] if len(cancelled) == len(errors) else next(e for e in errors
-                                                                        if not isinstance(e, JobCancelled))
-
-
-class _QueuedReporter:
-    """A reporter for worker threads: calls are queued and replayed by the thread that owns the real one."""
-
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
-        self.calls: queue.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = queue.Queue()
-        self.halt = threading.Event()
-
-    def _put(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.put((name, args, kwargs))
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self._put("progress", fraction, message)
-
-    def trial(self, number: int, **kwargs: Any) -> None:
-        self._put("trial", number, **kwargs)
-
-    def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None:
-        self._put("metric", name, value, step, trial)
-
-    def artifact(self, name: str, path: Path, kind: str) -> None:
-        self._put("artifact", name, path, kind)
-
-    def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
-        self._put("fpga_report", trial, fields)
-
-    def should_stop(self) -> bool:
-        return self.halt.is_set()
-
-    def save_checkpoint(self, state: bytes) -> None:
-        self._put("save_checkpoint", state)
-
-    def load_checkpoint(self) -> bytes | None:
-        raise RuntimeError("load the checkpoint before starting worker threads")
-
-    def completed_trials(self) -> list[TrialRecord]:
-        raise RuntimeError("read completed trials before starting worker threads")
-
-    def drain(self, timeout: float) -> None:
-        try:
-            name, args, kwargs = self.calls.get(timeout=timeout) if timeout else self.calls.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            getattr(self.inner, name)(*args, **kwargs)
-            try:
-                name, args, kwargs = self.calls.get_nowait()
-            except queue.Empty:
-                return
+    """Run this process's share of the study: trials until the study holds ``n_trials``."""
+    _worker_loop(run)
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -913,6 +829,36 @@ def run_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, w
         torch.set_num_threads(torch_threads)
     try:
         return _sweep(settings, inputs, reporter, worker_index=worker_index, splits=splits)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int,
+               poll_seconds: float = 1.0, torch_threads: int | None = TORCH_THREADS) -> int:
+    """A helper process of a running sweep: wait for the job's dense model (its checkpoint), then run
+    trials of the shared RDB study until it holds ``n_trials``. The job's own process summarises.
+
+    Returns how many trials this helper ran.
+    """
+    from search_spaces.kit import datasets
+
+    if not inputs.optuna_storage:
+        raise ValueError("helpers share an RDB study: inputs.optuna_storage is required")
+    blob = reporter.load_checkpoint()
+    while blob is None:  # the job's process is still pretraining
+        check_stop(reporter)
+        time.sleep(poll_seconds)
+        blob = reporter.load_checkpoint()
+    previous = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
+        study, storage = open_study(settings, inputs, worker_index=worker_index)
+        run = _Run(settings=settings, splits=splits, dense=DenseModel.restore(blob), device=inputs.device,
+                   reporter=reporter, study=study, storage=storage)
+        optimise(run)
+        return len(run.mine)
     finally:
         torch.set_num_threads(previous)
 

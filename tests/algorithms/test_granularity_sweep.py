@@ -128,12 +128,36 @@ def test_resume_with_sqlite_study(tmp_path: Path, first_run: tuple[MemoryReporte
     assert result["trials"]["complete"] == 5
 
 
-def test_parallel_trials_share_the_count(tmp_path: Path,
-                                         first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
-    reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
-    result = KIND.run(config(n_trials=5, parallel_trials=2), inputs(tmp_path), reporter)
-    assert sorted(reporter.trials) == [0, 1, 2, 3, 4]
-    assert result["trials"]["complete"] == 5
+def test_a_helper_shares_the_jobs_study_and_its_count(tmp_path: Path,
+                                                       first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    """The job (``run``) and a helper (``run_helper``, another worker process in the service) on one
+    RDB study: together they run n_trials, each trial once; the helper starts from the job's checkpoint."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    cfg = config(n_trials=6, parallel_trials=2)
+    assert KIND.helpers(cfg) == 1
+    job = MemoryReporter(checkpoint=dense_checkpoint(first_run))
+
+    class HelperReporter(MemoryReporter):
+        def load_checkpoint(self) -> bytes | None:
+            return job.checkpoint  # the job's checkpoint, as the service hands it over
+
+    helper = HelperReporter()
+    errors: list[BaseException] = []
+
+    def help_() -> None:
+        try:
+            KIND.run_helper(cfg, inputs(tmp_path / "h", optuna_storage=url, study_name="shared"), helper, 1)
+        except BaseException as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+
+    thread = threading.Thread(target=help_)
+    thread.start()
+    result = KIND.run(cfg, inputs(tmp_path / "j", optuna_storage=url, study_name="shared"), job)
+    thread.join()
+    assert not errors
+    assert not set(job.trials) & set(helper.trials), "a trial ran in both processes"
+    assert sorted(set(job.trials) | set(helper.trials)) == [0, 1, 2, 3, 4, 5]
+    assert result["trials"]["complete"] == 6 and not helper.artifacts
 
 
 def test_two_workers_on_one_study_run_n_not_2n(tmp_path: Path,

@@ -51,3 +51,20 @@ def test_the_embedded_default_runs_every_kind(embedded_stack: Stack) -> None:
     for job in jobs:
         done = client.wait_status(job["id"], {"succeeded", "failed", "cancelled"}, timeout=240)
         assert done["status"] == "succeeded", (done["kind"], done["error"])
+
+
+def test_parallel_trials_spread_one_study_over_two_workers(stack: Stack) -> None:
+    """granularity_sweep with parallel_trials=2: a helper task on a second worker runs trials of the
+    job's Optuna study (PostgreSQL); together they run n_trials, each once."""
+    stack.start_worker("worker2")
+    try:
+        client = stack.client("alice", USERS["alice"])
+        config = {**registry.get_kind("granularity_sweep").tiny_config, "n_trials": 8, "parallel_trials": 2}
+        job = client.wait_status(client.submit("granularity_sweep", config)["id"], {"succeeded", "failed"}, 240)
+        assert job["status"] == "succeeded", job["error"]
+        trials = client.trials(job["id"])
+        assert len(trials) == 8 and sorted(t["number"] for t in trials) == list(range(8))
+        logs = stack.log_text("worker") + stack.log_text("worker2")
+        assert f"job {job['id']} helper 1: done" in logs
+    finally:
+        stack.kill("worker2", 15, group=False)

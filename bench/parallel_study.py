@@ -1,0 +1,70 @@
+"""One Optuna study, one worker vs two: wall time of a granularity_sweep job with N trials.
+
+Starts its own stack on this machine's PostgreSQL and Redis (a scratch database, Redis db 12), runs
+the same job (same seed, same N) with ``parallel_trials=1`` on one Celery worker, then with
+``parallel_trials=2`` on two workers, and prints both wall times and the ratio (goal: about 2x).
+
+    .venv/bin/python bench/parallel_study.py [--trials 40] [--dataset digits]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+from tests.stack import Stack  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def wall(job: dict) -> float:
+    started, finished = (dt.datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at"))
+    return (finished - started).total_seconds()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--dataset", default="digits")
+    args = parser.parse_args()
+    db = f"automl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-parallel-")),
+                  {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}", "CELERY_BROKER_URL": REDIS_URL})
+    config = {"n_trials": args.trials, "pretrain_epochs": 10, "prune_steps": 2, "retrain_epochs": 2, "seed": 0}
+    try:
+        stack.manage("migrate", "--noinput")
+        stack.create_user("bench", "bench-pass-1")
+        stack.start_web()
+        stack.start_worker("worker1")
+        client = stack.client("bench", "bench-pass-1")
+        one = client.submit("granularity_sweep", {**config, "parallel_trials": 1}, dataset=args.dataset)
+        one = client.wait_status(one["id"], {"succeeded", "failed"}, timeout=3600)
+        stack.start_worker("worker2")
+        two = client.submit("granularity_sweep", {**config, "parallel_trials": 2}, dataset=args.dataset)
+        two = client.wait_status(two["id"], {"succeeded", "failed"}, timeout=3600)
+    finally:
+        stack.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    assert one["status"] == two["status"] == "succeeded", (one["error"], two["error"])
+    print(f"{args.trials} trials on {args.dataset} (pretraining included in both)")
+    print(f"one worker : {wall(one):7.1f} s")
+    print(f"two workers: {wall(two):7.1f} s")
+    print(f"speed-up   : {wall(one) / wall(two):.2f}x   goal: about 2x")
+
+
+if __name__ == "__main__":
+    main()
