@@ -59,13 +59,17 @@ def test_parallel_trials_spread_one_study_over_two_workers(stack: Stack) -> None
     stack.start_worker("worker2")
     try:
         client = stack.client("alice", USERS["alice"])
-        config = {**registry.get_kind("granularity_sweep").tiny_config, "n_trials": 8, "parallel_trials": 2}
+        # trials long enough (about half a second) that the helper, which starts in a few seconds, gets some
+        config = {**registry.get_kind("granularity_sweep").tiny_config, "n_trials": 16, "prune_steps": 3,
+                  "retrain_epochs": 3, "parallel_trials": 2}
         job = client.wait_status(client.submit("granularity_sweep", config)["id"], {"succeeded", "failed"}, 240)
         assert job["status"] == "succeeded", job["error"]
         trials = client.trials(job["id"])
-        assert len(trials) == 8 and sorted(t["number"] for t in trials) == list(range(8))
-        # the helper may log its end a moment after the job's own process finished the job
-        line = f"job {job['id']} helper 1: done"
+        assert len(trials) == 16 and sorted(t["number"] for t in trials) == list(range(16))
+        # Two processes worked at once: some trials overlap in time (one process runs them one by one).
+        spans = sorted((t["started_at"], t["finished_at"]) for t in trials)
+        assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+        line = f"job {job['id']} helper 1: "  # its end: "done", or "stopped" once the job has finished
         wait_for(lambda: line in stack.log_text("worker") + stack.log_text("worker2"), 30, "the helper's end")
     finally:
         stack.kill("worker2", 15, group=False)

@@ -1,0 +1,427 @@
+"""``dgc_train``: data-parallel training with Deep Gradient Compression against a dense baseline.
+
+Lin, Han, Mao, Wang, Dally, "Deep Gradient Compression: Reducing the Communication Bandwidth for
+Distributed Training", ICLR 2018 (arXiv:1712.01887). N worker processes train one model over
+``torch.distributed`` (gloo, CPU), each on its shard of the data; they exchange only the top 0.1% of
+their accumulated gradient (values + int32 indices, all-gathered), with momentum correction, local
+gradient clipping, momentum factor masking and a warm-up of the sparsity, each switchable for
+ablations. Every parameter tensor is sparsified by default; ``dense_vectors`` sends biases and
+BatchNorm parameters whole, as the reference code does (better accuracy, a lower ratio on small models).
+The same seed, shards, batches and schedule then train a dense all-reduce baseline, so the result sets
+the two side by side: accuracy, bytes on the wire, compression ratio, wall time, and the time projected
+on a link of a given speed.
+
+One trial per epoch and run (DGC first, then the baseline); the job checkpoints at every epoch
+boundary, so a resumed job goes on from the last finished epoch. The algorithm lives in
+:mod:`search_spaces.dgc`; this module imports only light things at the top, since the web process
+imports it to serve the schema.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from typing import Any
+
+from search_spaces.base import JobCancelled, JobInputs, JobKind, Reporter
+
+_WARMUP = [0.75, 0.9375, 0.984375, 0.996, 0.999]
+_ARCHITECTURES = ["vgg", "resnet", "mobilenet", "mlp"]
+_CHECKPOINT_FORMAT = "dgc_train/1"
+# Seconds per 1,000 training samples and epoch of the default CNN, 4 workers sharing 2 CPU cores, exchange
+# included (bench/dgc.py on mnist5k measures 0.3–0.5; the upper end is taken).
+_EPOCH_SECONDS_PER_1K_SAMPLES = 0.5
+
+
+class DgcTrain(JobKind):
+    name = "dgc_train"
+    title = "Deep Gradient Compression training (Lin et al. 2018)"
+    description = ("Trains a model with N real worker processes (torch.distributed, gloo) that exchange only the "
+                   "largest 0.1% of their accumulated gradients, with momentum correction, local gradient "
+                   "clipping, momentum factor masking and sparsity warm-up, then trains a dense all-reduce "
+                   "baseline with the same seed and schedule. Reports accuracy, bytes sent, compression ratio, "
+                   "compute vs communication time and the projected time on a given link, per epoch and overall.")
+    accepts_model = True
+    default_dataset = "digits"
+    modalities = ("image",)
+    tiny_config: dict[str, Any] = {"workers": 2, "epochs": 3, "max_train": 400}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "model": {"type": "string", "enum": _ARCHITECTURES, "default": "vgg",
+                      "description": "Built-in architecture (the training kit's, sized for the dataset) trained "
+                                     "when the job has no input model; an input model's weights are the start."},
+            "workers": {"type": "integer", "minimum": 1, "maximum": 8, "default": 4,
+                        "description": "Worker processes on this host (N), each with its own shard of the data."},
+            "epochs": {"type": "integer", "minimum": 1, "maximum": 500, "default": 20,
+                       "description": "Training epochs of each run (DGC and, if enabled, the dense baseline)."},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 32,
+                           "description": "Minibatch per worker; the global batch is workers × batch_size."},
+            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10.0, "default": 0.1,
+                   "description": "Peak SGD learning rate (applied to the worker-averaged gradient)."},
+            "lr_schedule": {"type": "string", "enum": ["cosine", "constant"], "default": "cosine",
+                            "description": "Per-epoch learning-rate schedule: cosine annealing to 0, or constant."},
+            "momentum": {"type": "number", "minimum": 0.0, "maximum": 0.999, "default": 0.9,
+                         "description": "SGD momentum m (DGC: of the locally accumulated velocity u)."},
+            "weight_decay": {"type": "number", "minimum": 0.0, "maximum": 0.1, "default": 0.0,
+                             "description": "L2 weight decay added to each worker's gradient before compression."},
+            "sparsity": {"type": "number", "minimum": 0.0, "maximum": 0.99999, "default": 0.999,
+                         "description": "Fraction of gradient entries a worker does not send in a step after the "
+                                        "warm-up (0.999: the top 0.1% by magnitude of every parameter tensor)."},
+            "warmup_epochs": {"type": "integer", "minimum": 0, "maximum": 20, "default": 5,
+                              "description": "Warm-up epochs: epoch e < warmup_epochs uses warmup_sparsity[e] "
+                                             "(capped at sparsity); 0 turns the warm-up off."},
+            "warmup_sparsity": {"type": "array", "items": {"type": "number", "minimum": 0.0, "maximum": 0.99999},
+                                "maxItems": 20, "default": list(_WARMUP),
+                                "description": "Sparsity of each warm-up epoch, rising exponentially (the paper's "
+                                               "75%, 93.75%, 98.4375%, 99.6%, 99.9%)."},
+            "momentum_correction": {"type": "boolean", "default": True,
+                                    "description": "Accumulate the velocity u ← m·u + ∇, v ← v + u and send "
+                                                   "sparse(v); off: accumulate raw gradients and apply momentum "
+                                                   "after the exchange."},
+            "local_clipping": {"type": "boolean", "default": True,
+                               "description": "Clip each worker's share of the gradient before accumulating it, "
+                                              "at clip_norm·N^-1/2."},
+            "clip_norm": {"type": "number", "minimum": 0.0, "maximum": 1000.0, "default": 5.0,
+                          "description": "Global gradient-norm threshold (0: no clipping). The dense baseline "
+                                         "clips the averaged gradient at it; DGC clips locally if local_clipping."},
+            "factor_masking": {"type": "boolean", "default": True,
+                               "description": "Momentum factor masking: zero the momentum u at the positions just "
+                                              "sent (the accumulator v is always cleared there)."},
+            "dense_vectors": {"type": "boolean", "default": False,
+                              "description": "Send 1-D tensors (biases, BatchNorm scales and shifts) whole every step, "
+                                             "as the reference code does; off: sparsify them like the rest (each "
+                                             "tensor still sends at least one entry per step)."},
+            "value_dtype": {"type": "string", "enum": ["fp32", "fp16"], "default": "fp32",
+                            "description": "Wire format of the sent values (indices are always int32)."},
+            "run_dense_baseline": {"type": "boolean", "default": True,
+                                   "description": "Also train the dense all-reduce baseline with the same seed, "
+                                                  "shards and schedule, and compare."},
+            "link_gbps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000.0, "default": 1.0,
+                          "description": "Link speed in Gbit/s for the projected training time (measured bytes "
+                                         "over this link plus measured compute time)."},
+            "max_train": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000_000, "default": None,
+                          "description": "Use at most this many training samples (stratified); null: all."},
+            "rendezvous": {
+                "type": ["object", "null"], "default": None, "additionalProperties": False,
+                "required": ["address", "port", "world_size", "rank_offset"],
+                "description": "Multi-host training: where rank 0's host listens and how many workers all hosts "
+                               "have together; every host runs the same job with its own rank_offset. Null: "
+                               "this host only, on a free local port.",
+                "properties": {
+                    "address": {"type": "string", "minLength": 1, "maxLength": 255,
+                                "description": "Address of rank 0's host (MASTER_ADDR)."},
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                             "description": "Port of rank 0's rendezvous store (MASTER_PORT)."},
+                    "world_size": {"type": "integer", "minimum": 1, "maximum": 1024,
+                                   "description": "Workers on all hosts together."},
+                    "rank_offset": {"type": "integer", "minimum": 0, "maximum": 1023,
+                                    "description": "Global rank of this host's first worker."},
+                    "timeout_s": {"type": "number", "minimum": 5, "maximum": 3600, "default": 60,
+                                  "description": "Seconds to wait for the rendezvous and for any collective."},
+                },
+            },
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
+                     "description": "Seed of the initial weights, the shards, the batch order and the sampling."},
+        },
+    }
+
+    def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if config["warmup_epochs"] > len(config["warmup_sparsity"]):
+            errors["warmup_sparsity"] = [f"needs at least warmup_epochs ({config['warmup_epochs']}) entries"]
+        rendezvous = config.get("rendezvous")
+        world = config["workers"]
+        if rendezvous:
+            world = rendezvous["world_size"]
+            if rendezvous["rank_offset"] + config["workers"] > world:
+                errors["rendezvous"] = ["rank_offset + workers must not exceed world_size"]
+        if config["max_train"] is not None and config["max_train"] < world:
+            errors["max_train"] = [f"every worker needs a sample: at least {world}"]
+        return errors
+
+    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+        """CPU-minutes on the 2-core machine: start-up, then each run's epochs at mnist5k's epoch cost
+        (a conservative estimate whatever the dataset), scaled by ``max_train`` and for small batches."""
+        samples = min(config["max_train"] or 3500, 3500)
+        epoch = _EPOCH_SECONDS_PER_1K_SAMPLES * samples / 1000 * (0.5 + 0.5 * 32 / config["batch_size"])
+        runs = 2 if config["run_dense_baseline"] else 1
+        return 2 * (10 + runs * config["epochs"] * epoch) / 60
+
+    def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+        """Train DGC (then the baseline) in ``workers`` processes; CPU only (gloo), ``inputs.device`` unused."""
+        return _run(config, inputs, reporter)
+
+
+# --- the run (torch and the kit are imported inside) --------------------------------------------------------
+
+def _run(config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+    from search_spaces.dgc import distributed as dd
+    from search_spaces.kit import datasets
+
+    if reporter.should_stop():
+        raise JobCancelled()
+    splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed, max_train=config["max_train"])
+    arch, initial_state = _initial_model(config, inputs, splits)
+    modes = ["dgc"] + (["dense"] if config["run_dense_baseline"] else [])
+    checkpoint = _Checkpoint.restore(reporter.load_checkpoint(), world_size(config))
+    listener = _JobListener(config, reporter, checkpoint, modes)
+    listener.report_checkpointed_epochs()
+    phases = tuple(checkpoint.phase_start(mode) for mode in modes if checkpoint.epochs_done(mode) < config["epochs"])
+    started = time.time()
+    if phases:
+        dd.train_data_parallel(_train_spec(config, splits, arch, initial_state, phases=phases), listener)
+    summary = _summarise(config, splits, arch, checkpoint, modes, inputs, reporter)
+    summary["wall_s_this_attempt"] = time.time() - started
+    path = inputs.workdir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2))
+    reporter.artifact("summary.json", path, "data")
+    reporter.progress(1.0, "done")
+    return summary
+
+
+def world_size(config: dict[str, Any]) -> int:
+    """N: this host's workers, or all hosts' together under a multi-host rendezvous."""
+    return config["rendezvous"]["world_size"] if config.get("rendezvous") else config["workers"]
+
+
+def _initial_model(config: dict[str, Any], inputs: JobInputs, splits: Any) -> tuple[dict[str, Any], bytes]:
+    """The architecture and the starting weights shared by both runs: the input model's, or a fresh
+    kit model seeded with ``config["seed"]``."""
+    from search_spaces.kit import models, trainer
+
+    if inputs.model_path is not None:
+        model, arch = models.load_model(inputs.model_path)
+    else:
+        arch = dict(inputs.model_arch) if inputs.model_arch else models.default_arch(config["model"], splits.info)
+        trainer.set_seed(config["seed"])
+        model = models.build_model(arch)
+    return models.complete_arch(arch), _save_bytes(model.state_dict())
+
+
+def _train_spec(config: dict[str, Any], splits: Any, arch: dict[str, Any], initial_state: bytes,
+                phases: tuple[Any, ...]) -> Any:
+    from search_spaces.dgc import distributed as dd
+    from search_spaces.dgc.compressor import DGCSettings
+
+    dgc = DGCSettings(
+        sparsity=config["sparsity"], warmup=tuple(config["warmup_sparsity"][:config["warmup_epochs"]]),
+        momentum=config["momentum"], weight_decay=config["weight_decay"],
+        momentum_correction=config["momentum_correction"], local_clipping=config["local_clipping"],
+        clip_norm=config["clip_norm"], factor_masking=config["factor_masking"], value_dtype=config["value_dtype"],
+        dense_vectors=config["dense_vectors"])
+    rv = config.get("rendezvous")
+    rendezvous = dd.Rendezvous() if not rv else dd.Rendezvous(
+        address=rv["address"], port=rv["port"], world_size=rv["world_size"], rank_offset=rv["rank_offset"],
+        timeout_s=float(rv.get("timeout_s", 60)))
+    return dd.TrainSpec(
+        arch=arch, initial_state=initial_state, x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val,
+        y_val=splits.y_val, phases=phases, workers=config["workers"], epochs=config["epochs"],
+        batch_size=config["batch_size"], lr=config["lr"], lr_schedule=config["lr_schedule"],
+        momentum=config["momentum"], weight_decay=config["weight_decay"], clip_norm=config["clip_norm"], dgc=dgc,
+        seed=config["seed"], rendezvous=rendezvous)
+
+
+def _save_bytes(obj: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def trial_number(config: dict[str, Any], mode: str, epoch: int) -> int:
+    """DGC epoch ``e`` is trial ``e``; the baseline's epoch ``e`` is trial ``epochs + e``."""
+    return epoch if mode == "dgc" else config["epochs"] + epoch
+
+
+class _Checkpoint:
+    """Per run: epochs finished, the model after the last one, every local worker's state, and each
+    finished epoch's statistics. Stored with ``torch.save`` (tensors and plain containers only)."""
+
+    def __init__(self, world_size: int, runs: dict[str, dict[str, Any]] | None = None) -> None:
+        self.world_size = world_size
+        self.runs: dict[str, dict[str, Any]] = runs or {}
+
+    @classmethod
+    def restore(cls, data: bytes | None, world_size: int) -> _Checkpoint:
+        import torch
+
+        if data is None:
+            return cls(world_size)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if payload.get("format") != _CHECKPOINT_FORMAT:
+            raise RuntimeError("the checkpoint was not written by dgc_train")
+        if payload["world_size"] != world_size:
+            raise RuntimeError(f"the checkpoint holds {payload['world_size']} workers' state, the job has {world_size}")
+        return cls(world_size, payload["runs"])
+
+    def dump(self) -> bytes:
+        return _save_bytes({"format": _CHECKPOINT_FORMAT, "world_size": self.world_size, "runs": self.runs})
+
+    def epochs_done(self, mode: str) -> int:
+        return int(self.runs.get(mode, {}).get("epoch", 0))
+
+    def history(self, mode: str) -> list[dict[str, Any]]:
+        return list(self.runs.get(mode, {}).get("history", []))
+
+    def model_state(self, mode: str) -> bytes | None:
+        blob = self.runs.get(mode, {}).get("model")
+        return None if blob is None else blob.numpy().tobytes()
+
+    def phase_start(self, mode: str) -> Any:
+        from search_spaces.dgc.distributed import PhaseStart
+
+        run = self.runs.get(mode)
+        if not run:
+            return PhaseStart(mode)
+        workers = {int(rank): blob.numpy().tobytes() for rank, blob in run["workers"].items()}
+        return PhaseStart(mode, start_epoch=int(run["epoch"]), model_state=self.model_state(mode),
+                          worker_states=workers)
+
+    def update(self, report: Any) -> None:
+        import torch
+
+        def blob(data: bytes) -> Any:
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+        run = self.runs.setdefault(report.mode, {"history": []})
+        run["epoch"] = report.epoch + 1
+        run["model"] = blob(report.model_state)
+        run["workers"] = {int(rank): blob(state) for rank, state in report.worker_states.items()}
+        run["history"].append({"epoch": report.epoch, "stats": dict(report.stats), "started": report.started,
+                               "finished": report.finished})
+
+
+class _JobListener:
+    """Turns the workers' news into reporter calls: running/complete trials, metric points, progress,
+    checkpoints (saved before the trial is recorded, so a resume never skips an unsaved epoch)."""
+
+    def __init__(self, config: dict[str, Any], reporter: Reporter, checkpoint: _Checkpoint, modes: list[str]) -> None:
+        self.config, self.reporter, self.checkpoint, self.modes = config, reporter, checkpoint, modes
+        self.done = {t.number for t in reporter.completed_trials()}
+        self.total_epochs = config["epochs"] * len(modes)
+
+    def _fraction(self, mode: str, epoch_fraction: float) -> float:
+        finished = sum(self.checkpoint.epochs_done(m) for m in self.modes)
+        return min((finished + epoch_fraction) / self.total_epochs, 0.999)
+
+    def report_checkpointed_epochs(self) -> None:
+        """Epochs the checkpoint holds but the reporter has not stored (a stop between the two)."""
+        for mode in self.modes:
+            for item in self.checkpoint.history(mode):
+                self._record(mode, item["epoch"], item["stats"], item["started"], item["finished"])
+
+    def _record(self, mode: str, epoch: int, stats: dict[str, Any], started: float, finished: float) -> None:
+        number = trial_number(self.config, mode, epoch)
+        if number in self.done:
+            return
+        self.reporter.trial(number, params={"mode": mode, "epoch": epoch}, state="complete",
+                            values=[float(stats["accuracy"])], metrics=_json_stats(stats),
+                            started=started, finished=finished)
+        self.reporter.metric(f"{mode}/val_acc", float(stats["accuracy"]), step=epoch + 1, trial=number)
+        self.done.add(number)
+
+    def begin(self, mode: str, epoch: int, started: float) -> None:
+        number = trial_number(self.config, mode, epoch)
+        if number not in self.done:
+            self.reporter.trial(number, params={"mode": mode, "epoch": epoch}, state="running", started=started)
+        self.reporter.progress(self._fraction(mode, 0.0), f"{mode} epoch {epoch + 1}/{self.config['epochs']}")
+
+    def metric(self, mode: str, epoch: int, name: str, value: float, step: int, fraction: float) -> None:
+        self.reporter.metric(name, value, step, trial=trial_number(self.config, mode, epoch))
+        self.reporter.progress(self._fraction(mode, fraction), f"{mode} epoch {epoch + 1}/{self.config['epochs']}")
+
+    def epoch(self, report: Any) -> None:
+        self.checkpoint.update(report)
+        self.reporter.save_checkpoint(self.checkpoint.dump())
+        self._record(report.mode, report.epoch, report.stats, report.started, report.finished)
+        self.reporter.progress(self._fraction(report.mode, 0.0),
+                               f"{report.mode} epoch {report.epoch + 1}/{self.config['epochs']}: "
+                               f"validation accuracy {report.stats['accuracy']:.4f}")
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+
+def _json_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in stats.items()}
+
+
+def projected_seconds(compute_s: float, payload_bytes: float, *, mode: str, workers: int, link_gbps: float) -> float:
+    """Compute time plus the time the exchange would take on a link of ``link_gbps``.
+
+    Bytes each worker moves per exchange: a ring all-reduce of the dense gradient sends 2(N−1)/N of it,
+    an all-gather of sparse pieces N−1 pieces (each worker must see every other worker's piece).
+    """
+    n = max(workers, 1)
+    traffic = payload_bytes * (2 * (n - 1) / n if mode == "dense" else (n - 1))
+    return compute_s + traffic * 8 / (link_gbps * 1e9)
+
+
+def _summarise(config: dict[str, Any], splits: Any, arch: dict[str, Any], checkpoint: _Checkpoint,
+               modes: list[str], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+    """Both runs side by side; final models saved as artifacts, scored on the test split."""
+    import torch
+
+    from search_spaces.kit import models, trainer
+
+    world = world_size(config)
+    runs: dict[str, Any] = {}
+    for mode in modes:
+        history = checkpoint.history(mode)
+        state = checkpoint.model_state(mode)
+        if not history or state is None:
+            raise RuntimeError(f"the {mode} run finished no epoch")
+        model = models.build_model(arch)
+        model.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+        name = f"{mode}_model.pt"
+        path = inputs.workdir / name
+        models.save_model(model, arch, path)
+        reporter.artifact(name, path, "model")
+        runs[mode] = _run_summary(config, history, mode, world)
+        runs[mode]["test_accuracy"] = trainer.evaluate(model, splits.x_test, splits.y_test)
+        runs[mode]["model_artifact"] = name
+    summary: dict[str, Any] = {
+        "dataset": splits.info.name, "model": arch["name"], "workers": world, "epochs": config["epochs"],
+        "sparsity": config["sparsity"], "link_gbps": config["link_gbps"], "dgc": runs["dgc"],
+        "dense": runs.get("dense"), "output_model": "dgc_model.pt"}
+    if "dense" in runs:
+        dgc, dense = runs["dgc"], runs["dense"]
+        summary["accuracy_gap_points"] = 100 * (dgc["val_accuracy"] - dense["val_accuracy"])
+        summary["test_accuracy_gap_points"] = 100 * (dgc["test_accuracy"] - dense["test_accuracy"])
+        summary["bytes_saved_factor"] = dense["bytes_per_worker"] / max(dgc["bytes_per_worker"], 1)
+        summary["projected_speedup"] = dense["projected_s"] / max(dgc["projected_s"], 1e-12)
+    return summary
+
+
+def _run_summary(config: dict[str, Any], history: list[dict[str, Any]], mode: str, world: int) -> dict[str, Any]:
+    stats = [item["stats"] for item in sorted(history, key=lambda item: item["epoch"])]
+
+    def total(key: str, rows: list[dict[str, Any]] = stats) -> float:
+        return float(sum(float(r[key]) for r in rows))
+
+    steady = [r for r, item in zip(stats, history, strict=True) if item["epoch"] >= config["warmup_epochs"]]
+    nbytes, dense_bytes = total("bytes_per_worker"), total("dense_bytes_per_worker")
+    steps = total("steps")
+    return {
+        "epochs": len(stats),
+        "val_accuracy": float(stats[-1]["accuracy"]),
+        "final_loss": float(stats[-1]["loss"]),
+        "bytes_per_worker": nbytes,
+        "dense_bytes_per_worker": dense_bytes,
+        "bytes_per_step": nbytes / max(steps, 1),
+        "compression_ratio": dense_bytes / nbytes if nbytes else None,
+        "steady_compression_ratio": (total("dense_bytes_per_worker", steady) / total("bytes_per_worker", steady)
+                                     if mode == "dgc" and steady else None),
+        "density": float(sum(float(r["density"]) * float(r["steps"]) for r in stats) / max(steps, 1)),
+        "compute_s": total("compute_s"),
+        "comm_s": total("comm_s"),
+        "select_s": total("select_s"),
+        "wall_s": total("epoch_s"),
+        "projected_s": projected_seconds(total("compute_s"), nbytes, mode=mode, workers=world,
+                                         link_gbps=config["link_gbps"]),
+    }
