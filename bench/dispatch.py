@@ -15,17 +15,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+from tests.stack import scratch_pg_stack  # noqa: E402
 
-from tests.stack import Stack  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
@@ -39,15 +34,8 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=100)
     args = parser.parse_args()
 
-    db = f"automl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}", "CELERY_BROKER_URL": REDIS_URL,
-           "CELERY_RESULT_BACKEND": REDIS_URL}
-    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-dispatch-")), env)
-    try:
-        stack.manage("migrate", "--noinput")
+    with scratch_pg_stack(Path(tempfile.mkdtemp(prefix="bench-dispatch-")), REDIS_URL,
+                          {"CELERY_RESULT_BACKEND": REDIS_URL}) as stack:
         stack.create_user("bench", "bench-pass-1")
         stack.start_web()
         stack.start_worker("worker")
@@ -77,10 +65,6 @@ def main() -> None:
             started = dt.datetime.fromisoformat(done["started_at"]).timestamp()
             if i >= 2:  # the first two warm up the worker's imports and connections
                 latencies.append(started - t0)
-    finally:
-        stack.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
     p50_job, p95_job = percentile(latencies, 50), percentile(latencies, 95)
     p50_rtt, p95_rtt = percentile(rtts, 50), percentile(rtts, 95)

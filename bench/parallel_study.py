@@ -13,17 +13,12 @@ import argparse
 import datetime as dt
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+from tests.stack import scratch_pg_stack  # noqa: E402
 
-from tests.stack import Stack  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
@@ -37,15 +32,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--dataset", default="digits")
     args = parser.parse_args()
-    db = f"automl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-parallel-")),
-                  {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}", "CELERY_BROKER_URL": REDIS_URL})
     config = {"n_trials": args.trials, "pretrain_epochs": 10, "prune_steps": 2, "retrain_epochs": 2, "seed": 0}
-    try:
-        stack.manage("migrate", "--noinput")
+    with scratch_pg_stack(Path(tempfile.mkdtemp(prefix="bench-parallel-")), REDIS_URL) as stack:
         stack.create_user("bench", "bench-pass-1")
         stack.start_web()
         stack.start_worker("worker1")
@@ -55,10 +43,6 @@ def main() -> None:
         stack.start_worker("worker2")
         two = client.submit("granularity_sweep", {**config, "parallel_trials": 2}, dataset=args.dataset)
         two = client.wait_status(two["id"], {"succeeded", "failed"}, timeout=3600)
-    finally:
-        stack.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     assert one["status"] == two["status"] == "succeeded", (one["error"], two["error"])
     print(f"{args.trials} trials on {args.dataset} (pretraining included in both)")
     print(f"one worker : {wall(one):7.1f} s")

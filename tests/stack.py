@@ -12,13 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 VENV_BIN = Path(sys.executable).parent
 
 # Short timings so faults are noticed in seconds, not minutes.
@@ -183,3 +186,25 @@ class ApiClient:
         r = self.get(f"/api/v1/jobs/{job_id}/trials/?page_size=1000")
         r.raise_for_status()
         return r.json()["results"]
+
+
+@contextmanager
+def scratch_pg_stack(var_dir: Path, redis_url: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A migrated stack on a scratch PostgreSQL database and a flushed Redis database; its processes are
+    stopped and the database dropped afterwards. Start the web server and workers you need."""
+    import psycopg
+    import redis
+
+    name = f"automl_scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(redis_url).flushdb()
+    stack = Stack(var_dir, {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+                            "CELERY_BROKER_URL": redis_url, **(extra_env or {})})
+    try:
+        stack.manage("migrate", "--noinput")
+        yield stack
+    finally:
+        stack.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 
-from tests.stack import Stack
+from tests.stack import Stack, scratch_pg_stack
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 USERS = {"alice": "alice-pass-1", "bob": "bob-pass-1", "staff": "staff-pass-1"}
@@ -20,24 +16,13 @@ USERS = {"alice": "alice-pass-1", "bob": "bob-pass-1", "staff": "staff-pass-1"}
 
 @pytest.fixture(scope="session")
 def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    name = f"automl_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    stack = Stack(tmp_path_factory.mktemp("pg-stack"), {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "CELERY_BROKER_URL": REDIS_URL})
-    try:
-        stack.manage("migrate", "--noinput")
+    with scratch_pg_stack(tmp_path_factory.mktemp("pg-stack"), REDIS_URL) as stack:
         for username, password in USERS.items():
             stack.create_user(username, password, staff=username == "staff")
         stack.start_web()
         stack.start_worker("worker")
         stack.start_maintenance()
         yield stack
-    finally:
-        stack.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
