@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +113,21 @@ class Reporter(Protocol):
 
     def completed_trials(self) -> list[TrialRecord]:
         """Trials already stored as finished (``complete``/``pruned``/``failed``) before a resume."""
+
+
+def json_safe(value: Any) -> Any:
+    """A value as strict JSON can hold it: NaN and infinities become null, NumPy/torch scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):  # NumPy arrays, tensors
+        return json_safe(value.tolist())
+    if hasattr(value, "item") and callable(value.item):  # their scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def check_stop(reporter: Reporter) -> None:
@@ -265,7 +279,3 @@ class MemoryReporter:
         """What :meth:`completed_trials` would return to a resumed run of this job."""
         return [TrialRecord(n, t["params"], t["values"], t["metrics"], t["state"])
                 for n, t in sorted(self.trials.items()) if t["state"] != "running"]
-
-
-def now() -> float:
-    return time.time()

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from automl_site.jobs.models import Artifact, FpgaReport, Job, JobCheckpoint, JobStatus, MetricPoint, Trial
-from search_spaces.base import TRIAL_STATES, TrialRecord
+from search_spaces.base import TRIAL_STATES, TrialRecord, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ _PROGRESS_SECONDS = 0.5
 def _stamp(value: float | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities are not JSON: store them as null, and numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def sha256_of(path: Path) -> str:

@@ -30,7 +30,7 @@ from automl_site.jobs.models import (
     ModelFile,
 )
 from search_spaces import registry
-from search_spaces.base import ConfigError, JobCancelled, JobInputs
+from search_spaces.base import ConfigError, JobCancelled, JobInputs, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,7 @@ def job_cancel(*, job: Job) -> Job:
             from workers.celery_app import app
 
             app.control.revoke(job.celery_task_id)
-    elif Job.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
-        pass
-    else:
+    elif not Job.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
         job.refresh_from_db()
         raise ServiceError({"status": f"job {job.pk} is {job.status}; only queued or running jobs can be cancelled"})
     job.refresh_from_db()
@@ -204,7 +202,7 @@ def optuna_storage_url() -> str:
 
 def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
     """Claim and run one job to its end; returns what happened (for the worker's log)."""
-    from automl_site.jobs.reporting import DbReporter, Heartbeat, json_safe
+    from automl_site.jobs.reporting import DbReporter, Heartbeat
 
     attempt = job_claim(job_id=job_id, task_id=task_id, host=host or _conf("HOSTNAME"))
     if attempt is None:

@@ -29,13 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop
+from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
 from search_spaces.granularity.pruning import (
     GRANULARITIES,
     NORMS,
@@ -718,21 +717,10 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         "sweep_seconds": time.time() - run.started,
     }
     path = workdir / "summary.json"
-    path.write_text(json.dumps(_json_safe(result), indent=2))
+    path.write_text(json.dumps(json_safe(result), indent=2))
     reporter.artifact("summary.json", path, "data")
     return result
 
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --- plots ------------------------------------------------------------------------------------------
@@ -883,5 +871,5 @@ def _sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, work
     result = summarise(run, inputs)
     result["settings"] = asdict(settings)
     reporter.progress(1.0, "done")
-    return _json_safe(result)
+    return json_safe(result)
 

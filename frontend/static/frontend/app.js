@@ -179,9 +179,8 @@ const AutoML = (() => {
         const r = await api(`/api/v1/jobs/${id}/metrics/?since=${since}`);
         if (!r.ok) return;
         for (const p of r.data.results) {
-          const key = p.trial === null ? p.name : `${p.name}`;
-          if (!series.has(key)) series.set(key, {x: [], y: []});
-          const s = series.get(key);
+          if (!series.has(p.name)) series.set(p.name, {x: [], y: []});
+          const s = series.get(p.name);
           s.x.push(s.x.length);
           s.y.push(p.value);
         }
