@@ -5,12 +5,14 @@ from __future__ import annotations
 from search_spaces.base import JobKind
 from search_spaces.dgc_train import DgcTrain
 from search_spaces.granularity_sweep import GranularitySweep
+from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.mlp_sweep import MlpSweep
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     MlpSweep(),
     GranularitySweep(),
     DgcTrain(),
+    Hls4mlSweep(),
 )}
 
 

@@ -1,0 +1,184 @@
+"""What hls4ml actually applied, read back from the project it generated (not from what was requested).
+
+hls4ml silently moves an invalid reuse factor to the nearest valid one, infers accumulator widths, and
+may change a layer's strategy; the estimator and the FPGA reports therefore use the values written into
+the generated C++: ``firmware/parameters.h`` (one ``struct configN : nnet::dense_config`` per dense
+layer, with ``n_in``, ``n_out``, ``reuse_factor``, ``strategy``, ``n_zeros``, the ``multiplier_limit``
+formula and its ``accum_t``/``weight_t``/``bias_t`` typedefs), ``firmware/defines.h`` (the
+``ap_fixed<W,I,...>`` behind every typedef), ``firmware/myproject.cpp`` (the call chain, which names each
+layer's input and output type) and ``project.tcl`` (part and clock period).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ProjectError(ValueError):
+    """A generated project that cannot be read (missing files, a layer this reader does not know)."""
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """An ``ap_fixed<W,I,Q,O>`` / ``ap_int<W>`` type: total and integer bits, signedness, quantisation
+    and overflow modes."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "AP_TRN"
+    saturation: str = "AP_WRAP"
+
+    @property
+    def text(self) -> str:
+        base = "ap_fixed" if self.signed else "ap_ufixed"
+        if (self.rounding, self.saturation) == ("AP_TRN", "AP_WRAP"):
+            return f"{base}<{self.width},{self.integer}>"
+        return f"{base}<{self.width},{self.integer},{self.rounding},{self.saturation}>"
+
+
+_TYPE = re.compile(r"^ap_(u?)(fixed|int)<\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?"
+                   r"(?:,\s*\d+\s*)?>$")
+
+
+def parse_type(text: str) -> FixedType:
+    """``ap_fixed<16,6>``, ``ap_fixed<16,6,AP_RND,AP_SAT,0>``, ``ap_uint<1>`` … as a :class:`FixedType`."""
+    match = _TYPE.match(text.strip())
+    if not match:
+        raise ProjectError(f"not an ap_fixed/ap_int type: {text!r}")
+    unsigned, kind, width, integer, rounding, saturation = match.groups()
+    width_i = int(width)
+    return FixedType(width=width_i, integer=width_i if kind == "int" else int(integer or width_i),
+                     signed=not unsigned, rounding=rounding or "AP_TRN", saturation=saturation or "AP_WRAP")
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    name: str
+    n_in: int
+    n_out: int
+    reuse_factor: int
+    strategy: str  # "latency" | "resource"
+    n_zeros: int
+    multiplier_limit: int
+    weight: FixedType
+    bias: FixedType
+    accum: FixedType
+    input: FixedType
+    result: FixedType
+
+    @property
+    def n_weights(self) -> int:
+        return self.n_in * self.n_out
+
+
+@dataclass(frozen=True)
+class ActivationLayer:
+    name: str
+    function: str  # "relu" | "softmax" | another nnet:: activation
+    n_in: int
+    reuse_factor: int
+    input: FixedType
+    result: FixedType
+
+
+@dataclass
+class AppliedConfig:
+    """The whole applied configuration of one generated project, in call order."""
+
+    part: str
+    clock_period_ns: float
+    io_type: str
+    dense: list[DenseLayer] = field(default_factory=list)
+    activations: list[ActivationLayer] = field(default_factory=list)
+    input: FixedType | None = None
+
+    def reuse_factors(self) -> dict[str, int]:
+        return {layer.name: layer.reuse_factor for layer in self.dense}
+
+    def precisions(self) -> dict[str, dict[str, str]]:
+        return {layer.name: {"weight": layer.weight.text, "bias": layer.bias.text, "accum": layer.accum.text,
+                             "input": layer.input.text, "result": layer.result.text} for layer in self.dense}
+
+    def strategies(self) -> set[str]:
+        return {layer.strategy for layer in self.dense}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_STRUCT = re.compile(r"//\s*(\S+)\s*\n\s*struct\s+(\w+)\s*:\s*nnet::(\w+)\s*\{(.*?)\n\};", re.S)
+_CONST = re.compile(r"static\s+(?:const|constexpr)\s+[\w:]+\s+(\w+)\s*=\s*([^;]+);")
+_TYPEDEF = re.compile(r"typedef\s+(\w+)\s+(\w+)\s*;")
+_DEFINE = re.compile(r"typedef\s+(ap_[uif]\w*<[^>]*>)\s+(\w+)\s*;")
+_CALL = re.compile(r"nnet::(\w+)<\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*>\s*\(")
+_TCL = re.compile(r"^set\s+(\w+)\s+\"?([^\"\n]*)\"?\s*$", re.M)
+
+
+def _multiplier_limit(n_in: int, n_out: int, reuse_factor: int, n_zeros: int) -> int:
+    """``DIV_ROUNDUP(n_in * n_out, reuse_factor) - n_zeros / reuse_factor`` (integer division), as in
+    ``nnet_dense.h``'s config and every generated ``parameters.h``."""
+    return math.ceil(n_in * n_out / reuse_factor) - n_zeros // reuse_factor
+
+
+def read_project(project_dir: Path) -> AppliedConfig:
+    """Read the applied configuration of the hls4ml project in ``project_dir`` (written, not necessarily
+    compiled). Raises :class:`ProjectError` when a file is missing or unreadable."""
+    project_dir = Path(project_dir)
+    firmware = project_dir / "firmware"
+    try:
+        parameters = (firmware / "parameters.h").read_text()
+        defines = (firmware / "defines.h").read_text()
+        tcl = (project_dir / "project.tcl").read_text()
+        tops = sorted(p for p in firmware.glob("*.cpp"))
+    except OSError as exc:
+        raise ProjectError(f"not a generated hls4ml project: {exc}") from exc
+    if not tops:
+        raise ProjectError(f"no top-level C++ file in {firmware}")
+    top = tops[0].read_text()
+    types = {name: parse_type(text) for text, name in _DEFINE.findall(defines)}
+    settings = dict(_TCL.findall(tcl))
+    structs: dict[str, tuple[str, str, dict[str, str], dict[str, str]]] = {}
+    for layer_name, struct, base, body in _STRUCT.findall(parameters):
+        consts = {k: v.strip() for k, v in _CONST.findall(body)}
+        typedefs = {alias: target for target, alias in _TYPEDEF.findall(body)}
+        structs[struct] = (layer_name, base, consts, typedefs)
+
+    def typed(name: str) -> FixedType:
+        if name not in types:
+            raise ProjectError(f"type {name} is not defined in defines.h")
+        return types[name]
+
+    applied = AppliedConfig(part=settings.get("part", ""), clock_period_ns=float(settings.get("clock_period", 0) or 0),
+                            io_type="")
+    for function, in_type, out_type, config in _CALL.findall(top):
+        if config not in structs:
+            continue  # weight loading helpers and the like
+        layer_name, base, consts, typedefs = structs[config]
+        io_type = consts.get("io_type", "")
+        applied.io_type = applied.io_type or io_type.replace("nnet::", "")
+        if applied.input is None:
+            applied.input = typed(in_type)
+        if base == "dense_config":
+            n_in, n_out = int(consts["n_in"]), int(consts["n_out"])
+            rf, zeros = int(consts["reuse_factor"]), int(consts.get("n_zeros", "0"))
+            applied.dense.append(DenseLayer(
+                name=layer_name, n_in=n_in, n_out=n_out, reuse_factor=rf,
+                strategy=consts.get("strategy", "nnet::latency").replace("nnet::", ""), n_zeros=zeros,
+                multiplier_limit=_multiplier_limit(n_in, n_out, rf, zeros), weight=typed(typedefs["weight_t"]),
+                bias=typed(typedefs["bias_t"]), accum=typed(typedefs["accum_t"]), input=typed(in_type),
+                result=typed(out_type)))
+        elif base == "activ_config":
+            applied.activations.append(ActivationLayer(
+                name=layer_name, function=function, n_in=int(consts["n_in"]),
+                reuse_factor=int(consts.get("reuse_factor", "1")), input=typed(in_type), result=typed(out_type)))
+        else:
+            raise ProjectError(f"layer {layer_name} ({base}) is not a dense or activation layer; "
+                               "this sweep reads only MLP projects")
+    if not applied.dense:
+        raise ProjectError("the project has no dense layer")
+    return applied

@@ -1,0 +1,592 @@
+"""The hls4ml sweep: an Optuna multi-objective search over reuse factor, fixed-point precision, strategy
+and pruning of a small trained MLP, every trial converted with hls4ml's PyTorch frontend, its bit-accurate
+emulation compiled (or reused) to measure fixed-point accuracy, and its applied configuration read back
+from the generated project for the resource and latency estimate.
+
+Trials whose numerics are the same (same precisions, strategy and pruned weights; only the reuse factors
+differ) share one compiled emulation: the reuse factor changes how many cycles and multipliers the
+hardware uses, not the arithmetic, so the fixed-point accuracy is cached under that key and only the
+project files are written again (milliseconds) for the applied configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tarfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+from search_spaces.base import JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.hls import estimate as est
+from search_spaces.hls.parts import Part, get_part
+from search_spaces.hls.project import ProjectError, read_project
+from search_spaces.kit import datasets, models, trainer
+
+PRETRAIN_SHARE = 0.15
+MAX_PARETO_ARCHIVES = 8
+CHECKPOINT_FORMAT = "hls4ml_sweep/1"
+log = logging.getLogger(__name__)
+
+
+class SweepError(ValueError):
+    """An input this sweep cannot work with (not an MLP, too wide for the part table …)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    n_trials: int
+    reuse_factors: tuple[int, ...]
+    strategies: tuple[str, ...]
+    precision_mode: str
+    total_bits: tuple[int, ...]
+    integer_bits: tuple[int, ...]
+    input_precision: str
+    pruning_sparsities: tuple[float, ...]
+    prune_epochs: int
+    part: Part
+    clock_period_ns: float
+    io_type: str
+    cost: str
+    hidden: tuple[int, ...]
+    epochs: int
+    lr: float
+    batch_size: int
+    max_train: int | None
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Settings:
+        return cls(n_trials=config["n_trials"], reuse_factors=tuple(sorted(set(config["reuse_factors"]))),
+                   strategies=tuple(config["strategies"]), precision_mode=config["precision_mode"],
+                   total_bits=tuple(sorted(set(config["total_bits"]))),
+                   integer_bits=tuple(sorted(set(config["integer_bits"]))), input_precision=config["input_precision"],
+                   pruning_sparsities=tuple(sorted(set(config["pruning_sparsities"]))),
+                   prune_epochs=config["prune_epochs"], part=get_part(config["part"]),
+                   clock_period_ns=config["clock_period_ns"], io_type=config["io_type"], cost=config["cost"],
+                   hidden=tuple(config["hidden"]), epochs=config["epochs"], lr=config["lr"],
+                   batch_size=config["batch_size"], max_train=config["max_train"], seed=config["seed"])
+
+
+@dataclass
+class Network:
+    """The float network the sweep works on, as the plain Linear/ReLU/Softmax stack hls4ml converts."""
+
+    model: nn.Sequential
+    arch: dict[str, Any]
+    dense_names: list[str]
+    shapes: dict[str, tuple[int, int]]
+    float_accuracy: float
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    inputs: JobInputs
+    reporter: Reporter
+    net: Network
+    study: optuna.Study
+    workdir: Path
+    valid_rf: dict[str, list[int]]
+    pruned: dict[float, tuple[nn.Sequential, float]] = field(default_factory=dict)
+    accuracy_cache: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    compiles: int = 0
+    cache_hits: int = 0
+    compile_seconds: float = 0.0
+
+
+# --- the network ---------------------------------------------------------------------------------------
+
+def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
+    """The kit MLP as Linear/ReLU layers ending in Softmax, BatchNorm folded into the Linear before it
+    (exact in eval mode). Refuses anything that is not a plain MLP."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    dense: list[str] = []
+    modules = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
+    i = 0
+    for module in modules:
+        if isinstance(module, nn.Flatten):
+            continue
+        if isinstance(module, nn.Linear):
+            i += 1
+            linear = nn.Linear(module.in_features, module.out_features)
+            linear.load_state_dict(module.state_dict())
+            name = f"fc{i}"
+            layers[name] = linear
+            dense.append(name)
+        elif isinstance(module, nn.BatchNorm1d):
+            if not dense:
+                raise SweepError("a BatchNorm before the first Linear layer cannot be folded")
+            _fold_bn(layers[dense[-1]], module)
+        elif isinstance(module, nn.ReLU):
+            layers[f"relu{i}"] = nn.ReLU()
+        else:
+            raise SweepError("hls4ml_sweep takes MLPs (Linear, BatchNorm1d, ReLU); "
+                             f"the model has {type(module).__name__}")
+    if not dense:
+        raise SweepError("the model has no Linear layer")
+    layers["softmax"] = nn.Softmax(dim=1)
+    return nn.Sequential(layers).eval(), dense
+
+
+def _fold_bn(linear: nn.Module, bn: nn.BatchNorm1d) -> None:
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        linear.weight.mul_(scale[:, None])
+        linear.bias.copy_((linear.bias - bn.running_mean) * scale + bn.bias)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
+
+
+def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -> Network:
+    """The input model (a parent's or an upload, an MLP) or the built-in MLP trained here (a reported
+    pretrain stage, checkpointed so a resumed job does not train it again)."""
+    splits = datasets.load(inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed,
+                           max_train=settings.max_train)
+    x_train, x_val = _flat(splits.x_train), _flat(splits.x_val)
+    arch: dict[str, Any]
+    saved = reporter.load_checkpoint()
+    if saved is not None:
+        payload = torch.load(io.BytesIO(saved), weights_only=True)
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise SweepError("the checkpoint was written by another version of this job kind")
+        arch = payload["arch"]
+        model = models.build_model(arch)
+        model.load_state_dict(payload["state_dict"])
+    elif inputs.model_path is not None:
+        model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
+        if arch["name"] != "mlp":
+            raise SweepError(f"hls4ml_sweep takes an MLP; the input model is a {arch['name']}")
+        reporter.progress(PRETRAIN_SHARE, "input model loaded")
+    else:
+        arch = models.complete_arch({"name": "mlp", "input_shape": [x_train.shape[1]], "hidden": list(settings.hidden),
+                                     "num_classes": splits.info.num_classes})
+        trainer.set_seed(settings.seed)
+        model = models.build_model(arch)
+        total = settings.epochs
+
+        def after_epoch(epoch: int, result: Any) -> bool:
+            reporter.progress(PRETRAIN_SHARE * (epoch + 1) / total, f"pretraining epoch {epoch + 1}/{total}")
+            return False
+
+        trainer.train(model, x_train, splits.y_train, epochs=total, lr=settings.lr, batch_size=settings.batch_size,
+                      seed=settings.seed, optimizer="adam", x_val=x_val, y_val=splits.y_val, reporter=reporter,
+                      metric_prefix="pretrain_", on_epoch_end=after_epoch)
+    if saved is None:
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "arch": arch,
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+        reporter.save_checkpoint(buffer.getvalue())
+    model.eval()
+    n_in = x_train.shape[1]
+    if int(np.prod(arch["input_shape"])) != n_in:
+        raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
+    stack, dense = to_hls_stack(model)
+    shapes = {name: (stack[i].in_features, stack[i].out_features)
+              for i, name in enumerate(stack._modules) if name in dense}
+    float_acc = trainer.evaluate(stack, x_val, splits.y_val)
+    return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, splits.y_val)
+
+
+def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
+    """The network with the ``sparsity`` smallest-magnitude weights of every dense layer zeroed, fine-tuned
+    for ``prune_epochs`` with the zeros held; cached per sparsity (and deterministic given the seed)."""
+    if sparsity in run.pruned:
+        return run.pruned[sparsity]
+    net = run.net
+    if sparsity <= 0:
+        run.pruned[sparsity] = (net.model, net.float_accuracy)
+        return run.pruned[sparsity]
+    model = _copy_stack(net.model)
+    masks = {}
+    for name in net.dense_names:
+        w = getattr(model, name).weight.detach()
+        k = int(round(sparsity * w.numel()))
+        if k > 0:
+            threshold = w.abs().flatten().kthvalue(k).values
+            masks[f"{name}.weight"] = (w.abs() > threshold).float()
+    if run.settings.prune_epochs > 0:
+        trainer.train(model, net.x_train, net.y_train, epochs=run.settings.prune_epochs, lr=run.settings.lr * 0.3,
+                      batch_size=run.settings.batch_size, seed=run.settings.seed,
+                      optimizer="adam", masks=masks, reporter=None)
+    else:
+        with torch.no_grad():
+            for key, mask in masks.items():
+                model.get_parameter(key).mul_(mask)
+    model.eval()
+    run.pruned[sparsity] = (model, trainer.evaluate(model, net.x_val, net.y_val))
+    return run.pruned[sparsity]
+
+
+def _copy_stack(model: nn.Sequential) -> nn.Sequential:
+    clone = nn.Sequential(OrderedDict((n, type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear)
+                                       else (nn.Softmax(dim=1) if isinstance(m, nn.Softmax) else nn.ReLU()))
+                                      for n, m in model.named_children()))
+    clone.load_state_dict(model.state_dict())
+    return clone
+
+
+# --- one trial -----------------------------------------------------------------------------------------
+
+def suggest(trial: optuna.Trial, run: _Run) -> dict[str, Any]:
+    s = run.settings
+    params: dict[str, Any] = {"strategy": trial.suggest_categorical("strategy", list(s.strategies))}
+    for name in run.net.dense_names:
+        params[f"rf_{name}"] = trial.suggest_categorical(f"rf_{name}", run.valid_rf[name])
+    layers = run.net.dense_names if s.precision_mode == "per_layer" else ["all"]
+    for name in layers:
+        params[f"bits_{name}"] = trial.suggest_categorical(f"bits_{name}", list(s.total_bits))
+        params[f"int_{name}"] = trial.suggest_categorical(f"int_{name}", list(s.integer_bits))
+    params["sparsity"] = trial.suggest_categorical("sparsity", list(s.pruning_sparsities))
+    return params
+
+
+def distributions(run: _Run) -> dict[str, optuna.distributions.BaseDistribution]:
+    s, cat = run.settings, optuna.distributions.CategoricalDistribution
+    dists: dict[str, optuna.distributions.BaseDistribution] = {"strategy": cat(list(s.strategies)),
+                                                                "sparsity": cat(list(s.pruning_sparsities))}
+    for name in run.net.dense_names:
+        dists[f"rf_{name}"] = cat(run.valid_rf[name])
+    for name in (run.net.dense_names if s.precision_mode == "per_layer" else ["all"]):
+        dists[f"bits_{name}"], dists[f"int_{name}"] = cat(list(s.total_bits)), cat(list(s.integer_bits))
+    return dists
+
+
+def layer_precision(params: dict[str, Any], name: str) -> tuple[int, int]:
+    key = name if f"bits_{name}" in params else "all"
+    bits, integer = int(params[f"bits_{key}"]), int(params[f"int_{key}"])
+    return bits, min(integer, bits)
+
+
+def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[str, Any]:
+    """The hls4ml configuration of ``params``: per dense layer its reuse factor and ``ap_fixed<W,I>`` for
+    weights and biases; results of dense and ReLU layers round and saturate (``AP_RND, AP_SAT``) so a
+    narrow type clips instead of wrapping around; the softmax keeps hls4ml's table types."""
+    import hls4ml
+
+    s = run.settings
+    n_in = run.net.shapes[run.net.dense_names[0]][0]
+    with contextlib.redirect_stdout(io.StringIO()):
+        cfg = hls4ml.utils.config_from_pytorch_model(model, input_shape=(n_in,), granularity="name",
+                                                     default_precision=s.input_precision, default_reuse_factor=1,
+                                                     backend="Vitis")
+    cfg["Model"]["Strategy"] = params["strategy"]
+    layers = cfg["LayerName"]
+    layers["input_1"]["Precision"]["result"] = s.input_precision
+    previous = None
+    for name in model._modules:
+        if name in run.net.dense_names:
+            bits, integer = layer_precision(params, name)
+            layers[name]["ReuseFactor"] = int(params[f"rf_{name}"])
+            layers[name]["Strategy"] = params["strategy"]
+            plain = f"ap_fixed<{bits},{integer}>"
+            layers[name]["Precision"].update(weight=plain, bias=plain,
+                                             result=f"ap_fixed<{bits + 2},{integer + 2},AP_RND,AP_SAT>")
+            previous = (bits, integer)
+        elif name.startswith("relu") and previous is not None:
+            bits, integer = previous
+            layers[name]["Precision"]["result"] = f"ap_ufixed<{bits},{integer},AP_RND,AP_SAT>"
+        elif name == "softmax":
+            layers[name]["Precision"]["result"] = "ap_fixed<16,6,AP_RND,AP_SAT>"
+    return cfg
+
+
+def weight_overflow(model: nn.Sequential, params: dict[str, Any], dense: list[str]) -> str | None:
+    """Why the chosen precision cannot hold the weights (hls4ml writes them with wrap-around), or None."""
+    for name in dense:
+        bits, integer = layer_precision(params, name)
+        limit = 2.0 ** (integer - 1)
+        layer = getattr(model, name)
+        biggest = float(max(layer.weight.detach().abs().max(), layer.bias.detach().abs().max()))
+        if biggest >= limit:
+            return (f"layer {name}: weights reach {biggest:.3g}, beyond ap_fixed<{bits},{integer}>'s range "
+                    f"±{limit:g}; the configuration overflows (raise the integer bits)")
+    return None
+
+
+def numerics_key(params: dict[str, Any], dense: list[str]) -> tuple[Any, ...]:
+    """Everything that changes the emulation's numbers: all parameters except the reuse factors."""
+    return tuple(sorted((k, v) for k, v in params.items() if not k.startswith("rf_")))
+
+
+def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Convert, write (or compile) and estimate one configuration; raises :class:`TrialFailed`."""
+    import hls4ml
+
+    model, float_acc = prune_network(run, float(params["sparsity"]))
+    if reason := weight_overflow(model, params, run.net.dense_names):
+        raise TrialFailed(reason)
+    out_dir = run.workdir / f"trial_{number:04d}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cfg = hls_config(run, model, params)
+    with contextlib.redirect_stdout(io.StringIO()) as chatter:
+        hm = hls4ml.converters.convert_from_pytorch_model(
+            model, hls_config=cfg, output_dir=str(out_dir), backend="Vitis", io_type=run.settings.io_type,
+            part=run.settings.part.part, clock_period=run.settings.clock_period_ns)
+        key = numerics_key(params, run.net.dense_names)
+        cached = key in run.accuracy_cache
+        started = time.perf_counter()
+        if cached:
+            hm.write()
+            run.cache_hits += 1
+        else:
+            try:
+                hm.compile()
+            except Exception as exc:  # hls4ml raises bare Exception when g++ fails
+                raise TrialFailed(f"hls4ml compile failed: {exc}") from exc
+            y = hm.predict(np.ascontiguousarray(run.net.x_val))
+            y = np.asarray(y).reshape(len(run.net.x_val), -1)
+            if not np.all(np.isfinite(y)):
+                raise TrialFailed("the fixed-point emulation gives non-finite outputs")
+            run.accuracy_cache[key] = float((y.argmax(axis=1) == run.net.y_val).mean())
+            run.compiles += 1
+        seconds = time.perf_counter() - started
+        run.compile_seconds += seconds if not cached else 0.0
+    try:
+        applied = read_project(out_dir)
+    except ProjectError as exc:
+        raise TrialFailed(f"could not read the generated project: {exc}") from exc
+    estimate = est.estimate(applied, run.settings.part, run.settings.clock_period_ns)
+    fixed = run.accuracy_cache[key]
+    warnings = [line.strip() for line in chatter.getvalue().splitlines() if "WARNING" in line]
+    return {"fixed_accuracy": fixed, "float_accuracy": float_acc, "accuracy_drop": float_acc - fixed,
+            "dsp": estimate["dsp"], "lut": estimate["lut"], "ff": estimate["ff"], "bram": estimate["bram"],
+            "latency_cycles": estimate["latency_cycles"], "latency_ns": estimate["latency_ns"],
+            "initiation_interval": estimate["initiation_interval"], "utilisation": estimate["utilisation"],
+            "fits": estimate["fits"], "reuse_factor": applied.reuse_factors(), "precision": applied.precisions(),
+            "strategy": sorted(applied.strategies())[0], "io_type": applied.io_type, "layers": estimate["layers"],
+            "emulation": "reused" if cached else "compiled", "seconds": round(seconds, 3),
+            "mean_reuse_factor": float(np.mean(list(applied.reuse_factors().values()))),
+            "mean_bits": float(np.mean([layer_precision(params, n)[0] for n in run.net.dense_names])),
+            "hls4ml_warnings": warnings[:10], "project": out_dir.name}
+
+
+class TrialFailed(Exception):
+    """A configuration hls4ml cannot build or that overflows: a failed trial with its message."""
+
+
+def cost_of(metrics: dict[str, Any], cost: str) -> float:
+    if cost == "utilisation":
+        return float(max(metrics["utilisation"].values()))
+    return float(metrics["dsp"])
+
+
+def _values(metrics: dict[str, Any], cost: str) -> list[float]:
+    return [float(metrics["fixed_accuracy"]), cost_of(metrics, cost), float(metrics["latency_ns"])]
+
+
+def run_one(run: _Run) -> None:
+    trial = run.study.ask()
+    number = trial.number
+    started = time.time()
+    params = suggest(trial, run)
+    run.reporter.trial(number, params=params, state="running", started=started)
+    try:
+        metrics = evaluate_trial(run, number, params)
+    except TrialFailed as exc:
+        trial.set_user_attr("failure", str(exc))
+        run.study.tell(trial, state=TrialState.FAIL)
+        run.reporter.trial(number, params=params, state="failed", metrics={"error": str(exc)}, started=started,
+                           finished=time.time())
+        return
+    metrics = json_safe(metrics)
+    values = _values(metrics, run.settings.cost)
+    trial.set_constraint("fits_part", max(metrics["utilisation"].values()) / 100.0 - 1.0)
+    trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k != "layers"})
+    s = run.settings
+    run.reporter.fpga_report(number, {
+        "source": "estimate", "part": s.part.part, "clock_period_ns": s.clock_period_ns,
+        "reuse_factor": metrics["reuse_factor"], "precision": metrics["precision"], "strategy": metrics["strategy"],
+        "io_type": metrics["io_type"], "dsp": metrics["dsp"], "lut": metrics["lut"], "ff": metrics["ff"],
+        "bram": metrics["bram"], "latency_cycles": metrics["latency_cycles"], "latency_ns": metrics["latency_ns"],
+        "initiation_interval": metrics["initiation_interval"], "utilisation": metrics["utilisation"],
+        "fixed_point_accuracy": metrics["fixed_accuracy"], "float_accuracy": metrics["float_accuracy"],
+        "raw": {"layers": metrics["layers"], "note": est.ACCURACY_NOTE, "fits": metrics["fits"]}})
+    run.reporter.trial(number, params=params, state="complete", values=values,
+                       metrics={k: v for k, v in metrics.items() if k != "layers"}, started=started,
+                       finished=time.time())
+    run.study.tell(trial, values=values)
+    for name, value in (("fixed_accuracy", metrics["fixed_accuracy"]), ("dsp", metrics["dsp"]),
+                        ("latency_ns", metrics["latency_ns"])):
+        run.reporter.metric(name, value, step=number, trial=number)
+
+
+# --- the study -----------------------------------------------------------------------------------------
+
+def open_study(run_settings: Settings, inputs: JobInputs) -> optuna.Study:
+    storage = None
+    if inputs.optuna_storage:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(inputs.optuna_storage)
+    startup = max(4, min(10, run_settings.n_trials // 4))
+    sampler = optuna.samplers.TPESampler(seed=run_settings.seed, n_startup_trials=startup)
+    return optuna.create_study(storage=storage, sampler=sampler, load_if_exists=True,
+                               study_name=inputs.study_name or f"hls4ml-sweep-seed{run_settings.seed}",
+                               directions=["maximize", "minimize", "minimize"])
+
+
+def reconcile(run: _Run, records: list[TrialRecord]) -> None:
+    """On a resume: trials a killed run left RUNNING in the study are closed (with the values the service
+    kept, or as failed); with in-memory storage the service's records are added back to the study."""
+    by_number = {r.number: r for r in records}
+    for t in run.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = by_number.get(t.number)
+        if record is not None and record.state == "complete" and record.values:
+            run.study.tell(t.number, values=list(record.values))
+        else:
+            run.study.tell(t.number, state=TrialState.FAIL)
+    if run.study.trials or not records:
+        return
+    dists = distributions(run)
+    for record in sorted(records, key=lambda r: r.number):
+        params = {k: v for k, v in record.params.items() if k in dists}
+        complete = record.state == "complete" and bool(record.values)
+        try:
+            frozen = optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params},
+                values=list(record.values) if complete else None,
+                state=TrialState.COMPLETE if complete else TrialState.FAIL,
+                user_attrs={"metrics": dict(record.metrics), "resumed": True})
+        except ValueError:
+            continue
+        run.study.add_trial(frozen)
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that fit the part and that no other fitting row beats on accuracy, cost and latency at once."""
+    fitting = [r for r in rows if r["metrics"].get("fits", True)]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        better_or_equal = a[0] >= b[0] and a[1] <= b[1] and a[2] <= b[2]
+        return better_or_equal and (a[0] > b[0] or a[1] < b[1] or a[2] < b[2])
+
+    return sorted((r for r in fitting if not any(dominates(o["values"], r["values"]) for o in fitting)),
+                  key=lambda r: (r["values"][1], r["values"][2]))
+
+
+def sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+    """Run the sweep; returns the result summary. Trials stop early when the job is cancelled."""
+    from hls4ml.backends import get_backend
+
+    torch.set_num_threads(1)  # small MLPs: one thread is faster on a shared 2-core machine
+    workdir = Path(inputs.workdir) / "hls4ml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    net = prepare_network(settings, inputs, reporter)
+    check_stop(reporter)
+    backend = get_backend("Vitis")
+    valid_rf: dict[str, list[int]] = {}
+    for name in net.dense_names:
+        n_in, n_out = net.shapes[name]
+        valid = set(backend.get_valid_reuse_factors(n_in, n_out))
+        chosen = [rf for rf in settings.reuse_factors if rf in valid]
+        valid_rf[name] = chosen or [min(valid, key=lambda v: abs(v - settings.reuse_factors[0]))]
+    study = open_study(settings, inputs)
+    run = _Run(settings, inputs, reporter, net, study, workdir, valid_rf)
+    reconcile(run, reporter.completed_trials())
+    while len(finished(study)) < settings.n_trials:
+        check_stop(reporter)
+        run_one(run)
+        done = len(finished(study))
+        reporter.progress(PRETRAIN_SHARE + (1 - PRETRAIN_SHARE) * 0.95 * done / settings.n_trials,
+                          f"trial {done}/{settings.n_trials}")
+    return summarise(run)
+
+
+def summarise(run: _Run) -> dict[str, Any]:
+    rows = []
+    failed = []
+    for t in finished(run.study):
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("metrics"):
+            rows.append({"number": t.number, "params": dict(t.params), "values": list(t.values),
+                         "metrics": t.user_attrs["metrics"]})
+        elif t.state == TrialState.FAIL:
+            failed.append({"number": t.number, "error": t.user_attrs.get("failure", "worker lost")})
+    front = pareto(rows)
+    from search_spaces.hls import plots
+
+    artifacts_dir = run.workdir / "artifacts"
+    artifacts_dir.mkdir(exist_ok=True)
+    plot_path = artifacts_dir / "hls4ml_sweep_plots.html"
+    plots.write_plots(rows, front, run.settings.cost, plot_path)
+    run.reporter.artifact(plot_path.name, plot_path, "plot")
+    archived = []
+    for row in front[:MAX_PARETO_ARCHIVES]:
+        project = run.workdir / row["metrics"]["project"]
+        if not project.is_dir():
+            continue  # a trial from before a resume on another host: its project is gone
+        archive = artifacts_dir / f"hls4ml_project_trial{row['number']}.tar.gz"
+        _archive_project(project, archive)
+        run.reporter.artifact(archive.name, archive, "archive")
+        yml = project / "hls4ml_config.yml"
+        if yml.exists():
+            target = artifacts_dir / f"hls4ml_config_trial{row['number']}.yml"
+            shutil.copyfile(yml, target)
+            run.reporter.artifact(target.name, target, "config")
+        archived.append(row["number"])
+    model_path = artifacts_dir / "float_model.pt"
+    models.save_model(_kit_model(run), run.net.arch, model_path)
+    run.reporter.artifact(model_path.name, model_path, "model")
+    for child in run.workdir.glob("trial_*"):
+        shutil.rmtree(child, ignore_errors=True)
+    run.reporter.progress(1.0, "done")
+
+    def brief(row: dict[str, Any]) -> dict[str, Any]:
+        m = row["metrics"]
+        return {"number": row["number"], "fixed_accuracy": m["fixed_accuracy"], "dsp": m["dsp"], "lut": m["lut"],
+                "bram": m["bram"], "latency_ns": m["latency_ns"], "initiation_interval": m["initiation_interval"],
+                "reuse_factor": m["reuse_factor"], "strategy": m["strategy"], "mean_bits": m["mean_bits"],
+                "sparsity": row["params"].get("sparsity", 0.0), "utilisation": m["utilisation"]}
+
+    best = max(rows, key=lambda r: (r["metrics"]["fixed_accuracy"], -r["values"][1]), default=None)
+    return json_safe({
+        "float_accuracy": run.net.float_accuracy, "part": run.settings.part.part,
+        "clock_period_ns": run.settings.clock_period_ns, "trials": len(rows) + len(failed), "failed": failed,
+        "compiles": run.compiles, "emulations_reused": run.cache_hits,
+        "compile_seconds": round(run.compile_seconds, 2), "pareto": [brief(r) for r in front],
+        "best_accuracy": brief(best) if best else None, "archived_trials": archived,
+        "estimate_note": est.ACCURACY_NOTE, "output_model": "float_model.pt"})
+
+
+def _kit_model(run: _Run) -> nn.Module:
+    """The float MLP back in the kit's layout (BatchNorm folded away), so the file loads as an input model."""
+    arch = {**run.net.arch, "batchnorm": False}
+    run.net.arch = models.complete_arch(arch)
+    model = models.build_model(run.net.arch)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for linear, name in zip(linears, run.net.dense_names, strict=True):
+        linear.load_state_dict(getattr(run.net.model, name).state_dict())
+    return model
+
+
+def _archive_project(project: Path, target: Path) -> None:
+    """The project as ``vivado_hls -f build_prj.tcl`` wants it, without the host-specific emulation library."""
+    tmp = target.with_suffix(".partial")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in sorted(project.rglob("*")):
+            if path.is_file() and path.suffix != ".so":
+                tar.add(path, arcname=str(Path(project.name) / path.relative_to(project)))
+    tmp.replace(target)
