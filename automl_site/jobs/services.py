@@ -25,9 +25,11 @@ from automl_site.jobs.models import (
     ACTIVE_STATUSES,
     Artifact,
     Dataset,
+    FpgaReport,
     Job,
     JobStatus,
     ModelFile,
+    Trial,
 )
 from search_spaces import registry
 from search_spaces.base import ConfigError, JobCancelled, JobInputs, json_safe
@@ -398,3 +400,45 @@ def model_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile,
         return row
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fpga_report_import(*, owner: AbstractBaseUser, job_id: int, trial_number: int | None,
+                       upload: UploadedFile) -> list[FpgaReport]:
+    """Parse an uploaded synthesis report (or an archive of a report directory) and keep each report it
+    holds as an FPGA report of the owner's job/trial, beside the estimate. The applied configuration
+    (reuse factors, precision, strategy) and the accuracies are copied from that trial's estimate: the
+    report is taken to be the synthesis of that trial's archived project."""
+    from search_spaces.hls.reports import ReportError, read_upload
+
+    job = Job.objects.filter(owner=owner, pk=job_id).first()
+    if job is None:
+        raise ServiceError({"job": f"you have no job {job_id}"})
+    trial = None
+    if trial_number is not None:
+        trial = Trial.objects.filter(job=job, number=trial_number).first()
+        if trial is None:
+            raise ServiceError({"trial": f"job {job_id} has no trial {trial_number}"})
+    limit = _conf("MAX_UPLOAD_BYTES")
+    if upload.size is not None and upload.size > limit:
+        raise ServiceError({"file": f"file is {upload.size} bytes; the limit is {limit}"})
+    data = upload.read(limit + 1)
+    try:
+        reports = read_upload(upload.name or "report", data, max_bytes=limit)
+    except ReportError as exc:
+        raise ServiceError({"file": str(exc)}) from None
+    estimate = FpgaReport.objects.filter(job=job, trial=trial, source=FpgaReport.Source.ESTIMATE).first()
+    copied: dict[str, Any] = {}
+    if estimate is not None:
+        copied = {"reuse_factor": estimate.reuse_factor, "precision": estimate.precision,
+                  "strategy": estimate.strategy, "io_type": estimate.io_type,
+                  "fixed_point_accuracy": estimate.fixed_point_accuracy, "float_accuracy": estimate.float_accuracy}
+    rows = []
+    with transaction.atomic():
+        for report in reports:
+            fields = report.fields()
+            fields["part"] = fields["part"] or (estimate.part if estimate else "")
+            fields["clock_period_ns"] = fields["clock_period_ns"] or (estimate.clock_period_ns if estimate else 0.0)
+            fields["raw"] = {**fields["raw"], "imported_by": owner.get_username()}
+            rows.append(FpgaReport.objects.create(job=job, trial=trial, **copied, **json_safe(fields)))
+    log.info("imported %d synthesis report(s) for job %s trial %s", len(rows), job.pk, trial_number)
+    return rows

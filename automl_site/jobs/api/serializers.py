@@ -81,6 +81,14 @@ class FpgaReportSerializer(serializers.ModelSerializer):
         exclude = ["raw"]
 
 
+class FpgaReportImportSerializer(serializers.Serializer):
+    job = serializers.IntegerField(min_value=1, help_text="your job the report belongs to")
+    trial = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None,
+                                     help_text="trial number whose archived project was synthesised")
+    file = serializers.FileField(help_text="*_csynth.rpt, *_csynth.xml, vivado_synth.rpt, or a .zip/.tar.gz of "
+                                           "the report directory")
+
+
 class DatasetSerializer(serializers.ModelSerializer):
     is_builtin = serializers.SerializerMethodField()
 

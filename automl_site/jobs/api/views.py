@@ -163,11 +163,27 @@ class FpgaReportFilter(django_filters.FilterSet):
 
 
 class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """FPGA resource reports: the sweep's estimates, and synthesis reports imported beside them.
+
+    ``POST`` (multipart) imports a real report for one of your jobs' trials: a Vivado/Vitis HLS
+    ``*_csynth.rpt`` or ``*_csynth.xml``, Vivado's ``vivado_synth.rpt``, or the report directory as a
+    ``.zip``/``.tar.gz``; each report found becomes one FPGA report with its ``source``."""
+
     serializer_class = s.FpgaReportSerializer
     filterset_class = FpgaReportFilter
+    parser_classes = [MultiPartParser, FormParser]
 
     owned_model = FpgaReport
     selector = staticmethod(selectors.fpga_report_list)
+
+    @extend_schema(request=s.FpgaReportImportSerializer, responses={201: s.FpgaReportSerializer(many=True)})
+    def create(self, request: Request) -> Response:
+        data = s.FpgaReportImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rows = services.fpga_report_import(owner=request.user, job_id=data.validated_data["job"],
+                                           trial_number=data.validated_data["trial"],
+                                           upload=data.validated_data["file"])
+        return Response(s.FpgaReportSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -210,6 +210,37 @@ const AutoML = (() => {
         el("a", {href: a.download_url, text: a.name}), ` ${a.kind}, ${a.size_bytes} bytes, sha256 ${a.sha256.slice(0, 12)}…`)));
     }
 
+    let fpgaChartReady = false;
+    async function refreshFpga(kind) {
+      const r = await api(`/api/v1/fpga-reports/?job=${id}&page_size=1000`);
+      if (!r.ok) return;
+      const reports = r.data.results;
+      document.getElementById("fpga-section").hidden = reports.length === 0 && kind !== "hls4ml_sweep";
+      document.getElementById("fpga-count").textContent = `(${reports.length})`;
+      // Each trial's estimate first, then the synthesis reports imported for it, side by side.
+      const order = {estimate: 0, vivado_hls: 1, vitis_hls: 2, vivado_synth: 3};
+      reports.sort((a, b) => (a.trial_number ?? -1) - (b.trial_number ?? -1) || order[a.source] - order[b.source]);
+      const maxUtil = u => { const v = Object.values(u || {}); return v.length ? Math.max(...v) : null; };
+      document.querySelector("#fpga-reports tbody").replaceChildren(...reports.map(f => el("tr",
+        {class: f.source === "estimate" ? "estimate" : "synthesis"},
+        el("td", {text: f.trial_number ?? "—"}), el("td", {text: f.source}), el("td", {text: fmtValue(f.dsp)}),
+        el("td", {text: fmtValue(f.lut)}), el("td", {text: fmtValue(f.ff)}), el("td", {text: fmtValue(f.bram)}),
+        el("td", {text: fmtValue(f.latency_cycles)}), el("td", {text: fmtValue(f.latency_ns)}),
+        el("td", {text: fmtValue(f.initiation_interval)}), el("td", {text: fmtValue(maxUtil(f.utilisation))}),
+        el("td", {text: fmtValue(f.fixed_point_accuracy)}), el("td", {text: fmtValue(f.float_accuracy)}),
+        el("td", {text: fmtValue(f.reuse_factor)}))));
+      const estimates = reports.filter(f => f.source === "estimate");
+      if (!window.Plotly || estimates.length === 0) return;
+      const trace = {x: estimates.map(f => f.dsp), y: estimates.map(f => f.latency_ns), mode: "markers", type: "scatter",
+        text: estimates.map(f => `trial ${f.trial_number}: acc ${fmtValue(f.fixed_point_accuracy)}`),
+        marker: {color: estimates.map(f => f.fixed_point_accuracy), colorscale: "Viridis", showscale: true,
+                 colorbar: {title: {text: "fixed-point acc."}}, size: 9}};
+      const layout = {margin: {t: 10, r: 10, b: 45, l: 60}, height: 320,
+        xaxis: {title: {text: "DSP (estimate)"}}, yaxis: {title: {text: "latency (ns, estimate)"}}};
+      if (fpgaChartReady) Plotly.react("fpga-pareto", [trace], layout, {displaylogo: false, responsive: true});
+      else { Plotly.newPlot("fpga-pareto", [trace], layout, {displaylogo: false, responsive: true}); fpgaChartReady = true; }
+    }
+
     async function refresh() {
       const r = await api(`/api/v1/jobs/${id}/`);
       if (!r.ok) { document.getElementById("job-status").textContent = `error ${r.status}`; return; }
@@ -226,9 +257,28 @@ const AutoML = (() => {
       document.getElementById("job-config").textContent = JSON.stringify(job.config, null, 2);
       document.getElementById("cancel-button").disabled = !ACTIVE.has(job.status) || job.cancel_requested;
       document.getElementById("parent-link").hidden = !(job.result && job.result.output_model);
-      await Promise.all([refreshTrials(), refreshMetrics(), refreshArtifacts()]);
+      await Promise.all([refreshTrials(), refreshMetrics(), refreshArtifacts(), refreshFpga(job.kind)]);
       if (ACTIVE.has(job.status)) setTimeout(refresh, 1000);
     }
+
+    document.getElementById("fpga-import").addEventListener("submit", async event => {
+      event.preventDefault();
+      const form = event.target;
+      const body = new FormData(form);
+      body.append("job", id);
+      const response = await fetch("/api/v1/fpga-reports/", {method: "POST", body, credentials: "same-origin",
+        headers: {"X-CSRFToken": csrfToken(), "Accept": "application/json"}});
+      const data = await response.json().catch(() => null);
+      const error = document.getElementById("fpga-import-error");
+      if (!response.ok) {
+        error.textContent = data ? Object.entries(data).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join("; ")
+                                 : `error ${response.status}`;
+        return;
+      }
+      error.textContent = "";
+      form.reset();
+      refreshFpga();
+    });
 
     document.getElementById("cancel-button").addEventListener("click", async () => {
       await api(`/api/v1/jobs/${id}/cancel/`, {method: "POST"});
