@@ -96,3 +96,38 @@ def test_the_form_offers_choice_lists_as_checkboxes(page, stack: Stack) -> None:
     assert client.job(job_id)["config"]["granularities"] == ["fine", "vector", "kernel"]
     client.post(f"/api/v1/jobs/{job_id}/cancel/")
     client.wait_status(job_id, {"cancelled", "succeeded", "failed"}, timeout=30)
+
+
+def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack: Stack) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    from search_spaces.registry import get_kind
+
+    client = stack.client("alice", USERS["alice"])
+    job = client.submit("hls4ml_sweep", get_kind("hls4ml_sweep").tiny_config, name="fpga in the browser")
+    client.wait_status(job["id"], {"succeeded"}, timeout=180)
+    page.goto(f"/login/?next=/jobs/{job['id']}/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_role("button", name="Log in").click()
+    section = page.locator("#fpga-section")
+    expect(section).to_be_visible()
+    trials = len(client.trials(job["id"]))
+    expect(page.locator("#fpga-reports tbody tr.estimate")).to_have_count(trials)
+    expect(page.locator("#fpga-pareto .main-svg").first).to_be_visible()
+    page.get_by_label("Trial", exact=True).fill("0")
+    page.locator("#fpga-import-file").set_input_files(str(ROOT / "tests/fixtures/vivado/pruned_cnn_csynth.rpt"))
+    page.get_by_role("button", name="Import").click()
+    synthesis = page.locator("#fpga-reports tbody tr.synthesis")
+    expect(synthesis).to_have_count(1)
+    expect(synthesis).to_contain_text("vivado_hls")
+    expect(synthesis).to_contain_text("5414")
+    # side by side: the imported row follows trial 0's estimate
+    rows = page.locator("#fpga-reports tbody tr")
+    expect(rows.nth(0)).to_have_class("estimate")
+    expect(rows.nth(1)).to_have_class("synthesis")
+    page.locator("#fpga-import-file").set_input_files(str(ROOT / "README.md"))
+    page.get_by_label("Trial", exact=True).fill("0")
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("#fpga-import-error")).to_contain_text("file:")
+    section.screenshot(path=SHOTS / "job_detail_fpga.png")
