@@ -44,3 +44,19 @@ def test_ruff_is_clean() -> None:
     out = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_worker_processes_limit_torch_threads_before_torch_loads() -> None:
+    code = ("import workers.celery_app, torch, json;"
+            "print(json.dumps([torch.get_num_threads(), __import__('os').environ['OMP_NUM_THREADS']]))")
+
+    def threads(extra: dict[str, str]) -> list:
+        env = {"PATH": "/usr/bin:/bin", "AUTOML_VAR_DIR": str(ROOT / "var" / "arch-test"), **extra}
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env=env)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert threads({}) == [1, "1"]
+    assert threads({"AUTOML_TORCH_THREADS": "2"}) == [2, "2"]
+    assert threads({"AUTOML_TORCH_THREADS": "2", "OMP_NUM_THREADS": "1"})[1] == "1"  # the operator's setting wins
