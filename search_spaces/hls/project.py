@@ -182,3 +182,27 @@ def read_project(project_dir: Path) -> AppliedConfig:
     if not applied.dense:
         raise ProjectError("the project has no dense layer")
     return applied
+
+
+def clean_config_yaml(project_dir: Path) -> dict[str, Any]:
+    """Rewrite the project's ``hls4ml_config.yml`` as plain YAML and return it.
+
+    hls4ml 1.3 dumps the PyTorch model object itself (``!!python/object`` tags, a pickle in YAML) and the
+    input shape as a ``!!python/tuple`` into this file, so neither ``yaml.safe_load`` nor hls4ml's own
+    ``link_existing_project`` can read it back. The file is read here without constructing any Python
+    object (those tags become null), the model entry is dropped and tuples become lists.
+    """
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("tag:yaml.org,2002:python/tuple", lambda loader, node: loader.construct_sequence(node))
+    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    path = Path(project_dir) / "hls4ml_config.yml"
+    config = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - the loader above constructs no objects
+    config.pop("PytorchModel", None)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=True))
+    tmp.replace(path)
+    return config

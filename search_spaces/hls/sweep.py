@@ -14,8 +14,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,13 +32,14 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from search_spaces.base import JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
 from search_spaces.hls import estimate as est
 from search_spaces.hls.parts import Part, get_part
-from search_spaces.hls.project import ProjectError, read_project
+from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
 from search_spaces.kit import datasets, models, trainer
 
 PRETRAIN_SHARE = 0.15
+EMULATION_TIMEOUT_S = 600
 MAX_PARETO_ARCHIVES = 8
 CHECKPOINT_FORMAT = "hls4ml_sweep/1"
 log = logging.getLogger(__name__)
@@ -340,25 +345,21 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
         hm = hls4ml.converters.convert_from_pytorch_model(
             model, hls_config=cfg, output_dir=str(out_dir), backend="Vitis", io_type=run.settings.io_type,
             part=run.settings.part.part, clock_period=run.settings.clock_period_ns)
-        key = numerics_key(params, run.net.dense_names)
-        cached = key in run.accuracy_cache
-        started = time.perf_counter()
-        if cached:
-            hm.write()
-            run.cache_hits += 1
-        else:
-            try:
-                hm.compile()
-            except Exception as exc:  # hls4ml raises bare Exception when g++ fails
-                raise TrialFailed(f"hls4ml compile failed: {exc}") from exc
-            y = hm.predict(np.ascontiguousarray(run.net.x_val))
-            y = np.asarray(y).reshape(len(run.net.x_val), -1)
-            if not np.all(np.isfinite(y)):
-                raise TrialFailed("the fixed-point emulation gives non-finite outputs")
-            run.accuracy_cache[key] = float((y.argmax(axis=1) == run.net.y_val).mean())
-            run.compiles += 1
-        seconds = time.perf_counter() - started
-        run.compile_seconds += seconds if not cached else 0.0
+        hm.write()
+    clean_config_yaml(out_dir)
+    key = numerics_key(params, run.net.dense_names)
+    cached = key in run.accuracy_cache
+    started = time.perf_counter()
+    if cached:
+        run.cache_hits += 1
+    else:
+        y = emulate(run, out_dir).reshape(len(run.net.x_val), -1)
+        if not np.all(np.isfinite(y)):
+            raise TrialFailed("the fixed-point emulation gives non-finite outputs")
+        run.accuracy_cache[key] = float((y.argmax(axis=1) == run.net.y_val).mean())
+        run.compiles += 1
+    seconds = time.perf_counter() - started
+    run.compile_seconds += seconds if not cached else 0.0
     try:
         applied = read_project(out_dir)
     except ProjectError as exc:
@@ -380,6 +381,39 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
 
 class TrialFailed(Exception):
     """A configuration hls4ml cannot build or that overflows: a failed trial with its message."""
+
+
+def emulate(run: _Run, project: Path) -> np.ndarray:
+    """Compile ``project``'s bit-accurate emulation and predict the validation inputs in a child process
+    (:mod:`search_spaces.hls.emulate`), so a compiler error or a crash of the emulation is this trial's
+    failure and not the worker's. Polls ``should_stop()`` while it runs; kills the child on a cancel."""
+    inputs = run.workdir / "x_val.npy"
+    if not inputs.exists():
+        np.save(inputs, np.ascontiguousarray(run.net.x_val, dtype=np.float32))
+    outputs = project / "emulation_outputs.npy"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryFile() as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "search_spaces.hls.emulate", str(project), str(inputs),
+                                  str(outputs)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + EMULATION_TIMEOUT_S
+        try:
+            while child.poll() is None:
+                if run.reporter.should_stop():
+                    raise JobCancelled()
+                if time.monotonic() > deadline:
+                    raise TrialFailed(f"compiling and running the emulation took over {EMULATION_TIMEOUT_S} s")
+                time.sleep(0.1)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        if child.returncode != 0:
+            stderr.seek(0)
+            lines = [line for line in stderr.read().decode(errors="replace").splitlines() if line.strip()]
+            reason = "\n".join(lines[-6:]) or f"exit status {child.returncode}"
+            raise TrialFailed(f"hls4ml compile or emulation failed: {reason}")
+    return np.load(outputs)
 
 
 def cost_of(metrics: dict[str, Any], cost: str) -> float:
@@ -525,6 +559,9 @@ def summarise(run: _Run) -> dict[str, Any]:
                          "metrics": t.user_attrs["metrics"]})
         elif t.state == TrialState.FAIL:
             failed.append({"number": t.number, "error": t.user_attrs.get("failure", "worker lost")})
+    if not rows:
+        first = failed[0]["error"] if failed else "no trial ran"
+        raise SweepError(f"every trial failed ({len(failed)}); the first: {first}")
     front = pareto(rows)
     from search_spaces.hls import plots
 
@@ -587,6 +624,6 @@ def _archive_project(project: Path, target: Path) -> None:
     tmp = target.with_suffix(".partial")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(project.rglob("*")):
-            if path.is_file() and path.suffix != ".so":
+            if path.is_file() and path.suffix != ".so" and path.name != "emulation_outputs.npy":
                 tar.add(path, arcname=str(Path(project.name) / path.relative_to(project)))
     tmp.replace(target)
