@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search_spaces.adc_prune import AdcPrune
 from search_spaces.base import JobKind
 from search_spaces.dgc_train import DgcTrain
 from search_spaces.granularity_sweep import GranularitySweep
@@ -13,6 +14,7 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     GranularitySweep(),
     DgcTrain(),
     Hls4mlSweep(),
+    AdcPrune(),
 )}
 
 

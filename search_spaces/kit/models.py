@@ -10,6 +10,12 @@ Four families, all small enough to train on two CPU cores:
 * ``mlp``: fully connected layers with ReLU; the default 64-32-32 hidden layers on 16 inputs and 5
   outputs is the hls4ml jet tagger (Duarte et al. 2018).
 
+Channel-pruned models need per-layer widths that the stage pattern cannot say; two optional keys, absent
+from the defaults (so existing architecture dicts are unchanged), carry them: ``conv_widths`` for
+``vgg`` (one output width per convolution, overriding ``widths`` × ``convs_per_stage``) and
+``mid_widths`` for ``resnet`` (the inner width of each basic block, between its two convolutions).
+``mobilenet`` (``stem``, ``widths`` with ``width_mult = 1``) and ``mlp`` (``hidden``) already name every width.
+
 Every model is an ``nn.Sequential`` of named parts (``features``, ``pool``, ``classifier``, or ``fcN``/
 ``reluN`` for the MLP), so pruning code can walk ``named_modules()`` and meet the convolution and linear
 layers in forward order. The convolutional families end in global average pooling, so the classifier's
@@ -44,6 +50,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"hidden": [64, 32, 32], "batchnorm": False},
 }
 _COMMON = ("name", "input_shape", "num_classes")
+# Optional per-layer widths (see the module docstring); left out of DEFAULTS so default dicts stay as they were.
+OPTIONAL: dict[str, tuple[str, ...]] = {"vgg": ("conv_widths",), "resnet": ("mid_widths",), "mobilenet": (),
+                                        "mlp": ()}
 
 
 class ModelError(ValueError):
@@ -59,9 +68,10 @@ def complete_arch(arch: dict[str, Any]) -> dict[str, Any]:
     name = arch.get("name")
     if name not in DEFAULTS:
         raise ModelError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    unknown = sorted(set(arch) - set(_COMMON) - set(DEFAULTS[name]))
+    unknown = sorted(set(arch) - set(_COMMON) - set(DEFAULTS[name]) - set(OPTIONAL[name]))
     if unknown:
-        raise ModelError(f"{name} has no parameter {', '.join(unknown)}; it takes {', '.join(DEFAULTS[name])}")
+        takes = [*DEFAULTS[name], *OPTIONAL[name]]
+        raise ModelError(f"{name} has no parameter {', '.join(unknown)}; it takes {', '.join(takes)}")
     full = {**copy.deepcopy(DEFAULTS[name]), **copy.deepcopy(arch)}
     full["input_shape"] = _int_list(full, "input_shape", minimum=1, required=True)
     full["num_classes"] = _positive_int(full, "num_classes", minimum=2)
@@ -84,6 +94,9 @@ def _check_family(arch: dict[str, Any]) -> None:
         arch[key] = _positive_int(arch, key)
     if name == "vgg":
         arch["fc"] = _int_list(arch, "fc", minimum=1)
+        _check_per_layer(arch, "conv_widths", len(arch["widths"]) * arch["convs_per_stage"], "convolution")
+    if name == "resnet":
+        _check_per_layer(arch, "mid_widths", len(arch["widths"]) * arch["blocks_per_stage"], "block")
     if name == "mobilenet":
         arch["stem"] = _positive_int(arch, "stem")
         arch["widths"] = _int_list(arch, "widths", minimum=1, required=True)
@@ -97,6 +110,14 @@ def _check_family(arch: dict[str, Any]) -> None:
         arch["hidden"] = _int_list(arch, "hidden", minimum=1)
         if not isinstance(arch["batchnorm"], bool):
             raise ModelError("batchnorm must be true or false")
+
+
+def _check_per_layer(arch: dict[str, Any], key: str, expected: int, what: str) -> None:
+    if key not in arch:
+        return
+    arch[key] = _int_list(arch, key, minimum=1, required=True)
+    if len(arch[key]) != expected:
+        raise ModelError(f"{key} needs one width per {what} ({expected}); got {len(arch[key])}")
 
 
 def _positive_int(arch: dict[str, Any], key: str, minimum: int = 1) -> int:
@@ -149,9 +170,12 @@ def _global_pool() -> nn.Sequential:
 
 def _vgg(arch: dict[str, Any]) -> nn.Module:
     c_in, size = arch["input_shape"][0], min(arch["input_shape"][1:])
+    per_stage = arch["convs_per_stage"]
+    conv_widths = arch.get("conv_widths") or [w for w in arch["widths"] for _ in range(per_stage)]
     stages: OrderedDict[str, nn.Module] = OrderedDict()
-    for s, width in enumerate(arch["widths"], start=1):
-        for k in range(1, arch["convs_per_stage"] + 1):
+    for s in range(1, len(arch["widths"]) + 1):
+        for k in range(1, per_stage + 1):
+            width = conv_widths[(s - 1) * per_stage + k - 1]
             stages[f"stage{s}_{k}"] = conv_bn_relu(c_in, width)
             c_in = width
         if size >= 2:  # an 8×8 input runs out of resolution before a 28×28 one does
@@ -162,14 +186,17 @@ def _vgg(arch: dict[str, Any]) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 conv + BN with an identity shortcut, or a 1×1 conv + BN one when the shape changes."""
+    """Two 3×3 conv + BN with an identity shortcut, or a 1×1 conv + BN one when the shape changes.
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    ``mid`` is the width between the two convolutions (``c_out`` unless channel-pruned)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, mid: int | None = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        mid = c_out if mid is None else mid
+        self.conv1 = nn.Conv2d(c_in, mid, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(mid, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
@@ -186,11 +213,13 @@ def _resnet(arch: dict[str, Any]) -> nn.Module:
     widths, size = arch["widths"], min(arch["input_shape"][1:])
     layers: OrderedDict[str, nn.Module] = OrderedDict(stem=conv_bn_relu(arch["input_shape"][0], widths[0]))
     c_in = widths[0]
+    mids = arch.get("mid_widths")
     for s, width in enumerate(widths, start=1):
         for b in range(1, arch["blocks_per_stage"] + 1):
             stride = 2 if (s > 1 and b == 1 and size >= 2) else 1
             size //= stride
-            layers[f"stage{s}_{b}"] = BasicBlock(c_in, width, stride)
+            mid = mids[(s - 1) * arch["blocks_per_stage"] + b - 1] if mids else None
+            layers[f"stage{s}_{b}"] = BasicBlock(c_in, width, stride, mid)
             c_in = width
     return nn.Sequential(OrderedDict(features=nn.Sequential(layers), pool=_global_pool(),
                                      classifier=_head(c_in, [], arch["num_classes"])))

@@ -1,0 +1,441 @@
+"""One ``adc_prune`` job: the model to prune, the DDPG episodes, checkpoints, fine-tuning and the result.
+
+Order of work: (1) the dense model: a resumed job's checkpoint, the input model, or the kit's reference
+model trained here (a reported pretrain stage); (2) calibration statistics for the least-squares refit;
+(3) ``episodes`` episodes, each one trial and one checkpoint (agent, replay buffer, RNG, history);
+(4) the best policy and the uniform policy at the same budget are built, fine-tuned and measured, and
+the result table, models, agent and charts are stored. Rewards use the validation split, a stratified
+part held out of the training data; the test split is touched only for the final table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_spaces.adc import graph as g
+from search_spaces.adc.ddpg import DDPG, AgentSettings
+from search_spaces.adc.env import STATE_DIM, EnvSettings, Outcome, PruningEnv, describe
+from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+
+CHECKPOINT_FORMAT = "adc_prune/1"
+TORCH_THREADS = 1  # the kit's small models gain nothing from intra-op threads on the 2-core machine
+PRETRAIN_SHARE, SEARCH_END = 0.1, 0.85  # of the progress bar
+
+
+@dataclass(frozen=True)
+class AdcConfig:
+    """A validated ``adc_prune`` config (see the kind's schema for each field)."""
+
+    model: str = "vgg"
+    mode: str = "flops"
+    reward: str = "error"
+    target_ratio: float = 0.5
+    episodes: int = 200
+    warmup_episodes: int = 50
+    min_keep: float = 0.2
+    channel_round: int = 1
+    calibration_batches: int = 8
+    calibration_points: int = 10
+    reconstruct: bool = True
+    recalibrate_bn: bool = True
+    fill_budget: bool = True
+    pretrain_epochs: int = 20
+    pretrain_lr: float = 0.05
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float = 0.01
+    batch_size: int = 64
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    tau: float = 0.01
+    noise_sigma: float = 0.5
+    noise_decay: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AdcConfig:
+        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
+
+    def env_settings(self) -> EnvSettings:
+        return EnvSettings(target_ratio=self.target_ratio, min_keep=self.min_keep, channel_round=self.channel_round,
+                           reward=self.reward, reconstruct=self.reconstruct, recalibrate_bn=self.recalibrate_bn,
+                           fill_budget=self.fill_budget)
+
+    def agent_settings(self) -> AgentSettings:
+        return AgentSettings(actor_lr=self.actor_lr, critic_lr=self.critic_lr, tau=self.tau,
+                             warmup_episodes=self.warmup_episodes, noise_sigma=self.noise_sigma,
+                             noise_decay=self.noise_decay, low=self.min_keep, high=1.0)
+
+
+@dataclass
+class Dense:
+    """The network the agent prunes."""
+
+    arch: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    val_accuracy: float
+    source: str
+
+    def model(self) -> nn.Module:
+        from search_spaces.kit.models import build_model
+
+        model = build_model(self.arch)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+    def dump(self) -> dict[str, Any]:
+        return {"arch": json.dumps(self.arch), "state": self.state, "val_accuracy": self.val_accuracy,
+                "source": self.source}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Dense:
+        return cls(json.loads(data["arch"]), data["state"], float(data["val_accuracy"]), str(data["source"]))
+
+
+@dataclass
+class Data:
+    """The splits as float tensors (CPU), and the calibration batches drawn from the training split."""
+
+    splits: Any
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    calibration: list[torch.Tensor]
+
+
+def load_data(splits: Any, settings: AdcConfig) -> Data:
+    def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+
+    x_train = t(splits.x_train, torch.float32)
+    order = torch.from_numpy(np.random.default_rng(settings.seed + 17).permutation(len(x_train)))
+    take = order[:settings.calibration_batches * settings.batch_size]
+    calibration = [x_train[take[i:i + settings.batch_size]] for i in range(0, len(take), settings.batch_size)]
+    return Data(splits, x_train, t(splits.y_train, torch.long), t(splits.x_val, torch.float32),
+                t(splits.y_val, torch.long), t(splits.x_test, torch.float32), t(splits.y_test, torch.long),
+                calibration)
+
+
+# --- the dense model ----------------------------------------------------------------------------------
+
+def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: Reporter) -> Dense:
+    """The input model (checked against the data), or the kit's reference model trained for
+    ``pretrain_epochs`` (an MLP on tabular data)."""
+    from search_spaces.kit import models, trainer
+
+    info = data.splits.info
+    if inputs.model_path is not None:
+        model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
+        if list(arch["input_shape"]) != list(info.input_shape) or arch["num_classes"] != info.num_classes:
+            raise ConfigError({"model": [f"the input model takes {arch['input_shape']} with {arch['num_classes']} "
+                                         f"classes; the dataset has {list(info.input_shape)} with "
+                                         f"{info.num_classes}"]})
+        acc = trainer.evaluate(model, data.x_val, data.y_val)
+        return Dense(dict(arch), _cpu_state(model), float(acc), "input model")
+    name = "mlp" if info.modality == "tabular" else settings.model
+    arch = dict(inputs.model_arch) if inputs.model_arch else models.default_arch(name, info)
+    trainer.set_seed(settings.seed)
+    model = models.build_model(arch)
+    reporter.progress(0.0, "pretrain")
+
+    def progress(epoch: int, result: Any) -> None:
+        reporter.progress(PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
+                          f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: validation accuracy "
+                          f"{result.val_acc:.4f}")
+
+    result = trainer.train(model, data.x_train, data.y_train, epochs=settings.pretrain_epochs, lr=settings.pretrain_lr,
+                           batch_size=settings.batch_size, seed=settings.seed, x_val=data.x_val, y_val=data.y_val,
+                           reporter=reporter, metric_prefix="pretrain/", on_epoch_end=progress)
+    acc = trainer.evaluate(model, data.x_val, data.y_val)
+    return Dense(dict(models.complete_arch(arch)), _cpu_state(model), float(acc),
+                 f"{arch['name']} trained {result.epochs_done} epochs")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+
+@dataclass
+class SearchState:
+    """What a checkpoint holds besides the agent."""
+
+    dense: Dense
+    episode: int = 0
+    history: list[dict[str, Any]] | None = None
+    best: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+
+
+def dump_checkpoint(state: SearchState, agent: DDPG | None) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "dense": state.dense.dump(), "episode": state.episode,
+                "history": json.dumps(state.history or []), "best": json.dumps(state.best),
+                "latency": json.dumps(state.latency), "agent": agent.state_dict() if agent else None,
+                "torch_rng": torch.get_rng_state()}, buffer)
+    return buffer.getvalue()
+
+
+def load_checkpoint(blob: bytes) -> tuple[SearchState, dict[str, Any] | None]:
+    data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not an adc_prune checkpoint")
+    torch.set_rng_state(data["torch_rng"])
+    state = SearchState(Dense.load(data["dense"]), int(data["episode"]), json.loads(data["history"]),
+                        json.loads(data["best"]), json.loads(data["latency"]))
+    return state, data["agent"]
+
+
+# --- the search ---------------------------------------------------------------------------------------
+
+def run_adc(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, *, splits: Any = None,
+            torch_threads: int | None = TORCH_THREADS) -> dict[str, Any]:
+    """Run a whole ``adc_prune`` job (see the module docstring) and return its JSON-safe result."""
+    previous = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        return _run(settings, inputs, reporter, splits)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any) -> dict[str, Any]:
+    from search_spaces.adc.latency import LatencyTable
+    from search_spaces.adc.reconstruct import collect_stats
+    from search_spaces.kit import datasets
+
+    started = time.time()
+    check_stop(reporter)
+    if splits is None:
+        splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
+    data = load_data(splits, settings)
+    blob = reporter.load_checkpoint()
+    agent_state = None
+    if blob is not None:
+        state, agent_state = load_checkpoint(blob)
+    else:
+        state = SearchState(prepare_dense(settings, inputs, data, reporter), history=[])
+        reporter.save_checkpoint(dump_checkpoint(state, None))
+    reporter.progress(PRETRAIN_SHARE, f"dense model: validation accuracy {state.dense.val_accuracy:.4f}")
+    dense = state.dense.model()
+    if state.dense.arch["name"] not in g.FAMILIES:
+        raise ConfigError({"model": [f"adc_prune prunes {', '.join(g.FAMILIES)} models; this one is a "
+                                     f"{state.dense.arch['name']} network"]})
+    graph = g.build_graph(dense, state.dense.arch)
+    if not graph.units:
+        raise ConfigError({"model": [f"this {graph.family} model has no prunable channels"]})
+    check_stop(reporter)
+    resource = {"flops": g.FLOPS, "params": g.PARAMS}.get(settings.mode)
+    if resource is None:
+        if state.latency is None:  # measured once; a resumed job keeps the same model (and so the same wall)
+            state.latency = LatencyTable.measure(dense, graph).to_json()
+        resource = LatencyTable.from_json(state.latency).resource()
+    stats = (collect_stats(dense, graph, data.calibration, points=settings.calibration_points, seed=settings.seed)
+             if settings.reconstruct else None)
+    env = PruningEnv(dense, graph, resource, settings.env_settings(), stats=stats, bn_batches=data.calibration,
+                     x_val=data.x_val, y_val=data.y_val)
+    agent = DDPG(STATE_DIM, env.n_units, settings.agent_settings(), seed=settings.seed)
+    if agent_state is not None:
+        agent.load_state_dict(agent_state)
+    _search(settings, state, env, agent, reporter, graph)
+    check_stop(reporter)
+    result = _summarise(settings, inputs, state, env, agent, data, reporter, graph)
+    result["seconds"] = time.time() - started
+    reporter.progress(1.0, "done")
+    return json_safe(result)
+
+
+def _search(settings: AdcConfig, state: SearchState, env: PruningEnv, agent: DDPG, reporter: Reporter,
+            graph: g.Graph) -> None:
+    history = state.history if state.history is not None else []
+    state.history = history
+    done = {t.number for t in reporter.completed_trials()}
+    for row in history:  # checkpointed but not stored (the job died between the two): store it now
+        if row["episode"] not in done:
+            _report_episode(reporter, row, graph)
+    for episode in range(state.episode, settings.episodes):
+        check_stop(reporter)
+        if episode in done:  # stored by an attempt whose checkpoint was lost: not redone
+            continue
+        started = time.time()
+        observation = env.reset()
+        transitions = []
+        while observation is not None:
+            action = agent.act(observation, episode)
+            following, applied = env.step(action)
+            transitions.append((observation, applied, following if following is not None else observation,
+                                following is None))
+            observation = following
+        outcome = env.finish()
+        agent.remember(transitions, outcome.reward)
+        losses = [agent.update() for _ in transitions] if episode >= settings.warmup_episodes else []
+        if state.best is None or outcome.reward > state.best["reward"]:
+            state.best = {**describe(outcome), "episode": episode}
+        row = {**describe(outcome), "episode": episode, "sigma": agent.sigma(episode),
+               "warmup": episode < settings.warmup_episodes, "best_reward": state.best["reward"],
+               "critic_loss": float(np.mean([c for c, _ in losses])) if losses else None,
+               "started": started, "finished": time.time()}
+        history.append(row)
+        state.episode = episode + 1
+        reporter.save_checkpoint(dump_checkpoint(state, agent))
+        _report_episode(reporter, row, graph)
+        reporter.progress(PRETRAIN_SHARE + (SEARCH_END - PRETRAIN_SHARE) * (episode + 1) / settings.episodes,
+                          f"episode {episode + 1}/{settings.episodes}: reward {outcome.reward:.4f}, "
+                          f"best {state.best['reward']:.4f}")
+
+
+def _report_episode(reporter: Reporter, row: dict[str, Any], graph: g.Graph) -> None:
+    episode = row["episode"]
+    layers = [u.producer for u in graph.units]
+    params = {"keep_ratios": dict(zip(layers, row["keep_ratios"], strict=True)), "channels": row["counts"]}
+    metrics = {k: row[k] for k in ("accuracy", "reward", "flops", "params", "cost_ratio", "sigma", "warmup",
+                                   "best_reward", "critic_loss")}
+    reporter.trial(episode, params=params, state="complete", values=[row["reward"]], metrics=json_safe(metrics),
+                   started=row["started"], finished=row["finished"])
+    reporter.metric("reward", row["reward"], episode)
+    reporter.metric("best_reward", row["best_reward"], episode)
+    reporter.metric("noise_sigma", row["sigma"], episode)
+    reporter.metric("accuracy", row["accuracy"], episode)
+    reporter.metric("cost_ratio", row["cost_ratio"], episode)
+
+
+# --- after the search ---------------------------------------------------------------------------------
+
+def _best_counts(state: SearchState, reporter: Reporter) -> list[int]:
+    if state.best is not None:
+        return list(state.best["counts"])
+    records = [r for r in reporter.completed_trials() if r.values]
+    if not records:
+        raise RuntimeError("no episode finished: nothing to fine-tune")
+    return list(max(records, key=lambda r: r.values[0]).params["channels"])  # type: ignore[index]
+
+
+def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: PruningEnv, agent: DDPG, data: Data,
+               reporter: Reporter, graph: g.Graph) -> dict[str, Any]:
+    from search_spaces.adc.latency import measure_latency
+    from search_spaces.kit import counting, models, trainer
+
+    workdir = Path(inputs.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shape = graph.input_shape
+    best = _best_counts(state, reporter)
+    # Accuracy-guaranteed search has no target: the uniform baseline gets the AMC policy's own cost.
+    same_cost = None if env.constrained else env.graph.total(best, env.resource) * (1 + 1e-9)
+    policies = {"amc": best, "uniform": env.uniform_counts(same_cost)}
+    rows: dict[str, dict[str, Any]] = {}
+    dense = env.model
+    counted = counting.count(dense, shape)
+    rows["original"] = {"keep_ratios": [1.0] * env.n_units, "val_accuracy": state.dense.val_accuracy,
+                        "test_accuracy": trainer.evaluate(dense, data.x_test, data.y_test),
+                        "val_accuracy_finetuned": None, "test_accuracy_finetuned": None,
+                        "flops": counted["flops"], "params": counted["params"],
+                        "latency_ms": measure_latency(dense, shape)}
+    output_model = None
+    steps = len(policies)
+    for i, (name, counts) in enumerate(policies.items()):
+        check_stop(reporter)
+        outcome: Outcome = env.evaluate(counts, keep_model=True)
+        model = outcome.model
+        assert model is not None
+        arch = g.pruned_arch(state.dense.arch, model)
+        counted = counting.count(model, shape)
+        row = {"keep_ratios": outcome.keep_ratios, "channels": counts, "val_accuracy": outcome.accuracy,
+               "test_accuracy": trainer.evaluate(model, data.x_test, data.y_test), "flops": counted["flops"],
+               "params": counted["params"], "flops_ratio": counted["flops"] / rows["original"]["flops"],
+               "params_ratio": counted["params"] / rows["original"]["params"], "cost_ratio": outcome.cost_ratio,
+               "latency_ms": measure_latency(model, shape), "arch": arch}
+        if name == "amc":
+            models.save_model(model, arch, workdir / "amc_pruned.pt")
+            reporter.artifact("amc_pruned.pt", workdir / "amc_pruned.pt", "model")
+        reporter.progress(SEARCH_END + (1 - SEARCH_END) * (i + 0.5) / steps, f"fine-tune the {name} model")
+        if settings.fine_tune_epochs > 0:
+            trainer.set_seed(settings.seed + 1 + i)
+            trainer.train(model, data.x_train, data.y_train, epochs=settings.fine_tune_epochs, lr=settings.fine_tune_lr,
+                          batch_size=settings.batch_size, seed=settings.seed + 1 + i, x_val=data.x_val,
+                          y_val=data.y_val, reporter=reporter, metric_prefix=f"finetune_{name}/")
+        model.eval()
+        row["val_accuracy_finetuned"] = trainer.evaluate(model, data.x_val, data.y_val)
+        row["test_accuracy_finetuned"] = trainer.evaluate(model, data.x_test, data.y_test)
+        file = f"{name}_finetuned.pt"
+        models.save_model(model, arch, workdir / file)
+        reporter.artifact(file, workdir / file, "model")
+        if name == "amc":
+            output_model = file
+        rows[name] = row
+    agent_file = workdir / "agent.pt"
+    torch.save({"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict(),
+                "settings": json.dumps(asdict(agent.settings))}, agent_file)
+    reporter.artifact("agent.pt", agent_file, "model")
+    plots = write_plots(state, rows, graph, workdir)
+    for name in plots:
+        reporter.artifact(name, workdir / name, "plot")
+    target = settings.target_ratio
+    amc = rows["amc"]
+    result = {
+        "dataset": data.splits.info.name,
+        "model": state.dense.source,
+        "arch": state.dense.arch,
+        "mode": settings.mode,
+        "reward": settings.reward,
+        "target_ratio": target,
+        "target_reachable": env.reachable,
+        "layers": [{"producer": u.producer, "consumer": u.consumer, "followers": list(u.followers),
+                    "channels": u.channels} for u in graph.units],
+        "table": [{"model": name, **row} for name, row in rows.items()],
+        "best_episode": state.best["episode"] if state.best else None,
+        "best_reward": state.best["reward"] if state.best else None,
+        "episodes": state.episode,
+        "amc_cost_error": amc["cost_ratio"] / target - 1 if settings.reward == "error" else None,
+        "amc_vs_uniform_val_accuracy": amc["val_accuracy"] - rows["uniform"]["val_accuracy"],
+        "latency_speedup": rows["original"]["latency_ms"] / amc["latency_ms"],
+        "output_model": output_model,
+        "plots": plots,
+        "settings": asdict(settings),
+    }
+    path = workdir / "summary.json"
+    path.write_text(json.dumps(json_safe(result), indent=2))
+    reporter.artifact("summary.json", path, "data")
+    return result
+
+
+def write_plots(state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Graph, workdir: Path) -> list[str]:
+    """Offline HTML (plotly.js embedded): keep ratio per layer (AMC vs uniform) and the episode rewards."""
+    import plotly.graph_objects as go
+
+    layers = [u.producer for u in graph.units]
+    policy = go.Figure()
+    for name, colour in (("amc", "#d62728"), ("uniform", "#1f77b4")):
+        row = rows[name]
+        policy.add_trace(go.Bar(x=layers, y=row["keep_ratios"], name=f"{name} (val acc {row['val_accuracy']:.4f})",
+                                marker_color=colour, text=[str(c) for c in row["channels"]],
+                                hovertemplate="%{x}<br>keep %{y:.3f} (%{text} channels)"))
+    policy.update_layout(title="Keep ratio per layer: AMC policy vs uniform at the same budget", barmode="group",
+                         xaxis_title="layer (output channels cut)", yaxis_title="keep ratio", yaxis_range=[0, 1.05])
+    history = state.history or []
+    rewards = go.Figure()
+    rewards.add_trace(go.Scatter(x=[r["episode"] for r in history], y=[r["reward"] for r in history], mode="markers",
+                                 name="reward", marker={"color": ["#999999" if r["warmup"] else "#1f77b4"
+                                                                  for r in history]}))
+    rewards.add_trace(go.Scatter(x=[r["episode"] for r in history], y=[r["best_reward"] for r in history],
+                                 mode="lines", name="best reward", line={"color": "#d62728"}))
+    rewards.update_layout(title="Episode reward (grey: warm-up, random actions)", xaxis_title="episode",
+                          yaxis_title="reward")
+    names = []
+    for name, fig in (("keep_ratios.html", policy), ("episode_rewards.html", rewards)):
+        fig.write_html(workdir / name, include_plotlyjs=True, full_html=True)
+        names.append(name)
+    return names
