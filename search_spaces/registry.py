@@ -8,6 +8,7 @@ from search_spaces.dgc_train import DgcTrain
 from search_spaces.granularity_sweep import GranularitySweep
 from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.mlp_sweep import MlpSweep
+from search_spaces.pathlevel_nas import PathlevelNas
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     MlpSweep(),
@@ -15,6 +16,7 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     DgcTrain(),
     Hls4mlSweep(),
     AdcPrune(),
+    PathlevelNas(),
 )}
 
 

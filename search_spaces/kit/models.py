@@ -53,6 +53,12 @@ _COMMON = ("name", "input_shape", "num_classes")
 # Optional per-layer widths (see the module docstring); left out of DEFAULTS so default dicts stay as they were.
 OPTIONAL: dict[str, tuple[str, ...]] = {"vgg": ("conv_widths",), "resnet": ("mid_widths",), "mobilenet": (),
                                         "mlp": ()}
+# ``pathlevel``: a residual or dense base network whose blocks hold a tree cell found by ``pathlevel_nas``
+# (search_spaces/nas/network.py); not a reference architecture, so it stays out of ARCHITECTURES.
+DEFAULTS["pathlevel"] = {"base": "resnet", "stem": 16, "widths": [16, 32], "blocks_per_stage": 1, "growth": 12,
+                         "dense_layers": [3, 3],
+                         "tree": {"split": None, "merge": None, "branches": [{"op": "sep3x3", "child": None}]}}
+OPTIONAL["pathlevel"] = ()
 
 
 class ModelError(ValueError):
@@ -86,6 +92,9 @@ def default_arch(name: str, info: DatasetInfo) -> dict[str, Any]:
 
 def _check_family(arch: dict[str, Any]) -> None:
     name = arch["name"]
+    if name == "pathlevel":
+        _check_pathlevel(arch)
+        return
     if name != "mlp" and len(arch["input_shape"]) != 3:
         raise ModelError(f"{name} needs image input C×H×W; got input_shape {arch['input_shape']}")
     if name in ("vgg", "resnet"):
@@ -142,8 +151,26 @@ def _int_list(arch: dict[str, Any], key: str, *, minimum: int, required: bool = 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """A freshly initialised model for ``arch`` (see the module docstring for the families)."""
     arch = complete_arch(arch)
-    builder = {"vgg": _vgg, "resnet": _resnet, "mobilenet": _mobilenet, "mlp": _mlp}[arch["name"]]
+    builder = {"vgg": _vgg, "resnet": _resnet, "mobilenet": _mobilenet, "mlp": _mlp,
+               "pathlevel": _pathlevel}[arch["name"]]
     return builder(arch)
+
+
+def _check_pathlevel(arch: dict[str, Any]) -> None:
+    from search_spaces.nas import network
+
+    if len(arch["input_shape"]) != 3:
+        raise ModelError(f"pathlevel needs image input C×H×W; got input_shape {arch['input_shape']}")
+    try:
+        network.complete({k: v for k, v in arch.items() if k != "name"})
+    except ValueError as exc:
+        raise ModelError(f"pathlevel: {exc}") from None
+
+
+def _pathlevel(arch: dict[str, Any]) -> nn.Module:
+    from search_spaces.nas import network
+
+    return network.build_network({k: v for k, v in arch.items() if k != "name"})
 
 
 def conv_bn_relu(c_in: int, c_out: int, *, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:

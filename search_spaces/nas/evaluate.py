@@ -1,0 +1,179 @@
+"""Fine-tune and score sampled networks, in this process or in a pool of plain ``python`` subprocesses.
+
+A *task* is everything one evaluation needs, as tensors and plain containers: the parent network's
+architecture and weights, the transformation ops, the data, the fine-tune settings and a seed. The result
+depends on nothing else (one torch thread, seeded batch order), so a pool gives the same numbers as a serial
+loop. Workers are subprocesses, not ``multiprocessing`` children, because the job may run inside a daemonic
+Celery pool process; they read their task file with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+POLL_SECONDS = 0.1
+
+
+def build_candidate(arch: dict[str, Any], state_dict: dict[str, torch.Tensor], ops: list[dict[str, Any]],
+                    calib_x: torch.Tensor | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The parent network with ``ops`` applied to every cell (weights inherited); returns it and its arch."""
+    from search_spaces.nas import network as N
+    from search_spaces.nas import transforms
+    from search_spaces.nas import tree as T
+
+    net = N.build_network(arch)
+    net.load_state_dict(state_dict)
+    transforms.apply_to_network(net, ops)
+    if calib_x is not None:
+        transforms.calibrate(net, calib_x)
+    new_arch = {**arch, "tree": T.apply_all(arch["tree"], ops)}
+    return net, new_arch
+
+
+def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Build, fine-tune briefly and score one candidate on the validation split (never the test split).
+
+    Fine-tuning follows the reference: SGD with momentum 0.9, cosine learning rate from ``task["lr"]``.
+    """
+    from search_spaces.base import JobCancelled
+    from search_spaces.kit import counting, trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        data = task["data"]
+        net, arch = build_candidate(task["arch"], task["state_dict"], task["ops"], data["x_train"][:256])
+        size = counting.count(net, tuple(task["arch"]["input_shape"]))
+        if task.get("max_params") is not None and size["params"] > task["max_params"]:
+            return {"val_acc": 0.0, "seconds": 0.0, "params": size["params"], "macs": size["macs"],
+                    "over_budget": True}
+        stop = _StopOnly(should_stop) if should_stop is not None else None
+        try:
+            trainer.train(net, data["x_train"], data["y_train"], epochs=task["epochs"], lr=task["lr"],
+                          batch_size=task["batch_size"], seed=task["seed"], reporter=stop)
+        except JobCancelled:
+            raise
+        acc = trainer.evaluate(net, data["x_val"], data["y_val"])
+        result = {"val_acc": acc, "seconds": time.perf_counter() - started, "params": size["params"],
+                  "macs": size["macs"], "over_budget": False}
+        if task.get("return_weights"):
+            result["state_dict"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            result["arch"] = arch
+        return result
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _StopOnly:
+    """Hands the trainer a stop check and nothing else (fine-tune curves would flood the job's metrics)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def metric(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def evaluate_many(tasks: list[dict[str, Any]], *, workers: int = 1, should_stop: Callable[[], bool] | None = None,
+                  on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``tasks`` serially (``workers`` ≤ 1) or in up to ``workers`` subprocesses at once.
+
+    ``on_result(index, result)`` is called as each finishes, in task order for a serial run; a pool reports in
+    task order too (a result waits for the earlier ones), so trial numbers come out in order either way.
+    ``should_stop`` is polled while waiting; on True the subprocesses are killed and ``JobCancelled`` raised.
+    """
+    from search_spaces.base import JobCancelled
+
+    if workers <= 1 or len(tasks) <= 1:
+        results = []
+        for i, task in enumerate(tasks):
+            if should_stop is not None and should_stop():
+                raise JobCancelled()
+            results.append(evaluate_task(task, should_stop))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results
+    with tempfile.TemporaryDirectory(prefix="nas-eval-") as tmp:
+        return _Pool(Path(tmp), tasks, workers, should_stop, on_result).run()
+
+
+class _Pool:
+    def __init__(self, tmp: Path, tasks: list[dict[str, Any]], workers: int,
+                 should_stop: Callable[[], bool] | None,
+                 on_result: Callable[[int, dict[str, Any]], None] | None) -> None:
+        self.tmp, self.tasks, self.workers = tmp, tasks, workers
+        self.should_stop, self.on_result = should_stop, on_result
+        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.results: dict[int, dict[str, Any]] = {}
+        self.reported = 0
+
+    def run(self) -> list[dict[str, Any]]:
+        from search_spaces.base import JobCancelled
+
+        pending = list(range(len(self.tasks)))
+        try:
+            while pending or self.running:
+                while pending and len(self.running) < self.workers:
+                    self._start(pending.pop(0))
+                time.sleep(POLL_SECONDS)
+                if self.should_stop is not None and self.should_stop():
+                    raise JobCancelled()
+                self._collect()
+                self._report_in_order()
+        finally:
+            for process in self.running.values():
+                process.kill()
+                process.wait()
+        return [self.results[i] for i in range(len(self.tasks))]
+
+    def _start(self, index: int) -> None:
+        task_path = self.tmp / f"task{index}.pt"
+        torch.save(self.tasks[index], task_path)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+        with open(self.tmp / f"task{index}.log", "wb") as log:
+            self.running[index] = subprocess.Popen(
+                [sys.executable, "-m", "search_spaces.nas.evaluate", str(task_path), str(self.tmp / f"out{index}.pt")],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(_PROJECT_ROOT))
+
+    def _collect(self) -> None:
+        for index, process in list(self.running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del self.running[index]
+            out = self.tmp / f"out{index}.pt"
+            if code != 0 or not out.exists():
+                tail = (self.tmp / f"task{index}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"evaluation worker {index} exited with {code}: {tail}")
+            self.results[index] = torch.load(out, map_location="cpu", weights_only=True)
+
+    def _report_in_order(self) -> None:
+        while self.reported in self.results:
+            if self.on_result is not None:
+                self.on_result(self.reported, self.results[self.reported])
+            self.reported += 1
+
+
+def _main(argv: list[str]) -> None:
+    task = torch.load(argv[0], map_location="cpu", weights_only=True)
+    result = evaluate_task(task)
+    tmp = Path(argv[1]).with_suffix(".tmp")
+    torch.save(result, tmp)
+    os.replace(tmp, argv[1])
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,141 @@
+"""``pathlevel_nas``: tree-cell architecture search by path-level network transformations.
+
+Cai, Yang, Zhang, Han, Yu, "Path-Level Network Transformation for Efficient Architecture Search", ICML 2018
+(arXiv:1806.02639; reference code han-cai/PathLevel-EAS). A small residual or dense base network is trained;
+a bidirectional tree-LSTM meta-controller then grows the topology of its cells (replicate-and-add,
+split-and-concat, insert node, identity → layer), each sampled network inheriting the base's weights through
+these function-preserving transformations and being fine-tuned briefly; REINFORCE with reward tan(acc·π/2)
+on the validation split trains the controller. The best cell is finally trained from its inherited weights
+and, for comparison, from scratch for the same epochs.
+
+The algorithm lives in :mod:`search_spaces.nas`; this module imports only light things, since the web
+process imports it to serve the schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search_spaces.base import JobInputs, JobKind, Reporter
+
+_PRIMITIVES = ["identity", "conv1x1", "sep3x3", "sep5x5", "sep7x7", "maxpool3x3", "avgpool3x3", "gconv3x3"]
+_LAYERS = ["conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3"]
+# Seconds per epoch of the default base network (resnet, widths 16-32, one sep3x3 cell per stage) at batch
+# size 64 with one torch thread on the 2-core machine, training plus validation; grown cells cost more
+# (_GROWN_FACTOR, the mean over sampled cells of bench/nas_weight_reuse.py). Unknown data counts as mnist5k.
+_EPOCH_SECONDS = {"digits": 0.6, "mnist5k": 6.0, "fashion_mnist": 80.0}
+_GROWN_FACTOR = 2.5
+
+
+class PathlevelNas(JobKind):
+    name = "pathlevel_nas"
+    title = "Path-level transformation architecture search (Cai et al. 2018)"
+    description = ("Grows the tree-structured cells of a trained residual or dense base network with function-"
+                   "preserving path-level transformations (replicate-and-add, split-and-concat, insert node, "
+                   "identity to layer) chosen by a bidirectional tree-LSTM meta-controller trained with "
+                   "REINFORCE. Every sampled network inherits the base's weights and is fine-tuned briefly; the "
+                   "best cell is trained further and compared with the same network trained from scratch.")
+    default_dataset = "digits"
+    modalities = ("image",)
+    tiny_config: dict[str, Any] = {"n_networks": 4, "networks_per_update": 2, "base_epochs": 1, "finetune_epochs": 1,
+                                   "final_epochs": 1, "stem": 8, "widths": [8], "max_train": 300}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "n_networks": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 20,
+                           "description": "Networks (cells) the meta-controller samples in the whole search; one "
+                                          "trial each."},
+            "networks_per_update": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
+                                    "description": "Sampled networks per REINFORCE update of the controller (the "
+                                                   "paper uses 10)."},
+            "finetune_epochs": {"type": "integer", "minimum": 1, "maximum": 100, "default": 3,
+                                "description": "Epochs each sampled network is fine-tuned from its inherited "
+                                               "weights before it is scored on the validation split (the paper: "
+                                               "20 on CIFAR-10)."},
+            "finetune_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.035,
+                            "description": "Initial SGD learning rate of the fine-tune, annealed by cosine (the "
+                                           "paper's 0.035)."},
+            "base_epochs": {"type": "integer", "minimum": 1, "maximum": 500, "default": 15,
+                            "description": "Epochs to train the base network every sampled network starts from."},
+            "final_epochs": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 15,
+                             "description": "Epochs to train the best cell's network at the end, from its inherited "
+                                            "weights and, for comparison, from scratch."},
+            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.05,
+                   "description": "Initial SGD learning rate (cosine) of the base and final training."},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 64,
+                           "description": "Minibatch size of every training run."},
+            "base": {"type": "string", "enum": ["resnet", "densenet"], "default": "resnet",
+                     "description": "Base network: residual blocks x + cell(x), or dense layers concat(x, cell(x))."},
+            "base_op": {"type": "string", "enum": _LAYERS, "default": "sep3x3",
+                        "description": "The single layer every cell of the base network starts as."},
+            "stem": {"type": "integer", "minimum": 1, "maximum": 512, "default": 16,
+                     "description": "Output channels of the stem convolution."},
+            "widths": {"type": "array", "items": {"type": "integer", "minimum": 2, "maximum": 1024},
+                       "minItems": 1, "maxItems": 6, "default": [16, 32],
+                       "description": "resnet: channels of each stage (every stage after the first halves the "
+                                      "resolution)."},
+            "blocks_per_stage": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1,
+                                 "description": "resnet: residual cell blocks per stage."},
+            "growth": {"type": "integer", "minimum": 2, "maximum": 256, "default": 12,
+                       "description": "densenet: channels each cell adds (growth rate)."},
+            "dense_layers": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 32},
+                             "minItems": 1, "maxItems": 6, "default": [3, 3],
+                             "description": "densenet: cell layers per dense block."},
+            "max_depth": {"type": "integer", "minimum": 1, "maximum": 3, "default": 3,
+                          "description": "Deepest tree a cell may grow to (levels of nodes; the paper: 3)."},
+            "primitives": {"type": "array", "items": {"type": "string", "enum": _PRIMITIVES}, "minItems": 1,
+                           "uniqueItems": True, "default": list(_PRIMITIVES),
+                           "description": "Primitives an identity edge may become (identity keeps it)."},
+            "sampler": {"type": "string", "enum": ["rl", "random"], "default": "rl",
+                        "description": "rl: the tree-LSTM meta-controller with REINFORCE; random: uniform choices "
+                                       "in the same tree space (a baseline)."},
+            "controller_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 6e-3,
+                              "description": "Adam learning rate of the meta-controller (the paper's 6e-3)."},
+            "entropy_weight": {"type": "number", "minimum": 0, "maximum": 1.0, "default": 1e-2,
+                               "description": "Entropy bonus per decision in the REINFORCE loss (the paper's 1e-2)."},
+            "baseline_decay": {"type": "number", "minimum": 0, "maximum": 0.9999, "default": 0.95,
+                               "description": "Decay of the moving-average reward baseline (the paper's 0.95)."},
+            "max_params": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000_000, "default": None,
+                           "description": "Parameter budget: a sampled network above it is not trained, its trial "
+                                          "is pruned and it scores 0. Null: no budget."},
+            "eval_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1,
+                             "description": "Sampled networks of one controller update fine-tuned at once, each in "
+                                            "its own process with one thread (1: serially, in the job's process). "
+                                            "Results do not depend on it."},
+            "max_train": {"type": ["integer", "null"], "minimum": 10, "maximum": 10_000_000, "default": None,
+                          "description": "Use at most this many training samples (stratified); null: all."},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
+                     "description": "Seed of the weights, the batch order and the controller's sampling."},
+        },
+    }
+
+    def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if config["networks_per_update"] > config["n_networks"]:
+            errors["networks_per_update"] = ["must not exceed n_networks"]
+        if config["base_op"] == "gconv3x3" and config["base"] == "resnet" and any(w % 2 for w in config["widths"]):
+            errors["widths"] = ["a group-convolution base cell needs even widths"]
+        return errors
+
+    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+        """CPU-minutes on the 2-core machine: base epochs, each sampled network's fine-tune (grown cells cost
+        about ``_GROWN_FACTOR`` base epochs per epoch), the final training twice, start-up and the controller."""
+        epoch = _EPOCH_SECONDS.get(dataset or self.default_dataset, _EPOCH_SECONDS["mnist5k"])
+        if config.get("max_train"):
+            epoch *= min(1.0, config["max_train"] / {"digits": 1257, "mnist5k": 3500}.get(dataset or "", 49000))
+        width = sum(config["widths"]) / 48 if config["base"] == "resnet" else sum(config["dense_layers"]) / 6
+        epoch *= max(width, 0.25) * (0.3 + 0.7 * 64 / config["batch_size"])
+        seconds = (20 + config["base_epochs"] * epoch
+                   + config["n_networks"] * (1.0 + config["finetune_epochs"] * epoch * _GROWN_FACTOR)
+                   + 2 * config["final_epochs"] * epoch * _GROWN_FACTOR)
+        return seconds / 60
+
+    def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+        from dataclasses import replace
+
+        from search_spaces.nas.search import SearchConfig, run_search
+
+        if inputs.dataset is None and inputs.dataset_path is None:
+            inputs = replace(inputs, dataset=self.default_dataset)
+        return run_search(SearchConfig.from_config(config), inputs, reporter)
