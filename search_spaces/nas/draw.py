@@ -1,6 +1,9 @@
 """An SVG drawing of a tree cell: input at the top, one box per edge, one circle per merge, output at the bottom.
 
-Plain string building (no plotting library), so the job page can show the file as it is.
+The layout mirrors the tree: edges of depth ``d`` sit on row ``d`` below the input, the merge of a node of
+depth ``d`` on row ``2·H + 1 − d`` (``H`` the tree's height), so every merge lies below every edge box and a
+nested merge above the merge it feeds. Plain string building (no plotting library), so the job page can
+show the file as it is.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ def tree_svg(tree: T.Tree, title: str = "") -> str:
     """The SVG document of ``tree`` (see the module docstring)."""
     cols, levels = _width(tree), _height(tree)
     width = max(cols * COL + 40, 260)
-    height = (2 * levels + 2) * ROW + 40
+    height = (2 * levels + 1) * ROW + 60
     parts: list[str] = []
-    top, bottom = (width / 2, 30.0), (width / 2, height - 30.0)
+    top, bottom = (width / 2, 30.0), (width / 2, 30.0 + (2 * levels + 1) * ROW)
     x0 = (width - cols * COL) / 2
     _draw(tree, x0, top, 1, bottom, levels, parts)
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
@@ -52,13 +55,13 @@ def _terminal(at: tuple[float, float], text: str) -> str:
 def _draw(node: T.Tree, x0: float, source: tuple[float, float], level: int, sink: tuple[float, float],
           levels: int, parts: list[str]) -> None:
     """Draw ``node``'s branches from ``source`` to its merge point, which then feeds ``sink``."""
-    y_merge = sink[1] - (level - 1) * ROW * 0.6 - ROW * 0.8 if node["merge"] else sink[1]
+    y_merge = 30.0 + (2 * levels + 1 - level) * ROW if node["merge"] else sink[1]
     merge_at = (x0 + _width(node) * COL / 2, y_merge)
     x = x0
     for b in node["branches"]:
         span = _width(b["child"]) * COL
         cx = x + span / 2
-        y_box = source[1] + ROW
+        y_box = 30.0 + level * ROW
         parts.append(_line(source, (cx, y_box - BOX_H / 2)))
         colour = _COLOURS.get(b["op"], "#fff")
         parts.append(f'<rect x="{cx - BOX_W / 2:.1f}" y="{y_box - BOX_H / 2:.1f}" width="{BOX_W}" height="{BOX_H}" '

@@ -74,3 +74,20 @@ def test_svg_drawing_names_every_edge() -> None:
     svg = tree_svg(GROWN)
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     assert svg.count(">sep3x3<") == 3 and ">avgpool3x3<" in svg and ">conv1x1<" in svg and svg.count(">identity<") == 1
+
+
+def test_svg_merges_lie_below_every_edge_and_nested_merges_above_their_parent() -> None:
+    import re
+
+    nested = {"split": "copy", "merge": "add", "branches": [
+        {"op": "sep3x3", "child": None},
+        {"op": "sep3x3", "child": {"split": "copy", "merge": "add", "branches": [
+            {"op": "sep5x5", "child": {"split": "copy", "merge": "concat", "branches": [
+                {"op": "maxpool3x3", "child": None}, {"op": "sep5x5", "child": None}]}},
+            {"op": "identity", "child": None}]}}]}
+    svg = tree_svg(nested)
+    box_bottoms = [float(y) + 26 for y in re.findall(r'<rect x="[^"]+" y="([^"]+)" width="96"', svg)]
+    merges = [float(y) for y in re.findall(r'<circle cx="[^"]+" cy="([^"]+)"', svg)]
+    assert len(box_bottoms) == 6 and len(merges) == 3
+    assert min(merges) - 11 > max(box_bottoms), "a merge circle overlaps an edge box"
+    assert merges == sorted(set(merges))  # drawn innermost first: each merge above the one it feeds
