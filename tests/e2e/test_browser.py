@@ -126,8 +126,30 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
     rows = page.locator("#fpga-reports tbody tr")
     expect(rows.nth(0)).to_have_class("estimate")
     expect(rows.nth(1)).to_have_class("synthesis")
+    # the job's interactive plots open on demand in a sandboxed frame, drawn by their own plotly
+    page.get_by_text("Interactive plot: hls4ml_sweep_plots.html").click()
+    frame = page.frame_locator("iframe[title='hls4ml_sweep_plots.html']")
+    expect(frame.locator(".main-svg").first).to_be_visible(timeout=30_000)
     page.locator("#fpga-import-file").set_input_files(str(ROOT / "README.md"))
     page.get_by_label("Trial", exact=True).fill("0")
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#fpga-import-error")).to_contain_text("file:")
     section.screenshot(path=SHOTS / "job_detail_fpga.png")
+
+
+def test_the_nas_tree_drawing_is_shown_on_the_job_page(page, stack: Stack) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    from search_spaces.registry import get_kind
+
+    client = stack.client("alice", USERS["alice"])
+    job = client.submit("pathlevel_nas", get_kind("pathlevel_nas").tiny_config, name="tree in the browser")
+    client.wait_status(job["id"], {"succeeded"}, timeout=180)
+    page.goto(f"/login/?next=/jobs/{job['id']}/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_role("button", name="Log in").click()
+    drawing = page.get_by_role("img", name="best_tree.svg (drawing made by the job)")
+    expect(drawing).to_be_visible()
+    assert drawing.evaluate("img => img.complete && img.naturalWidth > 100")
+    drawing.screenshot(path=SHOTS / "job_detail_nas_tree.png")

@@ -56,3 +56,18 @@ def test_owner_downloads_the_artifact(alice_api, alices_job) -> None:  # noqa: A
 def test_a_parent_job_of_another_user_is_refused(bob_api, alices_job) -> None:  # noqa: ANN001
     r = bob_api.post("/api/v1/jobs/", {"kind": "mlp_sweep", "parent": alices_job.pk}, format="json")
     assert r.status_code == 400 and "parent" in r.json()
+
+
+def test_plots_are_shown_inline_only_sandboxed_and_other_files_always_download(alice_api, alices_job,  # noqa: ANN001
+                                                                               tmp_path) -> None:
+    (tmp_path / "tree.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    plot = Artifact.objects.create(job=alices_job, name="tree.svg", kind="plot", file="tree.svg", size_bytes=42,
+                                   sha256="y")
+    r = alice_api.get(f"/api/v1/artifacts/{plot.pk}/download/?inline=1")
+    assert r.status_code == 200 and r["Content-Type"] == "image/svg+xml"
+    assert "attachment" not in r.get("Content-Disposition", "")
+    assert r["Content-Security-Policy"] == "sandbox allow-scripts" and r["X-Content-Type-Options"] == "nosniff"
+    assert "attachment" in alice_api.get(f"/api/v1/artifacts/{plot.pk}/download/")["Content-Disposition"]
+    data = alices_job.artifacts.get(name="a.txt")
+    r = alice_api.get(f"/api/v1/artifacts/{data.pk}/download/?inline=1")
+    assert "attachment" in r["Content-Disposition"] and "Content-Security-Policy" not in r

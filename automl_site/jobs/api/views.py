@@ -142,18 +142,29 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         return self.get_paginated_response(s.ArtifactSerializer(page, many=True).data)
 
 
+INLINE_TYPES = (".svg", ".html", ".png")
+
+
 class ArtifactViewSet(OwnedMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ArtifactSerializer
 
     owned_model = Artifact
     selector = staticmethod(selectors.artifact_list)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, parameters=[OpenApiParameter(
+        "inline", bool, description="show a plot (.svg, .html, .png) in the browser instead of downloading it; "
+                                    "served sandboxed (no access to this site's cookies or pages)")])
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         artifact = self.get_object()
-        response = FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)
+        inline = request.query_params.get("inline") in ("1", "true") and artifact.name.lower().endswith(INLINE_TYPES)
+        response = FileResponse(artifact.file.open("rb"), as_attachment=not inline, filename=artifact.name)
         response["X-Content-SHA256"] = artifact.sha256
+        if inline:
+            # A job's plot runs its own scripts (plotly) in an opaque origin: it can draw, not read this site.
+            response["Content-Security-Policy"] = "sandbox allow-scripts"
+            response["X-Frame-Options"] = "SAMEORIGIN"
+            response["X-Content-Type-Options"] = "nosniff"
         return response
 
 

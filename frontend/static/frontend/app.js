@@ -203,11 +203,27 @@ const AutoML = (() => {
         el("td", {text: fmtValue(t.values)}), el("td", {text: t.duration_seconds === null ? "" : t.duration_seconds.toFixed(2)}))));
     }
 
+    const shownPlots = new Set();
     async function refreshArtifacts() {
-      const r = await api(`/api/v1/jobs/${id}/artifacts/`);
+      const r = await api(`/api/v1/jobs/${id}/artifacts/?page_size=1000`);
       if (!r.ok) return;
       document.getElementById("artifacts").replaceChildren(...r.data.results.map(a => el("li", {},
         el("a", {href: a.download_url, text: a.name}), ` ${a.kind}, ${a.size_bytes} bytes, sha256 ${a.sha256.slice(0, 12)}…`)));
+      // The kind's own views: drawings shown inline, interactive plots opened on demand (they can be megabytes).
+      const plots = document.getElementById("plots");
+      for (const a of r.data.results.filter(x => x.kind === "plot" && !shownPlots.has(x.id))) {
+        shownPlots.add(a.id);
+        const src = `${a.download_url}?inline=1`;
+        if (/\.(svg|png)$/i.test(a.name)) {
+          plots.append(el("figure", {class: "plot"}, el("img", {src, alt: `${a.name} (drawing made by the job)`}),
+                          el("figcaption", {text: a.name})));
+        } else if (/\.html$/i.test(a.name)) {
+          const frame = el("iframe", {title: a.name, class: "plot-frame", sandbox: "allow-scripts", loading: "lazy"});
+          const details = el("details", {class: "plot"}, el("summary", {text: `Interactive plot: ${a.name}`}), frame);
+          details.addEventListener("toggle", () => { if (details.open && !frame.src) frame.src = src; });
+          plots.append(details);
+        }
+      }
     }
 
     let fpgaChartReady = false;
