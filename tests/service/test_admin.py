@@ -66,3 +66,23 @@ def test_healthz_says_when_the_broker_is_down(client, settings) -> None:  # noqa
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     r = client.get("/healthz")
     assert r.status_code == 503 and r.json()["broker"].startswith("error") and r.json()["database"] == "ok"
+
+
+def test_bootstrap_creates_the_admin_and_demo_jobs_once(db, settings, tmp_path) -> None:  # noqa: ANN001
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from automl_site.jobs.models import Job
+
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("bootstrap", "--demo", stdout=out)
+    assert get_user_model().objects.get(username="admin").is_superuser
+    assert "password:" in (tmp_path / "admin-credentials.txt").read_text()
+    assert sorted(Job.objects.values_list("kind", flat=True)) == ["hls4ml_sweep", "mlp_sweep"]
+    for job in Job.objects.all():
+        assert job.status == "queued" and job.config  # validated, defaults filled
+    call_command("bootstrap", "--demo", stdout=StringIO())
+    assert Job.objects.count() == 2

@@ -1,5 +1,5 @@
 """First start of a single machine: an admin account (credentials written to a private file) and,
-with ``--demo``, one small job so there is something to look at."""
+with ``--demo``, two small jobs so there is something to look at."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from automl_site.jobs.services import job_submit
 
 
 class Command(BaseCommand):
-    help = "Create the admin account if missing (password in var/admin-credentials.txt); --demo queues a job."
+    help = "Create the admin account if missing (password in var/admin-credentials.txt); --demo queues two jobs."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--username", default="admin")
-        parser.add_argument("--demo", action="store_true", help="queue a small demo job if there is none")
+        parser.add_argument("--demo", action="store_true", help="queue small demo jobs if there are none")
 
     def handle(self, *args, username: str, demo: bool, **options) -> None:  # noqa: ANN002, ANN003
         users = get_user_model()
@@ -38,6 +38,10 @@ class Command(BaseCommand):
         if demo and not Job.objects.exists():
             job = job_submit(owner=user, kind="mlp_sweep", name="demo: MLP sweep on digits",
                              config={"trials": 12, "epochs": 30})
+            self.stdout.write(f"queued demo job #{job.pk}")
+            # About a minute on two cores: FPGA reports, estimates vs reuse factor, interactive plots.
+            job = job_submit(owner=user, kind="hls4ml_sweep", name="demo: hls4ml sweep of the jet tagger",
+                             config={"n_trials": 12, "epochs": 10})
             self.stdout.write(f"queued demo job #{job.pk}")
         port = os.environ.get("PORT", "8000")
         self.stdout.write(f"open http://127.0.0.1:{port}/ (API docs at /api/docs/, admin at /admin/)")
