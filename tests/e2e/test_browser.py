@@ -37,15 +37,32 @@ def page(stack: Stack):  # noqa: ANN201
         assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def _log_in(page) -> None:  # noqa: ANN001
+    """Fill the login form the page shows as alice."""
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_role("button", name="Log in").click()
+
+
+def _finished_job_page(page, stack: Stack, kind: str, name: str) -> tuple[dict, object]:  # noqa: ANN001
+    """Run ``kind``'s tiny config to success through the API, then open its page logged in as alice."""
+    from search_spaces.registry import get_kind
+
+    client = stack.client("alice", USERS["alice"])
+    job = client.submit(kind, get_kind(kind).tiny_config, name=name)
+    client.wait_status(job["id"], {"succeeded"}, timeout=180)
+    page.goto(f"/login/?next=/jobs/{job['id']}/")
+    _log_in(page)
+    return job, client
+
+
 def test_log_in_submit_from_the_form_and_watch_progress_reach_100(page, stack: Stack) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login/"))
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
-    page.get_by_role("button", name="Log in").click()
+    _log_in(page)
     expect(page.get_by_role("heading", name="Your jobs")).to_be_visible()
     page.screenshot(path=SHOTS / "job_list.png", full_page=True)
 
@@ -80,9 +97,7 @@ def test_the_form_offers_choice_lists_as_checkboxes(page, stack: Stack) -> None:
     from playwright.sync_api import expect
 
     page.goto("/login/?next=/submit/%3Fkind%3Dgranularity_sweep")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
-    page.get_by_role("button", name="Log in").click()
+    _log_in(page)
     expect(page.get_by_label("Kind")).to_have_value("granularity_sweep")
     for option in ("fine", "vector", "kernel", "filter"):
         expect(page.get_by_role("checkbox", name=option)).to_be_checked()  # the schema's default: all four
@@ -101,15 +116,7 @@ def test_the_form_offers_choice_lists_as_checkboxes(page, stack: Stack) -> None:
 def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack: Stack) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
-    from search_spaces.registry import get_kind
-
-    client = stack.client("alice", USERS["alice"])
-    job = client.submit("hls4ml_sweep", get_kind("hls4ml_sweep").tiny_config, name="fpga in the browser")
-    client.wait_status(job["id"], {"succeeded"}, timeout=180)
-    page.goto(f"/login/?next=/jobs/{job['id']}/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
-    page.get_by_role("button", name="Log in").click()
+    job, client = _finished_job_page(page, stack, "hls4ml_sweep", "fpga in the browser")
     section = page.locator("#fpga-section")
     expect(section).to_be_visible()
     trials = len(client.trials(job["id"]))
@@ -140,15 +147,7 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
 def test_the_nas_tree_drawing_is_shown_on_the_job_page(page, stack: Stack) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
-    from search_spaces.registry import get_kind
-
-    client = stack.client("alice", USERS["alice"])
-    job = client.submit("pathlevel_nas", get_kind("pathlevel_nas").tiny_config, name="tree in the browser")
-    client.wait_status(job["id"], {"succeeded"}, timeout=180)
-    page.goto(f"/login/?next=/jobs/{job['id']}/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
-    page.get_by_role("button", name="Log in").click()
+    _finished_job_page(page, stack, "pathlevel_nas", "tree in the browser")
     drawing = page.get_by_role("img", name="best_tree.svg (drawing made by the job)")
     expect(drawing).to_be_visible()
     assert drawing.evaluate("img => img.complete && img.naturalWidth > 100")
