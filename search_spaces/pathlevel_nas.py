@@ -98,7 +98,9 @@ class PathlevelNas(JobKind):
                                "description": "Decay of the moving-average reward baseline (the paper's 0.95)."},
             "max_params": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000_000, "default": None,
                            "description": "Parameter budget: a sampled network above it is not trained, its trial "
-                                          "is pruned and it scores 0. Null: no budget."},
+                                          "is pruned and it scores 0; the result is the best network within it "
+                                          "(the base cell if none fits). Below the base network's own size the "
+                                          "job fails at once. Null: no budget."},
             "eval_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1,
                              "description": "Sampled networks of one controller update fine-tuned at once, each in "
                                             "its own process with one thread (1: serially, in the job's process). "

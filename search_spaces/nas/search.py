@@ -124,6 +124,9 @@ def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, spli
     if state is None:
         state = _train_base(cfg, splits, data, reporter)
         reporter.save_checkpoint(state.to_bytes())
+    if cfg.max_params is not None and state.base["params"] > cfg.max_params:
+        raise ValueError(f"max_params {cfg.max_params:,} is below the base network's own {state.base['params']:,} "
+                         "parameters: no grown cell can fit; raise max_params or choose a smaller base")
     search = _Search(cfg, state, data, reporter)
     search.run()
     reporter.progress(SEARCH_SHARE[1], "final training of the best cell")
@@ -265,8 +268,10 @@ def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch
     from search_spaces.kit import counting, models, trainer
     from search_spaces.nas.draw import tree_svg
 
-    scored = [h for h in search.history if not h.get("over_budget")] or search.history
-    best = max(scored, key=lambda h: h["val_acc"])
+    scored = [h for h in search.history if not h.get("over_budget")]
+    # Every sampled network over max_params: the base cell itself is the best network within the budget.
+    best = (max(scored, key=lambda h: h["val_acc"]) if scored
+            else {"val_acc": state.base["val_acc"], "episode": {"ops": []}})
     ops = best["episode"]["ops"]
     torch.manual_seed(cfg.seed)
     net, arch = E.build_candidate(state.arch, state.parent, ops, data["x_train"][:256])
@@ -322,6 +327,7 @@ def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch
         "mean_reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "mean_reward_last_quarter": sum(rewards[-quarter:]) / quarter,
         "mean_val_acc": sum(accs) / len(accs), "output_model": "best_model.pt",
+        "within_max_params": len(scored),
     }
     reporter.progress(1.0, "done")
     return json_safe(result)

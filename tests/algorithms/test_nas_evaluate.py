@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from search_spaces.kit import datasets
@@ -38,3 +39,19 @@ def test_parallel_evaluation_equals_serial() -> None:
         assert s["val_acc"] == p["val_acc"] and s["params"] == p["params"]
         assert all(torch.equal(s["state_dict"][k], p["state_dict"][k]) for k in s["state_dict"])
     assert serial[0]["params"] != serial[1]["params"]  # two different networks were evaluated
+
+
+def test_max_params_is_honoured_by_the_result(tmp_path) -> None:  # noqa: ANN001
+    from search_spaces.base import JobInputs, MemoryReporter
+    from search_spaces.pathlevel_nas import PathlevelNas
+
+    kind = PathlevelNas()
+    free = kind.run(kind.validate(kind.tiny_config), JobInputs(dataset="digits", workdir=tmp_path / "a"),
+                    MemoryReporter())
+    base_params = free["base"]["params"]
+    with pytest.raises(ValueError, match="below the base network's own"):
+        kind.run(kind.validate({**kind.tiny_config, "max_params": base_params - 1}),
+                 JobInputs(dataset="digits", workdir=tmp_path / "b"), MemoryReporter())
+    capped = kind.run(kind.validate({**kind.tiny_config, "max_params": base_params}),
+                      JobInputs(dataset="digits", workdir=tmp_path / "c"), MemoryReporter())
+    assert capped["params"] <= base_params  # the base cell itself when no grown cell fits
