@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=25)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--calibration-batches", type=int, default=8)
+    parser.add_argument("--channel-round", type=int, default=1, help="kept channel counts are multiples of this")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "amc_vs_uniform")
     args = parser.parse_args()
 
@@ -63,7 +64,7 @@ def main() -> None:
                 t0 = time.time()
                 settings = AdcConfig(model=family, target_ratio=target, episodes=args.episodes,
                                      warmup_episodes=args.warmup, calibration_batches=args.calibration_batches,
-                                     fine_tune_epochs=0, seed=seed)
+                                     channel_round=args.channel_round, fine_tune_epochs=0, seed=seed)
                 workdir = args.out / f"{family}_{target}_{seed}"
                 result = run_adc(settings, JobInputs(seed=0, dataset=args.dataset, workdir=workdir),
                                  MemoryReporter(checkpoint=checkpoint), splits=splits)
