@@ -104,8 +104,8 @@ class TrialAdmin(admin.ModelAdmin):
 
 @admin.register(FpgaReport)
 class FpgaReportAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "trial", "source", "part", "dsp", "lut", "ff", "bram", "latency_ns",
-                    "fixed_point_accuracy", "float_accuracy"]
+    list_display = ["id", "job", "trial", "source", "part", "dsp", "lut", "ff", "bram", "latency_cycles",
+                    "latency_ns", "initiation_interval", "fixed_point_accuracy", "float_accuracy"]
     list_filter = ["source", "part", "strategy", "io_type"]
     search_fields = ["=job__id", "part"]
     raw_id_fields = ["job", "trial"]
