@@ -119,7 +119,7 @@ def print_storage_only(dense: object, args: argparse.Namespace) -> None:
     for g in GRANULARITIES:
         cells = []
         for level in levels:
-            model = dense.fresh("cpu")  # type: ignore[attr-defined]
+            model = dense.build("cpu")  # type: ignore[attr-defined]
             masks = prune_model(model, g, level, "l1")
             assert set(masks) == set(prunable_weights(model))
             cells.append(f"{measure_storage(model, masks, g, settings).compression_ratio:>15.2f}")

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from search_spaces.adc import graph as g
 from search_spaces.adc.ddpg import DDPG, AgentSettings
 from search_spaces.adc.env import STATE_DIM, EnvSettings, Outcome, PruningEnv, describe
 from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+from search_spaces.kit.models import TrainedModel, cpu_state
 
 CHECKPOINT_FORMAT = "adc_prune/1"
 TORCH_THREADS = 1  # the kit's small models gain nothing from intra-op threads on the 2-core machine
@@ -77,31 +77,6 @@ class AdcConfig:
 
 
 @dataclass
-class Dense:
-    """The network the agent prunes."""
-
-    arch: dict[str, Any]
-    state: dict[str, torch.Tensor]
-    val_accuracy: float
-    source: str
-
-    def model(self) -> nn.Module:
-        from search_spaces.kit.models import build_model
-
-        model = build_model(self.arch)
-        model.load_state_dict(self.state)
-        return model.eval()
-
-    def dump(self) -> dict[str, Any]:
-        return {"arch": json.dumps(self.arch), "state": self.state, "val_accuracy": self.val_accuracy,
-                "source": self.source}
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> Dense:
-        return cls(json.loads(data["arch"]), data["state"], float(data["val_accuracy"]), str(data["source"]))
-
-
-@dataclass
 class Data:
     """The splits as float tensors (CPU), and the calibration batches drawn from the training split."""
 
@@ -130,7 +105,7 @@ def load_data(splits: Any, settings: AdcConfig) -> Data:
 
 # --- the dense model ----------------------------------------------------------------------------------
 
-def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: Reporter) -> Dense:
+def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: Reporter) -> TrainedModel:
     """The input model (checked against the data), or the kit's reference model trained for
     ``pretrain_epochs`` (an MLP on tabular data)."""
     from search_spaces.kit import models, trainer
@@ -143,7 +118,7 @@ def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: 
                                          f"classes; the dataset has {list(info.input_shape)} with "
                                          f"{info.num_classes}"]})
         acc = trainer.evaluate(model, data.x_val, data.y_val)
-        return Dense(dict(arch), _cpu_state(model), float(acc), "input model")
+        return TrainedModel(dict(arch), cpu_state(model), float(acc), "input model")
     name = "mlp" if info.modality == "tabular" else settings.model
     arch = dict(inputs.model_arch) if inputs.model_arch else models.default_arch(name, info)
     trainer.set_seed(settings.seed)
@@ -159,12 +134,8 @@ def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: 
                            batch_size=settings.batch_size, seed=settings.seed, x_val=data.x_val, y_val=data.y_val,
                            reporter=reporter, metric_prefix="pretrain/", on_epoch_end=progress)
     acc = trainer.evaluate(model, data.x_val, data.y_val)
-    return Dense(dict(models.complete_arch(arch)), _cpu_state(model), float(acc),
+    return TrainedModel(dict(models.complete_arch(arch)), cpu_state(model), float(acc),
                  f"{arch['name']} trained {result.epochs_done} epochs")
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
@@ -173,7 +144,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 class SearchState:
     """What a checkpoint holds besides the agent."""
 
-    dense: Dense
+    dense: TrainedModel
     episode: int = 0
     history: list[dict[str, Any]] | None = None
     best: dict[str, Any] | None = None
@@ -182,7 +153,7 @@ class SearchState:
 
 def dump_checkpoint(state: SearchState, agent: DDPG | None) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "dense": state.dense.dump(), "episode": state.episode,
+    torch.save({"format": CHECKPOINT_FORMAT, "dense": state.dense.to_dict(), "episode": state.episode,
                 "history": json.dumps(state.history or []), "best": json.dumps(state.best),
                 "latency": json.dumps(state.latency), "agent": agent.state_dict() if agent else None,
                 "torch_rng": torch.get_rng_state()}, buffer)
@@ -194,7 +165,7 @@ def load_checkpoint(blob: bytes) -> tuple[SearchState, dict[str, Any] | None]:
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an adc_prune checkpoint")
     torch.set_rng_state(data["torch_rng"])
-    state = SearchState(Dense.load(data["dense"]), int(data["episode"]), json.loads(data["history"]),
+    state = SearchState(TrainedModel.from_dict(data["dense"]), int(data["episode"]), json.loads(data["history"]),
                         json.loads(data["best"]), json.loads(data["latency"]))
     return state, data["agent"]
 
@@ -231,7 +202,7 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
         state = SearchState(prepare_dense(settings, inputs, data, reporter), history=[])
         reporter.save_checkpoint(dump_checkpoint(state, None))
     reporter.progress(PRETRAIN_SHARE, f"dense model: validation accuracy {state.dense.val_accuracy:.4f}")
-    dense = state.dense.model()
+    dense = state.dense.build().eval()
     if state.dense.arch["name"] not in g.FAMILIES:
         raise ConfigError({"model": [f"adc_prune prunes {', '.join(g.FAMILIES)} models; this one is a "
                                      f"{state.dense.arch['name']} network"]})

@@ -18,7 +18,6 @@ study (finished plus running trials of every worker), so two workers together ru
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import threading
@@ -47,6 +46,7 @@ from search_spaces.granularity.pruning import (
     prune_and_retrain,
 )
 from search_spaces.granularity.storage import StorageReport, model_storage
+from search_spaces.kit.models import TrainedModel, cpu_state
 
 PRETRAIN_SHARE = 0.1  # of the progress bar
 # The kit's small models gain little from intra-op threads, and two threads collapse when anything else
@@ -100,34 +100,6 @@ class SweepConfig:
 
 
 @dataclass
-class DenseModel:
-    """The trained network every trial starts from."""
-
-    arch: dict[str, Any]
-    state: dict[str, torch.Tensor]
-    val_accuracy: float
-    source: str
-
-    def fresh(self, device: str) -> nn.Module:
-        from search_spaces.kit.models import build_model
-
-        model = build_model(self.arch)
-        model.load_state_dict(self.state)
-        return model.to(device)
-
-    def dump(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save({"arch": json.dumps(self.arch), "state": self.state, "val_accuracy": self.val_accuracy,
-                    "source": self.source}, buf)
-        return buf.getvalue()
-
-    @classmethod
-    def restore(cls, blob: bytes) -> DenseModel:
-        data = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
-        return cls(json.loads(data["arch"]), data["state"], float(data["val_accuracy"]), str(data["source"]))
-
-
-@dataclass
 class TrialOutcome:
     """What pruning one configuration gave."""
 
@@ -142,7 +114,7 @@ class _Run:
 
     settings: SweepConfig
     splits: Any
-    dense: DenseModel
+    dense: TrainedModel
     device: str
     reporter: Reporter
     study: optuna.Study
@@ -212,7 +184,7 @@ def weight_sparsity(model: nn.Module) -> float:
 
 # --- the dense model --------------------------------------------------------------------------------
 
-def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporter: Reporter) -> DenseModel:
+def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporter: Reporter) -> TrainedModel:
     """The model to prune: the checkpointed one on a resume, the input model, or a freshly trained one.
 
     Without an input model the kit's default VGG-style CNN (an MLP for tabular data) is trained for
@@ -222,12 +194,12 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
 
     blob = reporter.load_checkpoint()
     if blob is not None:
-        return DenseModel.restore(blob)
+        return TrainedModel.from_bytes(blob)
     if inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
         model = model.to(inputs.device)
         acc = trainer.evaluate(model, splits.x_val, splits.y_val, device=inputs.device)
-        dense = DenseModel(dict(arch), _cpu_state(model), float(acc), "input model")
+        dense = TrainedModel(dict(arch), cpu_state(model), float(acc), "input model")
     else:
         name = "mlp" if splits.info.modality == "tabular" else "vgg"
         arch = dict(inputs.model_arch) if inputs.model_arch else models.default_arch(name, splits.info)
@@ -245,14 +217,10 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
                                seed=settings.seed, optimizer="sgd", x_val=splits.x_val, y_val=splits.y_val,
                                reporter=reporter, metric_prefix="pretrain/", on_epoch_end=pretrain_progress)
         acc = trainer.evaluate(model, splits.x_val, splits.y_val, device=inputs.device)
-        dense = DenseModel(dict(arch), _cpu_state(model), float(acc), f"trained {result.epochs_done} epochs")
-    reporter.save_checkpoint(dense.dump())
+        dense = TrainedModel(dict(arch), cpu_state(model), float(acc), f"trained {result.epochs_done} epochs")
+    reporter.save_checkpoint(dense.to_bytes())
     reporter.progress(PRETRAIN_SHARE, f"dense model: validation accuracy {dense.val_accuracy:.4f}")
     return dense
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # --- one trial --------------------------------------------------------------------------------------
@@ -268,7 +236,7 @@ def prune_configuration(params: Mapping[str, Any], *, number: int, run: _Run,
     from search_spaces.kit import trainer
 
     s, splits, reporter = run.settings, run.splits, run.reporter
-    model = run.dense.fresh(run.device)
+    model = run.dense.build(run.device)
     granularity, norm = str(params["granularity"]), str(params["norm"])
     epochs = int(params["retrain_epochs"])
     if s.mode == "single":
@@ -450,7 +418,7 @@ def _keep_if_best(run: _Run, number: int, outcome: TrialOutcome) -> None:
             if previous is not None:
                 run.kept_models.pop(previous[1], None)
             run.best_keys[granularity] = (key, number)
-            run.kept_models[number] = _cpu_state(outcome.model)
+            run.kept_models[number] = cpu_state(outcome.model)
 
 
 class _TrialHeartbeat:
@@ -659,7 +627,7 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
     states = [t.state for t in run.study.get_trials(deepcopy=False)]
     workdir = Path(inputs.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    dense_model = run.dense.fresh(run.device)
+    dense_model = run.dense.build(run.device)
     dense_test = float(trainer.evaluate(dense_model, splits.x_test, splits.y_test, device=run.device))
     best = best_by_granularity(rows, s.granularities)
     best_out: dict[str, Any] = {}
@@ -675,7 +643,7 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         if state is None:  # a trial of an earlier attempt or of another worker: prune it again (deterministic)
             model = prune_configuration(row["params"], number=number, run=run, report=False).model
         else:
-            model = run.dense.fresh(run.device)
+            model = run.dense.build(run.device)
             model.load_state_dict(state)
         test_acc = float(trainer.evaluate(model, splits.x_test, splits.y_test, device=run.device))
         name = f"pruned_{g}_trial{number}.pt"
@@ -843,7 +811,7 @@ def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, 
     try:
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
         study, storage = open_study(settings, inputs, worker_index=worker_index)
-        run = _Run(settings=settings, splits=splits, dense=DenseModel.restore(blob), device=inputs.device,
+        run = _Run(settings=settings, splits=splits, dense=TrainedModel.from_bytes(blob), device=inputs.device,
                    reporter=reporter, study=study, storage=storage)
         optimise(run)
         return len(run.mine)

@@ -28,9 +28,12 @@ with ``torch.load(weights_only=True)``: tensors and plain containers only, never
 from __future__ import annotations
 
 import copy
+import io
+import json
 import os
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +286,49 @@ def _mlp(arch: dict[str, Any]) -> nn.Module:
         c_in = width
     layers["out"] = nn.Linear(c_in, arch["num_classes"])
     return nn.Sequential(layers)
+
+
+# --- a trained network a job starts from -----------------------------------------------------------------
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``model``'s state dict (safe to keep while the model trains on)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class TrainedModel:
+    """A trained network a job starts from (pruning, compression): its complete architecture, its weights on
+    the CPU, its validation accuracy and where it came from ("input model", "trained 20 epochs")."""
+
+    arch: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    val_accuracy: float
+    source: str
+
+    def build(self, device: str | torch.device = "cpu") -> nn.Module:
+        """A fresh copy of the network with these weights, on ``device``, in training mode."""
+        model = build_model(self.arch)
+        model.load_state_dict(self.state)
+        return model.to(device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors and strings only (the architecture as JSON), so ``torch.load(weights_only=True)``
+        reads it back."""
+        return {"arch": json.dumps(self.arch), "state": self.state, "val_accuracy": self.val_accuracy,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainedModel:
+        return cls(json.loads(data["arch"]), data["state"], float(data["val_accuracy"]), str(data["source"]))
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.to_dict(), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> TrainedModel:
+        return cls.from_dict(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
 
 
 # --- files --------------------------------------------------------------------------------------------
