@@ -175,13 +175,10 @@ def load_checkpoint(blob: bytes) -> tuple[SearchState, dict[str, Any] | None]:
 def run_adc(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, *, splits: Any = None,
             torch_threads: int | None = TORCH_THREADS) -> dict[str, Any]:
     """Run a whole ``adc_prune`` job (see the module docstring) and return its JSON-safe result."""
-    previous = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    try:
+    from search_spaces.kit.trainer import torch_threads as threads
+
+    with threads(torch_threads):
         return _run(settings, inputs, reporter, splits)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any) -> dict[str, Any]:

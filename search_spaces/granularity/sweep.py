@@ -47,6 +47,7 @@ from search_spaces.granularity.pruning import (
 )
 from search_spaces.granularity.storage import StorageReport, model_storage
 from search_spaces.kit.models import TrainedModel, cpu_state
+from search_spaces.kit.trainer import torch_threads as threads
 
 PRETRAIN_SHARE = 0.1  # of the progress bar
 # The kit's small models gain little from intra-op threads, and two threads collapse when anything else
@@ -780,13 +781,8 @@ def run_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, w
     an RDB study holds them, an in-memory one is seeded from ``reporter.completed_trials()``.
     ``torch_threads`` is PyTorch's intra-op thread count while the sweep runs (``None``: leave it).
     """
-    previous = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    try:
+    with threads(torch_threads):
         return _sweep(settings, inputs, reporter, worker_index=worker_index, splits=splits)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int,
@@ -805,18 +801,13 @@ def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, 
         check_stop(reporter)
         time.sleep(poll_seconds)
         blob = reporter.load_checkpoint()
-    previous = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    try:
+    with threads(torch_threads):
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
         study, storage = open_study(settings, inputs, worker_index=worker_index)
         run = _Run(settings=settings, splits=splits, dense=TrainedModel.from_bytes(blob), device=inputs.device,
                    reporter=reporter, study=study, storage=storage)
         optimise(run)
         return len(run.mine)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int,

@@ -524,9 +524,13 @@ def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
     """Run the sweep; returns the result summary. Trials stop early when the job is cancelled."""
+    with trainer.torch_threads(1):  # small MLPs: one thread is faster on a shared 2-core machine
+        return _sweep(settings, inputs, reporter)
+
+
+def _sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
     from hls4ml.backends import get_backend
 
-    torch.set_num_threads(1)  # small MLPs: one thread is faster on a shared 2-core machine
     workdir = Path(inputs.workdir) / "hls4ml"
     workdir.mkdir(parents=True, exist_ok=True)
     net = prepare_network(settings, inputs, reporter)

@@ -15,7 +15,8 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,19 @@ class TrainResult:
     seconds: float = 0.0
     state: dict[str, Any] = field(default_factory=dict)
     stopped: bool = False
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``threads`` inside the block and restored after it (``None``:
+    leave it). The kit's small models run fastest with one thread on a small shared machine."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def set_seed(seed: int) -> None:

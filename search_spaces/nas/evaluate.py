@@ -45,12 +45,9 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
 
     Fine-tuning follows the reference: SGD with momentum 0.9, cosine learning rate from ``task["lr"]``.
     """
-    from search_spaces.base import JobCancelled
-    from search_spaces.kit import counting, trainer
+    from search_spaces.kit import counting, models, trainer
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with trainer.torch_threads(1):
         started = time.perf_counter()
         data = task["data"]
         net, arch = build_candidate(task["arch"], task["state_dict"], task["ops"], data["x_train"][:256])
@@ -59,20 +56,15 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
             return {"val_acc": 0.0, "seconds": 0.0, "params": size["params"], "macs": size["macs"],
                     "over_budget": True}
         stop = _StopOnly(should_stop) if should_stop is not None else None
-        try:
-            trainer.train(net, data["x_train"], data["y_train"], epochs=task["epochs"], lr=task["lr"],
-                          batch_size=task["batch_size"], seed=task["seed"], reporter=stop)
-        except JobCancelled:
-            raise
+        trainer.train(net, data["x_train"], data["y_train"], epochs=task["epochs"], lr=task["lr"],
+                      batch_size=task["batch_size"], seed=task["seed"], reporter=stop)
         acc = trainer.evaluate(net, data["x_val"], data["y_val"])
         result = {"val_acc": acc, "seconds": time.perf_counter() - started, "params": size["params"],
                   "macs": size["macs"], "over_budget": False}
         if task.get("return_weights"):
-            result["state_dict"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            result["state_dict"] = models.cpu_state(net)
             result["arch"] = arch
         return result
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _StopOnly:

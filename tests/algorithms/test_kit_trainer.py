@@ -184,3 +184,16 @@ def test_adam_constant_schedule_and_bad_options(wine: datasets.Splits) -> None:
         train(model, wine.x_train, wine.y_train, epochs=1, lr=0.01, schedule="step")
     with pytest.raises(ValueError, match="samples"):
         train(model, wine.x_train, wine.y_train[:-1], epochs=1, lr=0.01)
+
+
+def test_torch_threads_is_restored_after_the_block_even_on_error() -> None:
+    from search_spaces.kit.trainer import torch_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError), torch_threads(target):
+        assert torch.get_num_threads() == target
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
