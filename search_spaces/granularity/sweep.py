@@ -47,6 +47,7 @@ from search_spaces.granularity.pruning import (
 )
 from search_spaces.granularity.storage import StorageReport, model_storage
 from search_spaces.kit.models import TrainedModel, cpu_state
+from search_spaces.kit.studies import rdb_storage
 from search_spaces.kit.trainer import torch_threads as threads
 
 PRETRAIN_SHARE = 0.1  # of the progress bar
@@ -504,7 +505,8 @@ def open_study(settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 
     ``worker_index`` shifts the sampler's seed so that several worker processes of one study do not
     draw the same random start-up configurations.
     """
-    storage = _rdb_storage(inputs.optuna_storage) if inputs.optuna_storage else None
+    storage = (rdb_storage(inputs.optuna_storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+               if inputs.optuna_storage else None)
     seed = settings.seed + 7919 * worker_index
     sampler: optuna.samplers.BaseSampler
     if settings.sampler == "nsga2":
@@ -524,24 +526,6 @@ def open_study(settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 
                                 study_name=inputs.study_name or f"granularity-sweep-seed{settings.seed}",
                                 load_if_exists=True)
     return study, storage
-
-
-def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeats. Workers that start together on a fresh database may race to
-    create Optuna's tables; the loser retries and finds them."""
-    from sqlalchemy.exc import DBAPIError
-
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=GRACE_SECONDS)
-        except DBAPIError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _seed_from_records(run: _Run, records: list[TrialRecord]) -> None:

@@ -12,6 +12,7 @@ project files are written again (milliseconds) for the applied configuration.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -33,15 +34,16 @@ from optuna.trial import TrialState
 from torch import nn
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.granularity.pruning import group_mask
 from search_spaces.hls import estimate as est
 from search_spaces.hls.parts import Part, get_part
 from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
 from search_spaces.kit import datasets, models, trainer
+from search_spaces.kit.studies import rdb_storage
 
 PRETRAIN_SHARE = 0.15
 EMULATION_TIMEOUT_S = 600
 MAX_PARETO_ARCHIVES = 8
-CHECKPOINT_FORMAT = "hls4ml_sweep/1"
 log = logging.getLogger(__name__)
 
 
@@ -166,15 +168,10 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
     splits = datasets.load(inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed,
                            max_train=settings.max_train)
     x_train, x_val = _flat(splits.x_train), _flat(splits.x_val)
-    arch: dict[str, Any]
     saved = reporter.load_checkpoint()
     if saved is not None:
-        payload = torch.load(io.BytesIO(saved), weights_only=True)
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise SweepError("the checkpoint was written by another version of this job kind")
-        arch = payload["arch"]
-        model = models.build_model(arch)
-        model.load_state_dict(payload["state_dict"])
+        trained = models.TrainedModel.from_bytes(saved)
+        model, arch = trained.build(), trained.arch
     elif inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
         if arch["name"] != "mlp":
@@ -194,19 +191,16 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         trainer.train(model, x_train, splits.y_train, epochs=total, lr=settings.lr, batch_size=settings.batch_size,
                       seed=settings.seed, optimizer="adam", x_val=x_val, y_val=splits.y_val, reporter=reporter,
                       metric_prefix="pretrain_", on_epoch_end=after_epoch)
-    if saved is None:
-        buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "arch": arch,
-                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
-        reporter.save_checkpoint(buffer.getvalue())
     model.eval()
     n_in = x_train.shape[1]
     if int(np.prod(arch["input_shape"])) != n_in:
         raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
     stack, dense = to_hls_stack(model)
-    shapes = {name: (stack[i].in_features, stack[i].out_features)
-              for i, name in enumerate(stack._modules) if name in dense}
+    shapes = {name: (m.in_features, m.out_features) for name, m in stack.named_children() if name in dense}
     float_acc = trainer.evaluate(stack, x_val, splits.y_val)
+    if saved is None:  # checked and usable: a resumed job starts from here
+        source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
+        reporter.save_checkpoint(models.TrainedModel(arch, models.cpu_state(model), float_acc, source).to_bytes())
     return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, splits.y_val)
 
 
@@ -219,14 +213,9 @@ def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
     if sparsity <= 0:
         run.pruned[sparsity] = (net.model, net.float_accuracy)
         return run.pruned[sparsity]
-    model = _copy_stack(net.model)
-    masks = {}
-    for name in net.dense_names:
-        w = getattr(model, name).weight.detach()
-        k = int(round(sparsity * w.numel()))
-        if k > 0:
-            threshold = w.abs().flatten().kthvalue(k).values
-            masks[f"{name}.weight"] = (w.abs() > threshold).float()
+    model = copy.deepcopy(net.model)
+    masks = {f"{name}.weight": group_mask(getattr(model, name).weight.detach(), "fine", sparsity, "l1")
+             for name in net.dense_names}
     if run.settings.prune_epochs > 0:
         trainer.train(model, net.x_train, net.y_train, epochs=run.settings.prune_epochs, lr=run.settings.lr * 0.3,
                       batch_size=run.settings.batch_size, seed=run.settings.seed,
@@ -238,14 +227,6 @@ def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
     model.eval()
     run.pruned[sparsity] = (model, trainer.evaluate(model, net.x_val, net.y_val))
     return run.pruned[sparsity]
-
-
-def _copy_stack(model: nn.Sequential) -> nn.Sequential:
-    clone = nn.Sequential(OrderedDict((n, type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear)
-                                       else (nn.Softmax(dim=1) if isinstance(m, nn.Softmax) else nn.ReLU()))
-                                      for n, m in model.named_children()))
-    clone.load_state_dict(model.state_dict())
-    return clone
 
 
 # --- one trial -----------------------------------------------------------------------------------------
@@ -326,7 +307,7 @@ def weight_overflow(model: nn.Sequential, params: dict[str, Any], dense: list[st
     return None
 
 
-def numerics_key(params: dict[str, Any], dense: list[str]) -> tuple[Any, ...]:
+def numerics_key(params: dict[str, Any]) -> tuple[Any, ...]:
     """Everything that changes the emulation's numbers: all parameters except the reuse factors."""
     return tuple(sorted((k, v) for k, v in params.items() if not k.startswith("rf_")))
 
@@ -347,7 +328,7 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
             part=run.settings.part.part, clock_period=run.settings.clock_period_ns)
         hm.write()
     clean_config_yaml(out_dir)
-    key = numerics_key(params, run.net.dense_names)
+    key = numerics_key(params)
     cached = key in run.accuracy_cache
     started = time.perf_counter()
     if cached:
@@ -465,13 +446,7 @@ def run_one(run: _Run) -> None:
 # --- the study -----------------------------------------------------------------------------------------
 
 def open_study(run_settings: Settings, inputs: JobInputs) -> optuna.Study:
-    storage = None
-    if inputs.optuna_storage:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(inputs.optuna_storage)
+    storage = rdb_storage(inputs.optuna_storage) if inputs.optuna_storage else None
     startup = max(4, min(10, run_settings.n_trials // 4))
     sampler = optuna.samplers.TPESampler(seed=run_settings.seed, n_startup_trials=startup)
     return optuna.create_study(storage=storage, sampler=sampler, load_if_exists=True,
@@ -589,7 +564,7 @@ def summarise(run: _Run) -> dict[str, Any]:
             run.reporter.artifact(target.name, target, "config")
         archived.append(row["number"])
     model_path = artifacts_dir / "float_model.pt"
-    models.save_model(_kit_model(run), run.net.arch, model_path)
+    models.save_model(*_kit_model(run.net), model_path)
     run.reporter.artifact(model_path.name, model_path, "model")
     for child in run.workdir.glob("trial_*"):
         shutil.rmtree(child, ignore_errors=True)
@@ -612,15 +587,14 @@ def summarise(run: _Run) -> dict[str, Any]:
         "estimate_note": est.ACCURACY_NOTE, "output_model": "float_model.pt"})
 
 
-def _kit_model(run: _Run) -> nn.Module:
+def _kit_model(net: Network) -> tuple[nn.Module, dict[str, Any]]:
     """The float MLP back in the kit's layout (BatchNorm folded away), so the file loads as an input model."""
-    arch = {**run.net.arch, "batchnorm": False}
-    run.net.arch = models.complete_arch(arch)
-    model = models.build_model(run.net.arch)
+    arch = models.complete_arch({**net.arch, "batchnorm": False})
+    model = models.build_model(arch)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    for linear, name in zip(linears, run.net.dense_names, strict=True):
-        linear.load_state_dict(getattr(run.net.model, name).state_dict())
-    return model
+    for linear, name in zip(linears, net.dense_names, strict=True):
+        linear.load_state_dict(getattr(net.model, name).state_dict())
+    return model, arch
 
 
 def _archive_project(project: Path, target: Path) -> None:
