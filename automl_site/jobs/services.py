@@ -337,9 +337,16 @@ def dataset_sync_builtins() -> None:
             "input_shape": list(info.input_shape), "num_classes": info.num_classes, "owner": None})
 
 
+def _check_upload_size(upload: UploadedFile) -> int:
+    """Refuse an upload over ``MAX_UPLOAD_BYTES``; returns the limit."""
+    limit = _conf("MAX_UPLOAD_BYTES")
+    if upload.size is not None and upload.size > limit:
+        raise ServiceError({"file": f"file is {upload.size} bytes; the limit is {limit}"})
+    return limit
+
+
 def _save_upload_to_temp(upload: UploadedFile, suffix: str) -> Path:
-    if upload.size is not None and upload.size > _conf("MAX_UPLOAD_BYTES"):
-        raise ServiceError({"file": f"file is {upload.size} bytes; the limit is {_conf('MAX_UPLOAD_BYTES')}"})
+    _check_upload_size(upload)
     tmp_dir = _workdir_root() / "uploads"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(suffix=suffix, dir=tmp_dir)
@@ -418,9 +425,7 @@ def fpga_report_import(*, owner: AbstractBaseUser, job_id: int, trial_number: in
         trial = Trial.objects.filter(job=job, number=trial_number).first()
         if trial is None:
             raise ServiceError({"trial": f"job {job_id} has no trial {trial_number}"})
-    limit = _conf("MAX_UPLOAD_BYTES")
-    if upload.size is not None and upload.size > limit:
-        raise ServiceError({"file": f"file is {upload.size} bytes; the limit is {limit}"})
+    limit = _check_upload_size(upload)
     data = upload.read(limit + 1)
     try:
         reports = read_upload(upload.name or "report", data, max_bytes=limit)
