@@ -8,7 +8,7 @@
    configuration of each generated project): DSP·RF / DSP(RF=1) should stay near 1 (DSP ∝ 1/RF).
 4. **Cost of a trial**: write + read back + estimate (a reused emulation) vs a compile, in one run.
 
-    .venv/bin/python bench/hls4ml_sweep.py                 # ~6 minutes on 2 cores
+    .venv/bin/python bench/hls4ml_sweep.py                 # ~5 minutes on 2 cores
     .venv/bin/python bench/hls4ml_sweep.py --trials 12     # quicker
 
 Writes ``bench/out/hls4ml_sweep/result.json``.

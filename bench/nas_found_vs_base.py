@@ -5,7 +5,7 @@ sets the base network beside the best found network: test accuracy after the sam
 parameters and MACs, and the found architecture trained from scratch for the same epochs as the base (the
 like-for-like pair). The claim to check: the found cell is more accurate at the same or fewer parameters.
 
-    .venv/bin/python bench/nas_found_vs_base.py                          # mnist5k, defaults (~20 min, 2 cores)
+    .venv/bin/python bench/nas_found_vs_base.py                          # mnist5k, defaults (~11 min, 2 cores)
     .venv/bin/python bench/nas_found_vs_base.py --dataset digits
 
 Writes ``bench/out/nas_found_vs_base.json``.

@@ -27,9 +27,10 @@ with ``n_in`` inputs, ``n_out`` outputs, reuse factor ``RF``, ``n_zeros`` pruned
 * **Initiation interval** ``= max RF`` over the layers (io_parallel: the whole network is one pipeline
   that accepts a new input every ``RF`` cycles of its slowest layer).
 
-These are rough: expect DSP within a few percent of Vivado HLS when nothing is pruned (the formula is
-hls4ml's own), BRAM, latency and II within a factor of about 2, and LUT/FF only to their order of
-magnitude. Import a real C-synthesis report for numbers to rely on.
+How rough: none of this has been compared with a synthesis run of these networks (no Vivado/Vitis on the
+machines this was built on). DSP follows hls4ml's own multiplier count, so it should be the closest;
+latency has one calibration point (the paper's jet tagger); LUT and FF are rules of thumb. Import a real
+C-synthesis report for numbers to rely on: it is stored beside the estimate.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ DSP_A_BITS, DSP_B_BITS = 25, 18
 BRAM_WIDTH_BITS = 36
 ADDER_LEVELS_PER_5NS = 3
 SOFTMAX = {"dsp_per_class": 1, "bram_per_5_classes": 2, "ff_per_class": 79, "lut_per_class": 310, "cycles": 7}
-ACCURACY_NOTE = ("Estimate from the applied hls4ml configuration: DSP follows hls4ml's multiplier_limit and is "
-                 "close to Vivado HLS for unpruned layers; BRAM, latency and II are within about 2×; LUT and FF "
-                 "give only the order of magnitude. Import a C-synthesis report for real numbers.")
+ACCURACY_NOTE = ("Estimate from the applied hls4ml configuration, not checked against a synthesis run: DSP follows "
+                 "hls4ml's multiplier_limit, latency is calibrated on one point, LUT and FF are rules of thumb. "
+                 "Import a C-synthesis report for real numbers.")
 
 
 def dsp_per_multiplier(weight_bits: int, input_bits: int) -> int:

@@ -1,9 +1,10 @@
 """Capacities of common FPGA parts, so resource estimates can be given as a share of the chosen device.
 
-Figures are the vendors' product-table numbers (AMD/Xilinx UltraScale, UltraScale+, Zynq-7000 and
-Zynq UltraScale+ product selection guides): DSP slices, CLB LUTs, CLB flip-flops and block RAM counted in
-18 Kb halves (one 36 Kb block = two ``BRAM_18K``, the unit HLS reports use). The Alveo U250 line equals the
-"Available" row of the real Vivado HLS report in ``tests/fixtures/vivado``.
+Figures are taken from the vendors' product tables (AMD/Xilinx UltraScale, UltraScale+, Zynq-7000 and
+Zynq UltraScale+ product selection guides) and not re-checked here, except the Alveo U250 line, which
+equals the "Available" row of the real Vivado HLS report in ``tests/fixtures/vivado``: DSP slices, CLB
+LUTs, CLB flip-flops and block RAM counted in 18 Kb halves (one 36 Kb block = two ``BRAM_18K``, the unit
+HLS reports use).
 """
 
 from __future__ import annotations
