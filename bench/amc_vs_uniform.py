@@ -62,30 +62,61 @@ def main() -> None:
         for target in args.targets:
             for seed in args.seeds:
                 t0 = time.time()
-                settings = AdcConfig(model=family, target_ratio=target, episodes=args.episodes,
-                                     warmup_episodes=args.warmup, calibration_batches=args.calibration_batches,
-                                     channel_round=args.channel_round, fine_tune_epochs=0, seed=seed)
+                settings = AdcConfig(
+                    model=family,
+                    target_ratio=target,
+                    episodes=args.episodes,
+                    warmup_episodes=args.warmup,
+                    calibration_batches=args.calibration_batches,
+                    channel_round=args.channel_round,
+                    fine_tune_epochs=0,
+                    seed=seed,
+                )
                 workdir = args.out / f"{family}_{target}_{seed}"
-                result = run_adc(settings, JobInputs(seed=0, dataset=args.dataset, workdir=workdir),
-                                 MemoryReporter(checkpoint=checkpoint), splits=splits)
+                result = run_adc(
+                    settings,
+                    JobInputs(seed=0, dataset=args.dataset, workdir=workdir),
+                    MemoryReporter(checkpoint=checkpoint),
+                    splits=splits,
+                )
                 rows = {row["model"]: row for row in result["table"]}
-                runs.append({"model": family, "target": target, "seed": seed, "seconds": time.time() - t0,
-                             "original": rows["original"], "amc": rows["amc"], "uniform": rows["uniform"]})
-                print(f"  target {target:.2f} seed {seed}: AMC val {rows['amc']['val_accuracy']:.4f} test "
-                      f"{rows['amc']['test_accuracy']:.4f} | uniform val {rows['uniform']['val_accuracy']:.4f} test "
-                      f"{rows['uniform']['test_accuracy']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+                runs.append(
+                    {
+                        "model": family,
+                        "target": target,
+                        "seed": seed,
+                        "seconds": time.time() - t0,
+                        "original": rows["original"],
+                        "amc": rows["amc"],
+                        "uniform": rows["uniform"],
+                    }
+                )
+                print(
+                    f"  target {target:.2f} seed {seed}: AMC val {rows['amc']['val_accuracy']:.4f} test "
+                    f"{rows['amc']['test_accuracy']:.4f} | uniform val {rows['uniform']['val_accuracy']:.4f} test "
+                    f"{rows['uniform']['test_accuracy']:.4f} ({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
     print_table(runs, args)
     print(f"\nTotal {time.time() - started:.0f} s, torch threads {torch.get_num_threads()}.")
-    (args.out / "result.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                      "runs": runs, "seconds": time.time() - started}, indent=2,
-                                                     default=str))
+    (args.out / "result.json").write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "seconds": time.time() - started},
+            indent=2,
+            default=str,
+        )
+    )
 
 
 def print_table(runs: list[dict], args: argparse.Namespace) -> None:
-    print(f"\n{args.dataset}, {args.episodes} episodes ({args.warmup} warm-up), seeds {args.seeds}; accuracy right "
-          f"after pruning (no fine-tuning), mean ± spread over seeds")
-    header = (f"{'model':<10}{'target':>7}{'dense test':>11}{'AMC val':>9}{'unif val':>9}{'AMC test':>17}"
-              f"{'unif test':>17}{'wins':>6}{'test ratio':>11}{'FLOPs err':>10}{'lat. drop':>10}")
+    print(
+        f"\n{args.dataset}, {args.episodes} episodes ({args.warmup} warm-up), seeds {args.seeds}; accuracy right "
+        f"after pruning (no fine-tuning), mean ± spread over seeds"
+    )
+    header = (
+        f"{'model':<10}{'target':>7}{'dense test':>11}{'AMC val':>9}{'unif val':>9}{'AMC test':>17}"
+        f"{'unif test':>17}{'wins':>6}{'test ratio':>11}{'FLOPs err':>10}{'lat. drop':>10}"
+    )
     print(header)
     print("-" * len(header))
     ratios = []
@@ -103,13 +134,17 @@ def print_table(runs: list[dict], args: argparse.Namespace) -> None:
             ratios.append(ratio)
             flops_err = max(abs(r["amc"]["flops_ratio"] / target - 1) for r in mine)
             drop = statistics.mean(1 - r["amc"]["latency_ms"] / r["original"]["latency_ms"] for r in mine)
-            print(f"{family:<10}{target:>7.2f}{mine[0]['original']['test_accuracy']:>11.4f}{amc_v:>9.4f}{uni_v:>9.4f}"
-                  f"{_spread(amc_t):>17}{_spread(uni_t):>17}{f'{wins}/{len(mine)}':>6}{ratio:>11.4f}"
-                  f"{flops_err:>10.2%}{drop:>10.1%}")
+            print(
+                f"{family:<10}{target:>7.2f}{mine[0]['original']['test_accuracy']:>11.4f}{amc_v:>9.4f}{uni_v:>9.4f}"
+                f"{_spread(amc_t):>17}{_spread(uni_t):>17}{f'{wins}/{len(mine)}':>6}{ratio:>11.4f}"
+                f"{flops_err:>10.2%}{drop:>10.1%}"
+            )
     if ratios:
-        print(f"\nAMC / uniform test accuracy (geometric mean over rows): "
-              f"{statistics.geometric_mean(ratios):.4f}. 'FLOPs err' is the worst |FLOPs/target − 1| over seeds "
-              f"(kit counter); 'lat. drop' the mean measured CPU latency cut of the AMC model vs the original.")
+        print(
+            f"\nAMC / uniform test accuracy (geometric mean over rows): "
+            f"{statistics.geometric_mean(ratios):.4f}. 'FLOPs err' is the worst |FLOPs/target − 1| over seeds "
+            f"(kit counter); 'lat. drop' the mean measured CPU latency cut of the AMC model vs the original."
+        )
 
 
 def _spread(values: list[float]) -> str:

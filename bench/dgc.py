@@ -36,10 +36,13 @@ from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
 from search_spaces.dgc_train import DgcTrain  # noqa: E402
 
 KIND = DgcTrain()
-ABLATIONS = {"dgc": {}, "no momentum correction": {"momentum_correction": False},
-             "no factor masking": {"factor_masking": False},
-             # The reference code sparsifies only tensors of 2+ dimensions; biases and BatchNorm go dense.
-             "dgc, dense 1-D tensors": {"dense_vectors": True}}
+ABLATIONS = {
+    "dgc": {},
+    "no momentum correction": {"momentum_correction": False},
+    "no factor masking": {"factor_masking": False},
+    # The reference code sparsifies only tensors of 2+ dimensions; biases and BatchNorm go dense.
+    "dgc, dense 1-D tensors": {"dense_vectors": True},
+}
 
 
 def run_kind(config: dict[str, Any], dataset: str, workdir: Path) -> tuple[dict[str, Any], MemoryReporter]:
@@ -53,8 +56,10 @@ def steady(reporter: MemoryReporter, epochs: int, warmup: int) -> dict[str, floa
     """Over the DGC epochs after the warm-up: Σ top-k selection seconds / Σ step compute seconds, and
     the bytes a worker sent per step."""
     rows = [reporter.trials[e]["metrics"] for e in range(min(warmup, epochs - 1), epochs)]
-    return {"steady_select_share": sum(r["select_s"] for r in rows) / sum(r["compute_s"] for r in rows),
-            "steady_bytes_per_step": sum(r["bytes_per_worker"] for r in rows) / sum(r["steps"] for r in rows)}
+    return {
+        "steady_select_share": sum(r["select_s"] for r in rows) / sum(r["compute_s"] for r in rows),
+        "steady_bytes_per_step": sum(r["bytes_per_worker"] for r in rows) / sum(r["steps"] for r in rows),
+    }
 
 
 def isolated_select_share(dataset: str, workers: int, batch_size: int, steps: int = 150) -> dict[str, float]:
@@ -102,12 +107,18 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         started = time.time()
         cfg = {**base, **overrides, "run_dense_baseline": name == "dgc"}
         result, reporter = run_kind(cfg, dataset, args.out / dataset / name.replace(" ", "_"))
-        runs[name] = {**result["dgc"], "job_s": time.time() - started, **steady(reporter, epochs, warmup),
-                      "val_curve": [reporter.trials[e]["values"][0] for e in range(epochs)]}
+        runs[name] = {
+            **result["dgc"],
+            "job_s": time.time() - started,
+            **steady(reporter, epochs, warmup),
+            "val_curve": [reporter.trials[e]["values"][0] for e in range(epochs)],
+        }
         if name == "dgc":
             dense_reporter = reporter
-            runs["dense"] = {**result["dense"], "val_curve": [dense_reporter.trials[epochs + e]["values"][0]
-                                                              for e in range(epochs)]}
+            runs["dense"] = {
+                **result["dense"],
+                "val_curve": [dense_reporter.trials[epochs + e]["values"][0] for e in range(epochs)],
+            }
         print(f"  {dataset}: {name} done in {time.time() - started:.0f} s", flush=True)
     isolated = isolated_select_share(dataset, args.workers, config["batch_size"])
     return {"dataset": dataset, "config": config, "runs": runs, "isolated_step": isolated}
@@ -116,44 +127,63 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
 def print_dataset(report: dict[str, Any]) -> None:
     runs, config = report["runs"], report["config"]
     dense = runs["dense"]
-    warmup = config["warmup_sparsity"][:config["warmup_epochs"]]
-    print(f"\n{report['dataset']}: N={config['workers']}, {config['epochs']} epochs, "
-          f"batch {config['batch_size']}/worker, lr {config['lr']} ({config['lr_schedule']}), "
-          f"sparsity {config['sparsity']}, warm-up {warmup}")
-    header = (f"{'run':<24}{'val acc':>8}{'test acc':>9}{'Δval pt':>8}{'Δtest pt':>9}{'MB/worker':>10}{'ratio':>8}"
-              f"{'steady':>8}{'density':>9}{'compute s':>10}{'comm s':>8}{'wall s':>8}{'@link s':>8}")
+    warmup = config["warmup_sparsity"][: config["warmup_epochs"]]
+    print(
+        f"\n{report['dataset']}: N={config['workers']}, {config['epochs']} epochs, "
+        f"batch {config['batch_size']}/worker, lr {config['lr']} ({config['lr_schedule']}), "
+        f"sparsity {config['sparsity']}, warm-up {warmup}"
+    )
+    header = (
+        f"{'run':<24}{'val acc':>8}{'test acc':>9}{'Δval pt':>8}{'Δtest pt':>9}{'MB/worker':>10}{'ratio':>8}"
+        f"{'steady':>8}{'density':>9}{'compute s':>10}{'comm s':>8}{'wall s':>8}{'@link s':>8}"
+    )
     print(header)
     print("-" * len(header))
     for name in ("dense", *ABLATIONS):
         r = runs[name]
         steady = f"{r['steady_compression_ratio']:.0f}×" if r.get("steady_compression_ratio") else "—"
-        print(f"{name:<24}{100 * r['val_accuracy']:>8.2f}{100 * r['test_accuracy']:>9.2f}"
-              f"{100 * (r['val_accuracy'] - dense['val_accuracy']):>8.2f}"
-              f"{100 * (r['test_accuracy'] - dense['test_accuracy']):>9.2f}{r['bytes_per_worker'] / 1e6:>10.3f}"
-              f"{r['compression_ratio']:>7.1f}×{steady:>8}{r['density']:>9.5f}{r['compute_s']:>10.2f}"
-              f"{r['comm_s']:>8.2f}{r['wall_s']:>8.2f}{r['projected_s']:>8.2f}")
+        print(
+            f"{name:<24}{100 * r['val_accuracy']:>8.2f}{100 * r['test_accuracy']:>9.2f}"
+            f"{100 * (r['val_accuracy'] - dense['val_accuracy']):>8.2f}"
+            f"{100 * (r['test_accuracy'] - dense['test_accuracy']):>9.2f}{r['bytes_per_worker'] / 1e6:>10.3f}"
+            f"{r['compression_ratio']:>7.1f}×{steady:>8}{r['density']:>9.5f}{r['compute_s']:>10.2f}"
+            f"{r['comm_s']:>8.2f}{r['wall_s']:>8.2f}{r['projected_s']:>8.2f}"
+        )
     dgc = runs["dgc"]
     iso = report["isolated_step"]
     gap_val = 100 * (dgc["val_accuracy"] - dense["val_accuracy"])
     gap_test = 100 * (dgc["test_accuracy"] - dense["test_accuracy"])
-    print(f"  steady-phase compression ≥ 270×: {dgc['steady_compression_ratio']:.0f}× "
-          f"({'met' if dgc['steady_compression_ratio'] >= 270 else 'MISSED'}): "
-          f"{dgc['steady_bytes_per_step']:.0f} B per worker and step vs {dense['bytes_per_step']:.0f} B dense")
-    print(f"  accuracy within 0.5 points of dense: val {gap_val:+.2f}, test {gap_test:+.2f} "
-          f"({'met' if gap_val >= -0.5 and gap_test >= -0.5 else 'MISSED'})")
+    print(
+        f"  steady-phase compression ≥ 270×: {dgc['steady_compression_ratio']:.0f}× "
+        f"({'met' if dgc['steady_compression_ratio'] >= 270 else 'MISSED'}): "
+        f"{dgc['steady_bytes_per_step']:.0f} B per worker and step vs {dense['bytes_per_step']:.0f} B dense"
+    )
+    print(
+        f"  accuracy within 0.5 points of dense: val {gap_val:+.2f}, test {gap_test:+.2f} "
+        f"({'met' if gap_val >= -0.5 and gap_test >= -0.5 else 'MISSED'})"
+    )
     for name in ("no momentum correction", "no factor masking"):
         r = runs[name]
         d_val, d_test = r["val_accuracy"] - dgc["val_accuracy"], r["test_accuracy"] - dgc["test_accuracy"]
-        verdict = ("costs accuracy" if d_val < 0 and d_test < 0 else
-                   "did NOT cost accuracy" if d_val >= 0 and d_test >= 0 else "mixed: validation and test disagree")
+        verdict = (
+            "costs accuracy"
+            if d_val < 0 and d_test < 0
+            else "did NOT cost accuracy"
+            if d_val >= 0 and d_test >= 0
+            else "mixed: validation and test disagree"
+        )
         print(f"  ablation {name}: val {100 * d_val:+.2f}, test {100 * d_test:+.2f} points vs full DGC ({verdict})")
     ref = runs["dgc, dense 1-D tensors"]
-    print(f"  with 1-D tensors dense (reference code): steady {ref['steady_compression_ratio']:.0f}×, val "
-          f"{100 * (ref['val_accuracy'] - dense['val_accuracy']):+.2f}, test "
-          f"{100 * (ref['test_accuracy'] - dense['test_accuracy']):+.2f} points vs dense")
-    print(f"  top-k selection share of step compute: {100 * dgc['steady_select_share']:.1f}% in the run "
-          f"(steady epochs, 4 workers sharing the cores); {100 * iso['share']:.1f}% stepping alone "
-          f"({iso['select_ms']:.2f} of {iso['step_ms']:.2f} ms) ({'met' if iso['share'] <= 0.10 else 'MISSED'} ≤ 10%)")
+    print(
+        f"  with 1-D tensors dense (reference code): steady {ref['steady_compression_ratio']:.0f}×, val "
+        f"{100 * (ref['val_accuracy'] - dense['val_accuracy']):+.2f}, test "
+        f"{100 * (ref['test_accuracy'] - dense['test_accuracy']):+.2f} points vs dense"
+    )
+    print(
+        f"  top-k selection share of step compute: {100 * dgc['steady_select_share']:.1f}% in the run "
+        f"(steady epochs, 4 workers sharing the cores); {100 * iso['share']:.1f}% stepping alone "
+        f"({iso['select_ms']:.2f} of {iso['step_ms']:.2f} ms) ({'met' if iso['share'] <= 0.10 else 'MISSED'} ≤ 10%)"
+    )
 
 
 def main() -> None:

@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=100)
     args = parser.parse_args()
 
-    with scratch_pg_stack(Path(tempfile.mkdtemp(prefix="bench-dispatch-")), REDIS_URL,
-                          {"CELERY_RESULT_BACKEND": REDIS_URL}) as stack:
+    with scratch_pg_stack(
+        Path(tempfile.mkdtemp(prefix="bench-dispatch-")), REDIS_URL, {"CELERY_RESULT_BACKEND": REDIS_URL}
+    ) as stack:
         stack.create_user("bench", "bench-pass-1")
         stack.start_web()
         stack.start_worker("worker")

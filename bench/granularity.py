@@ -54,24 +54,36 @@ def main() -> None:
     started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     splits = datasets.load(args.dataset, seed=args.seed, max_train=args.max_train)
-    common = {"sparsity_min": args.sparsity_min, "sparsity_max": args.sparsity_max, "n_trials": args.trials,
-              "retrain_epochs": args.retrain_epochs, "prune_steps": args.prune_steps,
-              "pretrain_epochs": args.pretrain_epochs, "accuracy_threshold": args.threshold,
-              "value_bits": args.value_bits, "index_bits": args.index_bits, "seed": args.seed}
+    common = {
+        "sparsity_min": args.sparsity_min,
+        "sparsity_max": args.sparsity_max,
+        "n_trials": args.trials,
+        "retrain_epochs": args.retrain_epochs,
+        "prune_steps": args.prune_steps,
+        "pretrain_epochs": args.pretrain_epochs,
+        "accuracy_threshold": args.threshold,
+        "value_bits": args.value_bits,
+        "index_bits": args.index_bits,
+        "seed": args.seed,
+    }
     base = JobInputs(seed=args.seed, dataset=args.dataset, workdir=args.out)
     pre = MemoryReporter()
     dense = prepare_dense(SweepConfig(**common), base, splits, pre)
-    print(f"{args.dataset}: {len(splits.y_train)} train / {len(splits.y_val)} val / {len(splits.y_test)} test, "
-          f"dense VGG validation accuracy {dense.val_accuracy:.4f} ({time.time() - started:.0f} s, "
-          f"torch threads {torch.get_num_threads()})", flush=True)
+    print(
+        f"{args.dataset}: {len(splits.y_train)} train / {len(splits.y_val)} val / {len(splits.y_test)} test, "
+        f"dense VGG validation accuracy {dense.val_accuracy:.4f} ({time.time() - started:.0f} s, "
+        f"torch threads {torch.get_num_threads()})",
+        flush=True,
+    )
 
     rows = {}
     for g in GRANULARITIES:
         t0 = time.time()
         settings = SweepConfig(granularities=(g,), **common)
         reporter = MemoryReporter(checkpoint=pre.checkpoint)  # the same dense model for every granularity
-        result = run_sweep(settings, JobInputs(seed=args.seed, dataset=args.dataset, workdir=args.out / g),
-                           reporter, splits=splits)
+        result = run_sweep(
+            settings, JobInputs(seed=args.seed, dataset=args.dataset, workdir=args.out / g), reporter, splits=splits
+        )
         best = result["best_by_granularity"][g]
         trials = [t["metrics"] for t in reporter.trials.values() if t["state"] == "complete"]
         rows[g] = {"best": best, "trials": trials, "seconds": time.time() - t0}
@@ -81,11 +93,15 @@ def main() -> None:
     print()
     print_storage_only(dense, args)
     print()
-    print(f"accuracy threshold: dense {dense.val_accuracy:.4f} - {args.threshold} = "
-          f"{dense.val_accuracy - args.threshold:.4f} (validation); {args.value_bits}-bit values, "
-          f"{args.index_bits}-bit relative index")
-    header = (f"{'granularity':<12}{'in thr.':>8}{'val acc':>9}{'test acc':>9}{'sparsity':>10}{'pruned-layer':>13}"
-              f"{'index entries':>14}{'ratio':>8}{'/ fine':>8}")
+    print(
+        f"accuracy threshold: dense {dense.val_accuracy:.4f} - {args.threshold} = "
+        f"{dense.val_accuracy - args.threshold:.4f} (validation); {args.value_bits}-bit values, "
+        f"{args.index_bits}-bit relative index"
+    )
+    header = (
+        f"{'granularity':<12}{'in thr.':>8}{'val acc':>9}{'test acc':>9}{'sparsity':>10}{'pruned-layer':>13}"
+        f"{'index entries':>14}{'ratio':>8}{'/ fine':>8}"
+    )
     print(header)
     print("-" * len(header))
     for g, row in rows.items():
@@ -93,17 +109,33 @@ def main() -> None:
         if b is None:
             print(f"{g:<12}  no finished trial")
             continue
-        vs_fine = (f"{b['compression_ratio'] / fine['compression_ratio']:.2f}"
-                   if fine and fine["within_threshold"] and b["within_threshold"] else "n/a")
-        print(f"{g:<12}{'yes' if b['within_threshold'] else 'NO':>8}{b['accuracy']:>9.4f}{b['test_accuracy']:>9.4f}"
-              f"{b['sparsity']:>10.3f}{b['pruned_layer_sparsity']:>13.3f}{b['index_entries']:>14}"
-              f"{b['compression_ratio']:>8.2f}{vs_fine:>8}")
-    print(f"\n'sparsity' counts every conv/linear weight (the dense classifier included); 'pruned-layer' only the "
-          f"pruned layers. A granularity marked NO had no trial within the threshold: its row is its most "
-          f"accurate trial. Total {time.time() - started:.0f} s.")
-    (args.out / "result.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "dense_val_accuracy": dense.val_accuracy,
-         "rows": rows, "seconds": time.time() - started}, indent=2, default=str))
+        vs_fine = (
+            f"{b['compression_ratio'] / fine['compression_ratio']:.2f}"
+            if fine and fine["within_threshold"] and b["within_threshold"]
+            else "n/a"
+        )
+        print(
+            f"{g:<12}{'yes' if b['within_threshold'] else 'NO':>8}{b['accuracy']:>9.4f}{b['test_accuracy']:>9.4f}"
+            f"{b['sparsity']:>10.3f}{b['pruned_layer_sparsity']:>13.3f}{b['index_entries']:>14}"
+            f"{b['compression_ratio']:>8.2f}{vs_fine:>8}"
+        )
+    print(
+        f"\n'sparsity' counts every conv/linear weight (the dense classifier included); 'pruned-layer' only the "
+        f"pruned layers. A granularity marked NO had no trial within the threshold: its row is its most "
+        f"accurate trial. Total {time.time() - started:.0f} s."
+    )
+    (args.out / "result.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "dense_val_accuracy": dense.val_accuracy,
+                "rows": rows,
+                "seconds": time.time() - started,
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 def print_storage_only(dense: object, args: argparse.Namespace) -> None:

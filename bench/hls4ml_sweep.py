@@ -42,15 +42,21 @@ def main() -> None:
     # 1. throughput of the default sweep
     config = kind.validate({"n_trials": args.trials})
     reporter = MemoryReporter()
-    inputs = JobInputs(dataset=args.dataset, workdir=args.out / "sweep", study_name="bench",
-                       optuna_storage=f"sqlite:///{args.out / 'optuna.sqlite3'}")
+    inputs = JobInputs(
+        dataset=args.dataset,
+        workdir=args.out / "sweep",
+        study_name="bench",
+        optuna_storage=f"sqlite:///{args.out / 'optuna.sqlite3'}",
+    )
     started = time.perf_counter()
     result = kind.run(config, inputs, reporter)
     wall = time.perf_counter() - started
-    print(f"default sweep: {result['trials']} trials in {wall:.1f} s ({60 * result['trials'] / wall:.1f} trials/min, "
-          f"pretraining included); {result['compiles']} compiles ({result['compile_seconds']:.1f} s), "
-          f"{result['emulations_reused']} emulations reused, {len(result['failed'])} failed; "
-          f"Pareto front {len(result['pareto'])} trials")
+    print(
+        f"default sweep: {result['trials']} trials in {wall:.1f} s ({60 * result['trials'] / wall:.1f} trials/min, "
+        f"pretraining included); {result['compiles']} compiles ({result['compile_seconds']:.1f} s), "
+        f"{result['emulations_reused']} emulations reused, {len(result['failed'])} failed; "
+        f"Pareto front {len(result['pareto'])} trials"
+    )
     rf_span = sorted({rf for row in result["pareto"] for rf in row["reuse_factor"].values()})
     print(f"  reuse factors on the Pareto front: {rf_span}; float accuracy {result['float_accuracy']:.4f}")
 
@@ -81,8 +87,7 @@ def main() -> None:
             precision_rows.append({"bits": bits, "integer": integer, "fixed": fixed, "drop_points": drop, "note": note})
             shown = "failed: " + note if fixed is None else f"{fixed:8.4f} {drop:14.2f}"
             print(f"{bits:>5} {integer:>4} {shown}")
-    best16 = min((r["drop_points"] for r in precision_rows if r["bits"] == 16 and r["fixed"] is not None),
-                 default=None)
+    best16 = min((r["drop_points"] for r in precision_rows if r["bits"] == 16 and r["fixed"] is not None), default=None)
     print(f"  16 bits: best drop {best16:.2f} points (goal ≤ 1)" if best16 is not None else "  16 bits: all failed")
 
     print("\nDSP estimate vs reuse factor (16-bit, Latency):")
@@ -99,22 +104,45 @@ def main() -> None:
         t0 = time.perf_counter()
         sw.est.estimate(applied, settings.part, settings.clock_period_ns)
         estimate_times.append(time.perf_counter() - t0)
-        dsp_rows.append({"rf": rf, "dsp": metrics["dsp"], "latency_ns": metrics["latency_ns"],
-                         "ii": metrics["initiation_interval"], "applied": metrics["reuse_factor"]})
+        dsp_rows.append(
+            {
+                "rf": rf,
+                "dsp": metrics["dsp"],
+                "latency_ns": metrics["latency_ns"],
+                "ii": metrics["initiation_interval"],
+                "applied": metrics["reuse_factor"],
+            }
+        )
     for row in dsp_rows:
         row["dsp_x_rf_ratio"] = row["dsp"] * row["rf"] / dsp_rows[0]["dsp"]
-        print(f"{row['rf']:>4} {row['dsp']:>6} {row['dsp_x_rf_ratio']:>16.3f} {row['latency_ns']:>11.1f} "
-              f"{row['ii']:>4}")
+        print(
+            f"{row['rf']:>4} {row['dsp']:>6} {row['dsp_x_rf_ratio']:>16.3f} {row['latency_ns']:>11.1f} {row['ii']:>4}"
+        )
 
     compile_each = run.compile_seconds / max(1, run.compiles)
     reused_each = sum(write_times) / len(write_times)
-    print(f"\ntrial cost: compile {compile_each:.2f} s vs reused emulation {reused_each * 1000:.0f} ms "
-          f"(ratio {compile_each / reused_each:.0f}×); estimate alone {1000 * max(estimate_times):.2f} ms max")
-    summary = {"sweep": {"trials": result["trials"], "wall_s": wall, "trials_per_min": 60 * result["trials"] / wall,
-                         "compiles": result["compiles"], "reused": result["emulations_reused"],
-                         "failed": len(result["failed"]), "pareto": result["pareto"], "rf_on_front": rf_span},
-               "float_accuracy": net.float_accuracy, "precision": precision_rows, "dsp_vs_rf": dsp_rows,
-               "compile_s": compile_each, "reused_trial_s": reused_each, "estimate_ms_max": 1000 * max(estimate_times)}
+    print(
+        f"\ntrial cost: compile {compile_each:.2f} s vs reused emulation {reused_each * 1000:.0f} ms "
+        f"(ratio {compile_each / reused_each:.0f}×); estimate alone {1000 * max(estimate_times):.2f} ms max"
+    )
+    summary = {
+        "sweep": {
+            "trials": result["trials"],
+            "wall_s": wall,
+            "trials_per_min": 60 * result["trials"] / wall,
+            "compiles": result["compiles"],
+            "reused": result["emulations_reused"],
+            "failed": len(result["failed"]),
+            "pareto": result["pareto"],
+            "rf_on_front": rf_span,
+        },
+        "float_accuracy": net.float_accuracy,
+        "precision": precision_rows,
+        "dsp_vs_rf": dsp_rows,
+        "compile_s": compile_each,
+        "reused_trial_s": reused_each,
+        "estimate_ms_max": 1000 * max(estimate_times),
+    }
     (args.out / "result.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nwritten {args.out / 'result.json'}")
 

@@ -38,17 +38,22 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.perf_counter()
-    result = kind.run(config, JobInputs(dataset=args.dataset, workdir=workdir, seed=config["seed"]),
-                      MemoryReporter(echo=True))
+    result = kind.run(
+        config, JobInputs(dataset=args.dataset, workdir=workdir, seed=config["seed"]), MemoryReporter(echo=True)
+    )
     wall = time.perf_counter() - started
     base = result["base"]
     print(f"\n{args.dataset}, {result['networks']} networks sampled, {wall:.0f} s")
     print(f"{'network':<34} {'test acc':>9} {'params':>8} {'MACs':>10}")
     print(f"{'base (' + base['cell'] + ')':<34} {base['test_acc']:>9.4f} {base['params']:>8} {base['macs']:>10}")
-    print(f"{'found, inherited + final training':<34} {result['test_acc']:>9.4f} {result['params']:>8} "
-          f"{result['macs']:>10}")
-    print(f"{'found, from scratch':<34} {result['test_acc_from_scratch']:>9.4f} {result['params']:>8} "
-          f"{result['macs']:>10}")
+    print(
+        f"{'found, inherited + final training':<34} {result['test_acc']:>9.4f} {result['params']:>8} "
+        f"{result['macs']:>10}"
+    )
+    print(
+        f"{'found, from scratch':<34} {result['test_acc_from_scratch']:>9.4f} {result['params']:>8} "
+        f"{result['macs']:>10}"
+    )
     print(f"found cell: {result['best_cell']}")
     # The fair pair: both trained from fresh weights for the same number of epochs (final_epochs = base_epochs by
     # default); the inherited network has had base_epochs + final_epochs of training in all.
@@ -56,11 +61,25 @@ def main() -> None:
     delta = 100 * (result["test_acc_from_scratch"] - base["test_acc"])
     ratio = result["params"] / base["params"]
     verdict = "met" if delta > 0 and ratio <= 1.0 else "not met"
-    print(f"found cell from scratch vs base, {config['final_epochs']} vs {config['base_epochs']} epochs: "
-          f"{delta:+.2f} points at {ratio:.2f}x the base's parameters: claim {verdict}"
-          + ("" if same_epochs else " (epochs differ: not a like-for-like comparison)"))
-    args.out.write_text(json.dumps({"dataset": args.dataset, "config": config, "wall_s": wall, "result": result,
-                                    "delta_points": delta, "params_ratio": ratio}, indent=2, default=float))
+    print(
+        f"found cell from scratch vs base, {config['final_epochs']} vs {config['base_epochs']} epochs: "
+        f"{delta:+.2f} points at {ratio:.2f}x the base's parameters: claim {verdict}"
+        + ("" if same_epochs else " (epochs differ: not a like-for-like comparison)")
+    )
+    args.out.write_text(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "config": config,
+                "wall_s": wall,
+                "result": result,
+                "delta_points": delta,
+                "params_ratio": ratio,
+            },
+            indent=2,
+            default=float,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,20 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         splits = datasets.load(args.dataset, seed=seed, max_train=args.max_train)
-        common = {"n_networks": args.networks, "networks_per_update": args.per_update, "base_epochs": args.base_epochs,
-                  "finetune_epochs": args.finetune_epochs, "final_epochs": 1, "seed": seed}
-        data = {"x_train": torch.from_numpy(splits.x_train), "y_train": torch.from_numpy(splits.y_train),
-                "x_val": torch.from_numpy(splits.x_val), "y_val": torch.from_numpy(splits.y_val)}
+        common = {
+            "n_networks": args.networks,
+            "networks_per_update": args.per_update,
+            "base_epochs": args.base_epochs,
+            "finetune_epochs": args.finetune_epochs,
+            "final_epochs": 1,
+            "seed": seed,
+        }
+        data = {
+            "x_train": torch.from_numpy(splits.x_train),
+            "y_train": torch.from_numpy(splits.y_train),
+            "x_val": torch.from_numpy(splits.x_val),
+            "y_val": torch.from_numpy(splits.y_val),
+        }
         base = _train_base(SearchConfig(**common), splits, data, MemoryReporter()).to_bytes()
         row = {"seed": seed}
         for sampler in ("rl", "random"):
@@ -57,18 +67,28 @@ def main() -> None:
             reporter = MemoryReporter(checkpoint=base)  # the same trained base network for both samplers
             workdir = args.out.parent / f"nas_vs_random_{sampler}_{seed}"
             workdir.mkdir(parents=True, exist_ok=True)
-            result = run_search(SearchConfig(**common, sampler=sampler),
-                                JobInputs(seed=seed, dataset=args.dataset, workdir=workdir), reporter, splits=splits)
+            result = run_search(
+                SearchConfig(**common, sampler=sampler),
+                JobInputs(seed=seed, dataset=args.dataset, workdir=workdir),
+                reporter,
+                splits=splits,
+            )
             accs = [t["values"][0] for _, t in sorted(reporter.trials.items())]
-            row[sampler] = {"best": max(accs), "mean": statistics.mean(accs),
-                            "first_quarter_reward": result["mean_reward_first_quarter"],
-                            "last_quarter_reward": result["mean_reward_last_quarter"],
-                            "distinct_cells": len({t["params"]["cell"] for t in reporter.trials.values()}),
-                            "seconds": time.time() - t0}
+            row[sampler] = {
+                "best": max(accs),
+                "mean": statistics.mean(accs),
+                "first_quarter_reward": result["mean_reward_first_quarter"],
+                "last_quarter_reward": result["mean_reward_last_quarter"],
+                "distinct_cells": len({t["params"]["cell"] for t in reporter.trials.values()}),
+                "seconds": time.time() - t0,
+            }
             r = row[sampler]
-            print(f"seed {seed} {sampler:<6} best {r['best']:.4f} mean {r['mean']:.4f} reward first/last quarter "
-                  f"{r['first_quarter_reward']:.2f}/{r['last_quarter_reward']:.2f} distinct {r['distinct_cells']} "
-                  f"({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"seed {seed} {sampler:<6} best {r['best']:.4f} mean {r['mean']:.4f} reward first/last quarter "
+                f"{r['first_quarter_reward']:.2f}/{r['last_quarter_reward']:.2f} distinct {r['distinct_cells']} "
+                f"({r['seconds']:.0f} s)",
+                flush=True,
+            )
         rows.append(row)
 
     def avg(sampler: str, key: str) -> float:
@@ -76,8 +96,10 @@ def main() -> None:
 
     print(f"mean over {len(rows)} seeds, {args.networks} networks each ({args.dataset}):")
     for sampler in ("rl", "random"):
-        print(f"  {sampler:<6} best {avg(sampler, 'best'):.4f}  mean {avg(sampler, 'mean'):.4f}  reward first quarter "
-              f"{avg(sampler, 'first_quarter_reward'):.2f} -> last quarter {avg(sampler, 'last_quarter_reward'):.2f}")
+        print(
+            f"  {sampler:<6} best {avg(sampler, 'best'):.4f}  mean {avg(sampler, 'mean'):.4f}  reward first quarter "
+            f"{avg(sampler, 'first_quarter_reward'):.2f} -> last quarter {avg(sampler, 'last_quarter_reward'):.2f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
 

@@ -50,13 +50,20 @@ def main() -> None:
     torch.set_num_threads(1)
     splits = datasets.load(args.dataset, seed=args.seed, max_train=args.max_train)
     cfg = SearchConfig(base_epochs=args.base_epochs, seed=args.seed)
-    data = {"x_train": torch.from_numpy(splits.x_train), "y_train": torch.from_numpy(splits.y_train),
-            "x_val": torch.from_numpy(splits.x_val), "y_val": torch.from_numpy(splits.y_val)}
+    data = {
+        "x_train": torch.from_numpy(splits.x_train),
+        "y_train": torch.from_numpy(splits.y_train),
+        "x_val": torch.from_numpy(splits.x_val),
+        "y_val": torch.from_numpy(splits.y_val),
+    }
     state = _train_base(cfg, splits, data, MemoryReporter())
     base_s = state.base["seconds"]
-    print(f"{args.dataset}: {len(splits.y_train)} train / {len(splits.y_val)} val; "
-          f"base cell {T.describe(state.arch['tree'])} "
-          f"val acc {state.base['val_acc']:.4f} after {args.base_epochs} epochs in {base_s:.1f} s", flush=True)
+    print(
+        f"{args.dataset}: {len(splits.y_train)} train / {len(splits.y_val)} val; "
+        f"base cell {T.describe(state.arch['tree'])} "
+        f"val acc {state.base['val_acc']:.4f} after {args.base_epochs} epochs in {base_s:.1f} s",
+        flush=True,
+    )
 
     rng = torch.Generator().manual_seed(args.seed)
     rows = []
@@ -72,21 +79,42 @@ def main() -> None:
         t_inh = next(t for t, a in inherited if a >= target)
         reached = [t for t, a in scratch if a >= target]
         t_scr = reached[0] if reached else scratch[-1][0]
-        rows.append({"cell": T.describe(ep.tree), "target_val_acc": target, "inherited_s": t_inh,
-                     "scratch_s": t_scr, "scratch_reached": bool(reached), "ratio": t_scr / t_inh,
-                     "inherited_curve": inherited, "scratch_curve": scratch})
+        rows.append(
+            {
+                "cell": T.describe(ep.tree),
+                "target_val_acc": target,
+                "inherited_s": t_inh,
+                "scratch_s": t_scr,
+                "scratch_reached": bool(reached),
+                "ratio": t_scr / t_inh,
+                "inherited_curve": inherited,
+                "scratch_curve": scratch,
+            }
+        )
         mark = "" if reached else " (never reached: lower bound)"
-        print(f"  {rows[-1]['cell'][:60]:<60} target {target:.4f}: inherited {t_inh:6.1f} s, scratch {t_scr:6.1f} s "
-              f"-> {t_scr / t_inh:5.1f}x{mark}", flush=True)
+        print(
+            f"  {rows[-1]['cell'][:60]:<60} target {target:.4f}: inherited {t_inh:6.1f} s, scratch {t_scr:6.1f} s "
+            f"-> {t_scr / t_inh:5.1f}x{mark}",
+            flush=True,
+        )
 
     inh, scr = sum(r["inherited_s"] for r in rows), sum(r["scratch_s"] for r in rows)
     amortised = inh + base_s
-    summary = {"dataset": args.dataset, "max_train": args.max_train, "networks": len(rows), "base_s": base_s,
-               "ratio_all": scr / inh, "ratio_with_base": scr / amortised,
-               "all_reached": all(r["scratch_reached"] for r in rows), "rows": rows}
-    print(f"time to reach the inherited networks' accuracy, scratch / inherited, over {len(rows)} networks: "
-          f"{scr / inh:.1f}x (goal >= 3x); counting the base network's {base_s:.1f} s too: {scr / amortised:.1f}x"
-          + ("" if summary["all_reached"] else "  [some scratch runs never reached the target: lower bound]"))
+    summary = {
+        "dataset": args.dataset,
+        "max_train": args.max_train,
+        "networks": len(rows),
+        "base_s": base_s,
+        "ratio_all": scr / inh,
+        "ratio_with_base": scr / amortised,
+        "all_reached": all(r["scratch_reached"] for r in rows),
+        "rows": rows,
+    }
+    print(
+        f"time to reach the inherited networks' accuracy, scratch / inherited, over {len(rows)} networks: "
+        f"{scr / inh:.1f}x (goal >= 3x); counting the base network's {base_s:.1f} s too: {scr / amortised:.1f}x"
+        + ("" if summary["all_reached"] else "  [some scratch runs never reached the target: lower bound]")
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
 
@@ -104,8 +132,16 @@ def _curve(trainer, net, data, epochs, cfg, target, lr) -> list[tuple[float, flo
         last[0] = time.perf_counter()
         return acc >= target
 
-    trainer.train(net, data["x_train"], data["y_train"], epochs=epochs, lr=lr, batch_size=cfg.batch_size,
-                  seed=cfg.seed, on_epoch_end=on_epoch)
+    trainer.train(
+        net,
+        data["x_train"],
+        data["y_train"],
+        epochs=epochs,
+        lr=lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        on_epoch_end=on_epoch,
+    )
     return points
 
 

@@ -38,8 +38,9 @@ CASES = (
 )
 
 
-def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-               batch_size: int, seed: int) -> None:
+def plain_loop(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, batch_size: int, seed: int
+) -> None:
     """The loop anyone would write: SGD + momentum, cosine per epoch, shuffled index batches."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
@@ -47,7 +48,7 @@ def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: in
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -55,10 +56,20 @@ def plain_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: in
         sched.step()
 
 
-def kit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-             batch_size: int, seed: int) -> None:
-    trainer.train(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                  reporter=MemoryReporter(), metric_prefix="bench/")
+def kit_loop(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, batch_size: int, seed: int
+) -> None:
+    trainer.train(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        reporter=MemoryReporter(),
+        metric_prefix="bench/",
+    )
 
 
 def bench_case(dataset: str, arch_name: str, batch_size: int, epochs: int, reps: int) -> dict[str, list[float]]:
@@ -84,8 +95,12 @@ def bench_case(dataset: str, arch_name: str, batch_size: int, epochs: int, reps:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9, help="repetitions per loop and case")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads (0: torch's default); 1 is steadier on a shared machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0: torch's default); 1 is steadier on a shared machine",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,10 +112,14 @@ def main() -> int:
         paired = statistics.median(k / p for p, k in zip(rates["plain"], rates["kit"], strict=True))
         best = max(rates["kit"]) / max(rates["plain"])
         worst = min(worst, paired)
-        print(f"{dataset + '/' + arch_name + f' bs{batch_size}':<26}{statistics.median(rates['plain']):>18,.0f}"
-              f"{statistics.median(rates['kit']):>19,.0f}{paired:>14.3f}{best:>12.3f}")
-    print(f"samples/s are medians; worst paired ratio {worst:.3f} (goal ≥ 0.95): "
-          f"{'OK' if worst >= 0.95 else 'BELOW GOAL'}")
+        print(
+            f"{dataset + '/' + arch_name + f' bs{batch_size}':<26}{statistics.median(rates['plain']):>18,.0f}"
+            f"{statistics.median(rates['kit']):>19,.0f}{paired:>14.3f}{best:>12.3f}"
+        )
+    print(
+        f"samples/s are medians; worst paired ratio {worst:.3f} (goal ≥ 0.95): "
+        f"{'OK' if worst >= 0.95 else 'BELOW GOAL'}"
+    )
     return 0
 
 

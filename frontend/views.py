@@ -22,8 +22,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_submit(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or next(iter(registry.KINDS))
-    return render(request, "frontend/job_submit.html", {"kinds": registry.KINDS.values(), "kind": kind,
-                                                         "parent": request.GET.get("parent", "")})
+    return render(
+        request,
+        "frontend/job_submit.html",
+        {"kinds": registry.KINDS.values(), "kind": kind, "parent": request.GET.get("parent", "")},
+    )
 
 
 @login_required

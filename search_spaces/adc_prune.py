@@ -20,106 +20,236 @@ from search_spaces.base import JobInputs, JobKind, Reporter
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
 # VGG with one torch thread on the 2-core machine, and per training epoch; unknown data counts as mnist5k.
-_EPISODE_SECONDS = {"digits": 0.05, "mnist5k": 0.3, "fashion_mnist": 3.0, "wine": 0.02, "breast_cancer": 0.02,
-                    "jets_synthetic": 0.1}
-_EPOCH_SECONDS = {"digits": 0.1, "mnist5k": 0.9, "fashion_mnist": 13.0, "wine": 0.02, "breast_cancer": 0.05,
-                  "jets_synthetic": 0.3}
+_EPISODE_SECONDS = {
+    "digits": 0.05,
+    "mnist5k": 0.3,
+    "fashion_mnist": 3.0,
+    "wine": 0.02,
+    "breast_cancer": 0.02,
+    "jets_synthetic": 0.1,
+}
+_EPOCH_SECONDS = {
+    "digits": 0.1,
+    "mnist5k": 0.9,
+    "fashion_mnist": 13.0,
+    "wine": 0.02,
+    "breast_cancer": 0.05,
+    "jets_synthetic": 0.3,
+}
 
 
 class AdcPrune(JobKind):
     name = "adc_prune"
     title = "AMC / ADC reinforcement-learning channel pruning (He et al. 2018)"
-    description = ("A DDPG agent walks the network layer by layer and picks a keep ratio for each layer's channels "
-                   "under a FLOPs, parameter or measured-latency budget (the action wall keeps the budget "
-                   "reachable); channels are removed by L1 magnitude, the next layer is refit by least squares and "
-                   "BatchNorm statistics are re-estimated, and the pruned network's validation accuracy is the "
-                   "reward. The best policy is fine-tuned and compared with uniform pruning at the same budget. "
-                   "The pruned models are physically smaller and can feed other jobs.")
+    description = (
+        "A DDPG agent walks the network layer by layer and picks a keep ratio for each layer's channels "
+        "under a FLOPs, parameter or measured-latency budget (the action wall keeps the budget "
+        "reachable); channels are removed by L1 magnitude, the next layer is refit by least squares and "
+        "BatchNorm statistics are re-estimated, and the pruned network's validation accuracy is the "
+        "reward. The best policy is fine-tuned and compared with uniform pruning at the same budget. "
+        "The pruned models are physically smaller and can feed other jobs."
+    )
     accepts_model = True
     default_dataset = "digits"
     modalities = ("image", "tabular")
-    tiny_config: dict[str, Any] = {"episodes": 4, "warmup_episodes": 2, "pretrain_epochs": 2, "fine_tune_epochs": 1,
-                                   "calibration_batches": 2}
+    tiny_config: dict[str, Any] = {
+        "episodes": 4,
+        "warmup_episodes": 2,
+        "pretrain_epochs": 2,
+        "fine_tune_epochs": 1,
+        "calibration_batches": 2,
+    }
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "model": {"type": "string", "enum": _ARCHITECTURES, "default": "vgg",
-                      "description": "Built-in architecture (the training kit's, sized for the dataset) trained first "
-                                     "when the job has no input model; tabular data always uses the MLP. ResNet: only "
-                                     "the inner width of each block is pruned (the others are tied by residual sums)."},
-            "mode": {"type": "string", "enum": ["flops", "params", "latency"], "default": "flops",
-                     "description": "What the budget counts: FLOPs, parameters, or CPU latency (a per-layer latency "
-                                    "model measured on this machine at the start of the job)."},
-            "reward": {"type": "string", "enum": ["error", "error_log_flops", "error_log_params"], "default": "error",
-                       "description": "error: resource-constrained search, reward −error with the action wall holding "
-                                      "the budget; error_log_flops / error_log_params: accuracy-guaranteed search, "
-                                      "reward −error·log(FLOPs) or −error·log(#params), no budget."},
-            "target_ratio": {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0, "default": 0.5,
-                             "description": "Share of the original resource (see mode) the pruned model may keep: "
-                                            "0.5 = 50% of the FLOPs. Resource-constrained reward only."},
-            "episodes": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200,
-                         "description": "Search episodes (one pass over the layers each; one trial each). The "
-                                        "reference uses 800."},
-            "warmup_episodes": {"type": "integer", "minimum": 0, "maximum": 2000, "default": 50,
-                                "description": "Episodes of uniformly random actions that fill the replay buffer "
-                                               "before the agent learns (reference: 100)."},
-            "min_keep": {"type": "number", "minimum": 0.01, "maximum": 1.0, "default": 0.2,
-                         "description": "Smallest keep ratio of any layer (the action range is [min_keep, 1])."},
-            "channel_round": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1,
-                              "description": "Kept channel counts are multiples of this (or the full width); the "
-                                             "reference uses 8 for ImageNet networks, 1 suits the small built-ins."},
-            "calibration_batches": {"type": "integer", "minimum": 1, "maximum": 200, "default": 8,
-                                    "description": "Training batches whose feature maps feed the least-squares refit "
-                                                   "and the BatchNorm re-estimation (reference: 60)."},
-            "calibration_points": {"type": "integer", "minimum": 1, "maximum": 256, "default": 10,
-                                   "description": "Feature-map points sampled per image and layer for the "
-                                                  "least-squares refit (reference: 10)."},
-            "reconstruct": {"type": "boolean", "default": True,
-                            "description": "Refit the layer after each cut by least squares (off: magnitude "
-                                           "pruning only)."},
-            "recalibrate_bn": {"type": "boolean", "default": True,
-                               "description": "Re-estimate BatchNorm running statistics on the calibration batches "
-                                              "after pruning, before the reward is measured."},
-            "fill_budget": {"type": "boolean", "default": True,
-                            "description": "Scale a finished policy up (one factor for all layers) to the largest one "
-                                           "within budget, so every episode ends at the target, not below it."},
-            "pretrain_epochs": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20,
-                                "description": "Epochs to train the built-in model when no input model is given."},
-            "pretrain_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.05,
-                            "description": "SGD learning rate (cosine schedule) for the built-in model."},
-            "fine_tune_epochs": {"type": "integer", "minimum": 0, "maximum": 200, "default": 10,
-                                 "description": "Epochs to fine-tune the best AMC model and the uniform baseline "
-                                                "(0: no fine-tuning)."},
-            "fine_tune_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.01,
-                             "description": "SGD learning rate (cosine schedule) for fine-tuning."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 64,
-                           "description": "Minibatch size for pretraining, fine-tuning and the calibration batches."},
-            "actor_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 1e-4,
-                         "description": "Adam learning rate of the actor (reference: 1e-4)."},
-            "critic_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 1e-3,
-                          "description": "Adam learning rate of the critic (reference: 1e-3)."},
-            "tau": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.01,
-                    "description": "Soft target-network update rate τ (reference: 0.01)."},
-            "noise_sigma": {"type": "number", "minimum": 0.0, "maximum": 2.0, "default": 0.5,
-                            "description": "Initial σ of the truncated-normal exploration noise (reference: 0.5)."},
-            "noise_decay": {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0, "default": 0.95,
-                            "description": "σ is multiplied by this every episode after the warm-up (reference: "
-                                           "0.95)."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the built-in model, the calibration sample, the agent and fine-tuning."},
+            "model": {
+                "type": "string",
+                "enum": _ARCHITECTURES,
+                "default": "vgg",
+                "description": "Built-in architecture (the training kit's, sized for the dataset) trained first "
+                "when the job has no input model; tabular data always uses the MLP. ResNet: only "
+                "the inner width of each block is pruned (the others are tied by residual sums).",
+            },
+            "mode": {
+                "type": "string",
+                "enum": ["flops", "params", "latency"],
+                "default": "flops",
+                "description": "What the budget counts: FLOPs, parameters, or CPU latency (a per-layer latency "
+                "model measured on this machine at the start of the job).",
+            },
+            "reward": {
+                "type": "string",
+                "enum": ["error", "error_log_flops", "error_log_params"],
+                "default": "error",
+                "description": "error: resource-constrained search, reward −error with the action wall holding "
+                "the budget; error_log_flops / error_log_params: accuracy-guaranteed search, "
+                "reward −error·log(FLOPs) or −error·log(#params), no budget.",
+            },
+            "target_ratio": {
+                "type": "number",
+                "exclusiveMinimum": 0.0,
+                "maximum": 1.0,
+                "default": 0.5,
+                "description": "Share of the original resource (see mode) the pruned model may keep: "
+                "0.5 = 50% of the FLOPs. Resource-constrained reward only.",
+            },
+            "episodes": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 5000,
+                "default": 200,
+                "description": "Search episodes (one pass over the layers each; one trial each). The "
+                "reference uses 800.",
+            },
+            "warmup_episodes": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2000,
+                "default": 50,
+                "description": "Episodes of uniformly random actions that fill the replay buffer "
+                "before the agent learns (reference: 100).",
+            },
+            "min_keep": {
+                "type": "number",
+                "minimum": 0.01,
+                "maximum": 1.0,
+                "default": 0.2,
+                "description": "Smallest keep ratio of any layer (the action range is [min_keep, 1]).",
+            },
+            "channel_round": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 64,
+                "default": 1,
+                "description": "Kept channel counts are multiples of this (or the full width); the "
+                "reference uses 8 for ImageNet networks, 1 suits the small built-ins.",
+            },
+            "calibration_batches": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 200,
+                "default": 8,
+                "description": "Training batches whose feature maps feed the least-squares refit "
+                "and the BatchNorm re-estimation (reference: 60).",
+            },
+            "calibration_points": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 256,
+                "default": 10,
+                "description": "Feature-map points sampled per image and layer for the "
+                "least-squares refit (reference: 10).",
+            },
+            "reconstruct": {
+                "type": "boolean",
+                "default": True,
+                "description": "Refit the layer after each cut by least squares (off: magnitude pruning only).",
+            },
+            "recalibrate_bn": {
+                "type": "boolean",
+                "default": True,
+                "description": "Re-estimate BatchNorm running statistics on the calibration batches "
+                "after pruning, before the reward is measured.",
+            },
+            "fill_budget": {
+                "type": "boolean",
+                "default": True,
+                "description": "Scale a finished policy up (one factor for all layers) to the largest one "
+                "within budget, so every episode ends at the target, not below it.",
+            },
+            "pretrain_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 200,
+                "default": 20,
+                "description": "Epochs to train the built-in model when no input model is given.",
+            },
+            "pretrain_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.05,
+                "description": "SGD learning rate (cosine schedule) for the built-in model.",
+            },
+            "fine_tune_epochs": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 200,
+                "default": 10,
+                "description": "Epochs to fine-tune the best AMC model and the uniform baseline (0: no fine-tuning).",
+            },
+            "fine_tune_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.01,
+                "description": "SGD learning rate (cosine schedule) for fine-tuning.",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 4096,
+                "default": 64,
+                "description": "Minibatch size for pretraining, fine-tuning and the calibration batches.",
+            },
+            "actor_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 1e-4,
+                "description": "Adam learning rate of the actor (reference: 1e-4).",
+            },
+            "critic_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 1e-3,
+                "description": "Adam learning rate of the critic (reference: 1e-3).",
+            },
+            "tau": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.01,
+                "description": "Soft target-network update rate τ (reference: 0.01).",
+            },
+            "noise_sigma": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 2.0,
+                "default": 0.5,
+                "description": "Initial σ of the truncated-normal exploration noise (reference: 0.5).",
+            },
+            "noise_decay": {
+                "type": "number",
+                "exclusiveMinimum": 0.0,
+                "maximum": 1.0,
+                "default": 0.95,
+                "description": "σ is multiplied by this every episode after the warm-up (reference: 0.95).",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the built-in model, the calibration sample, the agent and fine-tuning.",
+            },
         },
     }
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
         if config["warmup_episodes"] >= config["episodes"]:
-            errors["warmup_episodes"] = [f"must be below episodes ({config['episodes']}): the agent needs at least "
-                                         "one episode to learn"]
+            errors["warmup_episodes"] = [
+                f"must be below episodes ({config['episodes']}): the agent needs at least one episode to learn"
+            ]
         if config["reward"] == "error" and config["target_ratio"] < config["min_keep"] ** 2:
-            errors["target_ratio"] = [f"cannot be met: with every layer at min_keep ({config['min_keep']}) a "
-                                      f"convolution keeps about min_keep² = {config['min_keep'] ** 2:.3f} of its "
-                                      "FLOPs; lower min_keep or raise target_ratio"]
+            errors["target_ratio"] = [
+                f"cannot be met: with every layer at min_keep ({config['min_keep']}) a "
+                f"convolution keeps about min_keep² = {config['min_keep'] ** 2:.3f} of its "
+                "FLOPs; lower min_keep or raise target_ratio"
+            ]
         if config["reward"] != "error" and config["mode"] == "latency":
             errors["mode"] = ["the latency mode needs the resource-constrained reward (error)"]
         return errors
@@ -131,8 +261,13 @@ class AdcPrune(JobKind):
         episode = _EPISODE_SECONDS.get(name, _EPISODE_SECONDS["mnist5k"])
         episode *= 0.7 + 0.3 * config["calibration_batches"] / 8
         epoch = _EPOCH_SECONDS.get(name, _EPOCH_SECONDS["mnist5k"]) * (0.3 + 0.7 * 64 / config["batch_size"])
-        seconds = (15 + config["pretrain_epochs"] * epoch + config["episodes"] * episode
-                   + 2 * config["fine_tune_epochs"] * epoch + (20 if config["mode"] == "latency" else 0))
+        seconds = (
+            15
+            + config["pretrain_epochs"] * epoch
+            + config["episodes"] * episode
+            + 2 * config["fine_tune_epochs"] * epoch
+            + (20 if config["mode"] == "latency" else 0)
+        )
         return seconds / 60
 
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:

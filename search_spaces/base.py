@@ -221,8 +221,14 @@ def _unknown_key(err: jsonschema.ValidationError) -> str | None:
 class MemoryReporter:
     """A reporter that keeps everything in memory: for tests, notebooks and the CLI."""
 
-    def __init__(self, *, stop_after_trials: int | None = None, checkpoint: bytes | None = None,
-                 completed: list[TrialRecord] | None = None, echo: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        stop_after_trials: int | None = None,
+        checkpoint: bytes | None = None,
+        completed: list[TrialRecord] | None = None,
+        echo: bool = False,
+    ) -> None:
         self.progress_values: list[tuple[float, str]] = []
         self.trials: dict[int, dict[str, Any]] = {}
         self.metrics: list[tuple[str, float, int, int | None]] = []
@@ -241,13 +247,27 @@ class MemoryReporter:
             bar = "#" * int(fraction * 30)
             print(f"\r[{bar:<30}] {fraction:6.1%} {message[:60]:<60}", end="", flush=True)
 
-    def trial(self, number: int, *, params: dict[str, Any], state: str = "complete",
-              values: list[float] | None = None, metrics: dict[str, Any] | None = None,
-              started: float | None = None, finished: float | None = None) -> None:
+    def trial(
+        self,
+        number: int,
+        *,
+        params: dict[str, Any],
+        state: str = "complete",
+        values: list[float] | None = None,
+        metrics: dict[str, Any] | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
         if state not in TRIAL_STATES:
             raise ValueError(f"unknown trial state {state!r}")
-        self.trials[number] = {"params": params, "state": state, "values": values,
-                               "metrics": metrics or {}, "started": started, "finished": finished}
+        self.trials[number] = {
+            "params": params,
+            "state": state,
+            "values": values,
+            "metrics": metrics or {},
+            "started": started,
+            "finished": finished,
+        }
 
     def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None:
         if not math.isfinite(float(value)):
@@ -277,5 +297,8 @@ class MemoryReporter:
 
     def finished_trials(self) -> list[TrialRecord]:
         """What :meth:`completed_trials` would return to a resumed run of this job."""
-        return [TrialRecord(n, t["params"], t["values"], t["metrics"], t["state"])
-                for n, t in sorted(self.trials.items()) if t["state"] != "running"]
+        return [
+            TrialRecord(n, t["params"], t["values"], t["metrics"], t["state"])
+            for n, t in sorted(self.trials.items())
+            if t["state"] != "running"
+        ]

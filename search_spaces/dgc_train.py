@@ -38,11 +38,13 @@ _EPOCH_SECONDS_PER_1K_SAMPLES = 0.5
 class DgcTrain(JobKind):
     name = "dgc_train"
     title = "Deep Gradient Compression training (Lin et al. 2018)"
-    description = ("Trains a model with N real worker processes (torch.distributed, gloo) that exchange only the "
-                   "largest 0.1% of their accumulated gradients, with momentum correction, local gradient "
-                   "clipping, momentum factor masking and sparsity warm-up, then trains a dense all-reduce "
-                   "baseline with the same seed and schedule. Reports accuracy, bytes sent, compression ratio, "
-                   "compute vs communication time and the projected time on a given link, per epoch and overall.")
+    description = (
+        "Trains a model with N real worker processes (torch.distributed, gloo) that exchange only the "
+        "largest 0.1% of their accumulated gradients, with momentum correction, local gradient "
+        "clipping, momentum factor masking and sparsity warm-up, then trains a dense all-reduce "
+        "baseline with the same seed and schedule. Reports accuracy, bytes sent, compression ratio, "
+        "compute vs communication time and the projected time on a given link, per epoch and overall."
+    )
     accepts_model = True
     default_dataset = "digits"
     modalities = ("image",)
@@ -51,81 +53,194 @@ class DgcTrain(JobKind):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "model": {"type": "string", "enum": _ARCHITECTURES, "default": "vgg",
-                      "description": "Built-in architecture (the training kit's, sized for the dataset) trained "
-                                     "when the job has no input model; an input model's weights are the start."},
-            "workers": {"type": "integer", "minimum": 1, "maximum": 8, "default": 4,
-                        "description": "Worker processes on this host (N), each with its own shard of the data."},
-            "epochs": {"type": "integer", "minimum": 1, "maximum": 500, "default": 20,
-                       "description": "Training epochs of each run (DGC and, if enabled, the dense baseline)."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 32,
-                           "description": "Minibatch per worker; the global batch is workers × batch_size."},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10.0, "default": 0.1,
-                   "description": "Peak SGD learning rate (applied to the worker-averaged gradient)."},
-            "lr_schedule": {"type": "string", "enum": ["cosine", "constant"], "default": "cosine",
-                            "description": "Per-epoch learning-rate schedule: cosine annealing to 0, or constant."},
-            "momentum": {"type": "number", "minimum": 0.0, "maximum": 0.999, "default": 0.9,
-                         "description": "SGD momentum m (DGC: of the locally accumulated velocity u)."},
-            "weight_decay": {"type": "number", "minimum": 0.0, "maximum": 0.1, "default": 0.0,
-                             "description": "L2 weight decay added to each worker's gradient before compression."},
-            "sparsity": {"type": "number", "minimum": 0.0, "maximum": 0.99999, "default": 0.999,
-                         "description": "Fraction of gradient entries a worker does not send in a step after the "
-                                        "warm-up (0.999: the top 0.1% by magnitude of every parameter tensor)."},
-            "warmup_epochs": {"type": "integer", "minimum": 0, "maximum": 20, "default": 5,
-                              "description": "Warm-up epochs: epoch e < warmup_epochs uses warmup_sparsity[e] "
-                                             "(capped at sparsity); 0 turns the warm-up off."},
-            "warmup_sparsity": {"type": "array", "items": {"type": "number", "minimum": 0.0, "maximum": 0.99999},
-                                "maxItems": 20, "default": list(_WARMUP),
-                                "description": "Sparsity of each warm-up epoch, rising exponentially (the paper's "
-                                               "75%, 93.75%, 98.4375%, 99.6%, 99.9%)."},
-            "momentum_correction": {"type": "boolean", "default": True,
-                                    "description": "Accumulate the velocity u ← m·u + ∇, v ← v + u and send "
-                                                   "sparse(v); off: accumulate raw gradients and apply momentum "
-                                                   "after the exchange."},
-            "local_clipping": {"type": "boolean", "default": True,
-                               "description": "Clip each worker's share of the gradient before accumulating it, "
-                                              "at clip_norm·N^-1/2."},
-            "clip_norm": {"type": "number", "minimum": 0.0, "maximum": 1000.0, "default": 5.0,
-                          "description": "Global gradient-norm threshold (0: no clipping). The dense baseline "
-                                         "clips the averaged gradient at it; DGC clips locally if local_clipping."},
-            "factor_masking": {"type": "boolean", "default": True,
-                               "description": "Momentum factor masking: zero the momentum u at the positions just "
-                                              "sent (the accumulator v is always cleared there)."},
-            "dense_vectors": {"type": "boolean", "default": False,
-                              "description": "Send 1-D tensors (biases, BatchNorm scales and shifts) whole every step, "
-                                             "as the reference code does; off: sparsify them like the rest (each "
-                                             "tensor still sends at least one entry per step)."},
-            "value_dtype": {"type": "string", "enum": ["fp32", "fp16"], "default": "fp32",
-                            "description": "Wire format of the sent values (indices are always int32)."},
-            "run_dense_baseline": {"type": "boolean", "default": True,
-                                   "description": "Also train the dense all-reduce baseline with the same seed, "
-                                                  "shards and schedule, and compare."},
-            "link_gbps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000.0, "default": 1.0,
-                          "description": "Link speed in Gbit/s for the projected training time (measured bytes "
-                                         "over this link plus measured compute time)."},
-            "max_train": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000_000, "default": None,
-                          "description": "Use at most this many training samples (stratified); null: all."},
+            "model": {
+                "type": "string",
+                "enum": _ARCHITECTURES,
+                "default": "vgg",
+                "description": "Built-in architecture (the training kit's, sized for the dataset) trained "
+                "when the job has no input model; an input model's weights are the start.",
+            },
+            "workers": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 8,
+                "default": 4,
+                "description": "Worker processes on this host (N), each with its own shard of the data.",
+            },
+            "epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 500,
+                "default": 20,
+                "description": "Training epochs of each run (DGC and, if enabled, the dense baseline).",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1024,
+                "default": 32,
+                "description": "Minibatch per worker; the global batch is workers × batch_size.",
+            },
+            "lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 10.0,
+                "default": 0.1,
+                "description": "Peak SGD learning rate (applied to the worker-averaged gradient).",
+            },
+            "lr_schedule": {
+                "type": "string",
+                "enum": ["cosine", "constant"],
+                "default": "cosine",
+                "description": "Per-epoch learning-rate schedule: cosine annealing to 0, or constant.",
+            },
+            "momentum": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 0.999,
+                "default": 0.9,
+                "description": "SGD momentum m (DGC: of the locally accumulated velocity u).",
+            },
+            "weight_decay": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 0.1,
+                "default": 0.0,
+                "description": "L2 weight decay added to each worker's gradient before compression.",
+            },
+            "sparsity": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 0.99999,
+                "default": 0.999,
+                "description": "Fraction of gradient entries a worker does not send in a step after the "
+                "warm-up (0.999: the top 0.1% by magnitude of every parameter tensor).",
+            },
+            "warmup_epochs": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 20,
+                "default": 5,
+                "description": "Warm-up epochs: epoch e < warmup_epochs uses warmup_sparsity[e] "
+                "(capped at sparsity); 0 turns the warm-up off.",
+            },
+            "warmup_sparsity": {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0.0, "maximum": 0.99999},
+                "maxItems": 20,
+                "default": list(_WARMUP),
+                "description": "Sparsity of each warm-up epoch, rising exponentially (the paper's "
+                "75%, 93.75%, 98.4375%, 99.6%, 99.9%).",
+            },
+            "momentum_correction": {
+                "type": "boolean",
+                "default": True,
+                "description": "Accumulate the velocity u ← m·u + ∇, v ← v + u and send "
+                "sparse(v); off: accumulate raw gradients and apply momentum "
+                "after the exchange.",
+            },
+            "local_clipping": {
+                "type": "boolean",
+                "default": True,
+                "description": "Clip each worker's share of the gradient before accumulating it, at clip_norm·N^-1/2.",
+            },
+            "clip_norm": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 1000.0,
+                "default": 5.0,
+                "description": "Global gradient-norm threshold (0: no clipping). The dense baseline "
+                "clips the averaged gradient at it; DGC clips locally if local_clipping.",
+            },
+            "factor_masking": {
+                "type": "boolean",
+                "default": True,
+                "description": "Momentum factor masking: zero the momentum u at the positions just "
+                "sent (the accumulator v is always cleared there).",
+            },
+            "dense_vectors": {
+                "type": "boolean",
+                "default": False,
+                "description": "Send 1-D tensors (biases, BatchNorm scales and shifts) whole every step, "
+                "as the reference code does; off: sparsify them like the rest (each "
+                "tensor still sends at least one entry per step).",
+            },
+            "value_dtype": {
+                "type": "string",
+                "enum": ["fp32", "fp16"],
+                "default": "fp32",
+                "description": "Wire format of the sent values (indices are always int32).",
+            },
+            "run_dense_baseline": {
+                "type": "boolean",
+                "default": True,
+                "description": "Also train the dense all-reduce baseline with the same seed, "
+                "shards and schedule, and compare.",
+            },
+            "link_gbps": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1000.0,
+                "default": 1.0,
+                "description": "Link speed in Gbit/s for the projected training time (measured bytes "
+                "over this link plus measured compute time).",
+            },
+            "max_train": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 10_000_000,
+                "default": None,
+                "description": "Use at most this many training samples (stratified); null: all.",
+            },
             "rendezvous": {
-                "type": ["object", "null"], "default": None, "additionalProperties": False,
+                "type": ["object", "null"],
+                "default": None,
+                "additionalProperties": False,
                 "required": ["address", "port", "world_size", "rank_offset"],
                 "description": "Multi-host training: where rank 0's host listens and how many workers all hosts "
-                               "have together; every host runs the same job with its own rank_offset. Null: "
-                               "this host only, on a free local port.",
+                "have together; every host runs the same job with its own rank_offset. Null: "
+                "this host only, on a free local port.",
                 "properties": {
-                    "address": {"type": "string", "minLength": 1, "maxLength": 255,
-                                "description": "Address of rank 0's host (MASTER_ADDR)."},
-                    "port": {"type": "integer", "minimum": 1, "maximum": 65535,
-                             "description": "Port of rank 0's rendezvous store (MASTER_PORT)."},
-                    "world_size": {"type": "integer", "minimum": 1, "maximum": 1024,
-                                   "description": "Workers on all hosts together."},
-                    "rank_offset": {"type": "integer", "minimum": 0, "maximum": 1023,
-                                    "description": "Global rank of this host's first worker."},
-                    "timeout_s": {"type": "number", "minimum": 5, "maximum": 3600, "default": 60,
-                                  "description": "Seconds to wait for the rendezvous and for any collective."},
+                    "address": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "description": "Address of rank 0's host (MASTER_ADDR).",
+                    },
+                    "port": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 65535,
+                        "description": "Port of rank 0's rendezvous store (MASTER_PORT).",
+                    },
+                    "world_size": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1024,
+                        "description": "Workers on all hosts together.",
+                    },
+                    "rank_offset": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 1023,
+                        "description": "Global rank of this host's first worker.",
+                    },
+                    "timeout_s": {
+                        "type": "number",
+                        "minimum": 5,
+                        "maximum": 3600,
+                        "default": 60,
+                        "description": "Seconds to wait for the rendezvous and for any collective.",
+                    },
                 },
             },
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the initial weights, the shards, the batch order and the sampling."},
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the initial weights, the shards, the batch order and the sampling.",
+            },
         },
     }
 
@@ -157,6 +272,7 @@ class DgcTrain(JobKind):
 
 
 # --- the run (torch and the kit are imported inside) --------------------------------------------------------
+
 
 def _run(config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
     from search_spaces.dgc import distributed as dd
@@ -202,27 +318,56 @@ def _initial_model(config: dict[str, Any], inputs: JobInputs, splits: Any) -> tu
     return models.complete_arch(arch), _save_bytes(model.state_dict())
 
 
-def _train_spec(config: dict[str, Any], splits: Any, arch: dict[str, Any], initial_state: bytes,
-                phases: tuple[Any, ...]) -> Any:
+def _train_spec(
+    config: dict[str, Any], splits: Any, arch: dict[str, Any], initial_state: bytes, phases: tuple[Any, ...]
+) -> Any:
     from search_spaces.dgc import distributed as dd
     from search_spaces.dgc.compressor import DGCSettings
 
     dgc = DGCSettings(
-        sparsity=config["sparsity"], warmup=tuple(config["warmup_sparsity"][:config["warmup_epochs"]]),
-        momentum=config["momentum"], weight_decay=config["weight_decay"],
-        momentum_correction=config["momentum_correction"], local_clipping=config["local_clipping"],
-        clip_norm=config["clip_norm"], factor_masking=config["factor_masking"], value_dtype=config["value_dtype"],
-        dense_vectors=config["dense_vectors"])
+        sparsity=config["sparsity"],
+        warmup=tuple(config["warmup_sparsity"][: config["warmup_epochs"]]),
+        momentum=config["momentum"],
+        weight_decay=config["weight_decay"],
+        momentum_correction=config["momentum_correction"],
+        local_clipping=config["local_clipping"],
+        clip_norm=config["clip_norm"],
+        factor_masking=config["factor_masking"],
+        value_dtype=config["value_dtype"],
+        dense_vectors=config["dense_vectors"],
+    )
     rv = config.get("rendezvous")
-    rendezvous = dd.Rendezvous() if not rv else dd.Rendezvous(
-        address=rv["address"], port=rv["port"], world_size=rv["world_size"], rank_offset=rv["rank_offset"],
-        timeout_s=float(rv.get("timeout_s", 60)))
+    rendezvous = (
+        dd.Rendezvous()
+        if not rv
+        else dd.Rendezvous(
+            address=rv["address"],
+            port=rv["port"],
+            world_size=rv["world_size"],
+            rank_offset=rv["rank_offset"],
+            timeout_s=float(rv.get("timeout_s", 60)),
+        )
+    )
     return dd.TrainSpec(
-        arch=arch, initial_state=initial_state, x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val,
-        y_val=splits.y_val, phases=phases, workers=config["workers"], epochs=config["epochs"],
-        batch_size=config["batch_size"], lr=config["lr"], lr_schedule=config["lr_schedule"],
-        momentum=config["momentum"], weight_decay=config["weight_decay"], clip_norm=config["clip_norm"], dgc=dgc,
-        seed=config["seed"], rendezvous=rendezvous)
+        arch=arch,
+        initial_state=initial_state,
+        x_train=splits.x_train,
+        y_train=splits.y_train,
+        x_val=splits.x_val,
+        y_val=splits.y_val,
+        phases=phases,
+        workers=config["workers"],
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        lr=config["lr"],
+        lr_schedule=config["lr_schedule"],
+        momentum=config["momentum"],
+        weight_decay=config["weight_decay"],
+        clip_norm=config["clip_norm"],
+        dgc=dgc,
+        seed=config["seed"],
+        rendezvous=rendezvous,
+    )
 
 
 def _save_bytes(obj: Any) -> bytes:
@@ -279,8 +424,9 @@ class _Checkpoint:
         if not run:
             return PhaseStart(mode)
         workers = {int(rank): blob.numpy().tobytes() for rank, blob in run["workers"].items()}
-        return PhaseStart(mode, start_epoch=int(run["epoch"]), model_state=self.model_state(mode),
-                          worker_states=workers)
+        return PhaseStart(
+            mode, start_epoch=int(run["epoch"]), model_state=self.model_state(mode), worker_states=workers
+        )
 
     def update(self, report: Any) -> None:
         import torch
@@ -292,8 +438,9 @@ class _Checkpoint:
         run["epoch"] = report.epoch + 1
         run["model"] = blob(report.model_state)
         run["workers"] = {int(rank): blob(state) for rank, state in report.worker_states.items()}
-        run["history"].append({"epoch": report.epoch, "stats": dict(report.stats), "started": report.started,
-                               "finished": report.finished})
+        run["history"].append(
+            {"epoch": report.epoch, "stats": dict(report.stats), "started": report.started, "finished": report.finished}
+        )
 
 
 class _JobListener:
@@ -319,9 +466,15 @@ class _JobListener:
         number = trial_number(self.config, mode, epoch)
         if number in self.done:
             return
-        self.reporter.trial(number, params={"mode": mode, "epoch": epoch}, state="complete",
-                            values=[float(stats["accuracy"])], metrics=_json_stats(stats),
-                            started=started, finished=finished)
+        self.reporter.trial(
+            number,
+            params={"mode": mode, "epoch": epoch},
+            state="complete",
+            values=[float(stats["accuracy"])],
+            metrics=_json_stats(stats),
+            started=started,
+            finished=finished,
+        )
         self.reporter.metric(f"{mode}/val_acc", float(stats["accuracy"]), step=epoch + 1, trial=number)
         self.done.add(number)
 
@@ -339,9 +492,11 @@ class _JobListener:
         self.checkpoint.update(report)
         self.reporter.save_checkpoint(self.checkpoint.dump())
         self._record(report.mode, report.epoch, report.stats, report.started, report.finished)
-        self.reporter.progress(self._fraction(report.mode, 0.0),
-                               f"{report.mode} epoch {report.epoch + 1}/{self.config['epochs']}: "
-                               f"validation accuracy {report.stats['accuracy']:.4f}")
+        self.reporter.progress(
+            self._fraction(report.mode, 0.0),
+            f"{report.mode} epoch {report.epoch + 1}/{self.config['epochs']}: "
+            f"validation accuracy {report.stats['accuracy']:.4f}",
+        )
 
     def should_stop(self) -> bool:
         return self.reporter.should_stop()
@@ -362,8 +517,15 @@ def projected_seconds(compute_s: float, payload_bytes: float, *, mode: str, work
     return compute_s + traffic * 8 / (link_gbps * 1e9)
 
 
-def _summarise(config: dict[str, Any], splits: Any, arch: dict[str, Any], checkpoint: _Checkpoint,
-               modes: list[str], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+def _summarise(
+    config: dict[str, Any],
+    splits: Any,
+    arch: dict[str, Any],
+    checkpoint: _Checkpoint,
+    modes: list[str],
+    inputs: JobInputs,
+    reporter: Reporter,
+) -> dict[str, Any]:
     """Both runs side by side; final models saved as artifacts, scored on the test split."""
     import torch
 
@@ -386,9 +548,16 @@ def _summarise(config: dict[str, Any], splits: Any, arch: dict[str, Any], checkp
         runs[mode]["test_accuracy"] = trainer.evaluate(model, splits.x_test, splits.y_test)
         runs[mode]["model_artifact"] = name
     summary: dict[str, Any] = {
-        "dataset": splits.info.name, "model": arch["name"], "workers": world, "epochs": config["epochs"],
-        "sparsity": config["sparsity"], "link_gbps": config["link_gbps"], "dgc": runs["dgc"],
-        "dense": runs.get("dense"), "output_model": "dgc_model.pt"}
+        "dataset": splits.info.name,
+        "model": arch["name"],
+        "workers": world,
+        "epochs": config["epochs"],
+        "sparsity": config["sparsity"],
+        "link_gbps": config["link_gbps"],
+        "dgc": runs["dgc"],
+        "dense": runs.get("dense"),
+        "output_model": "dgc_model.pt",
+    }
     if "dense" in runs:
         dgc, dense = runs["dgc"], runs["dense"]
         summary["accuracy_gap_points"] = 100 * (dgc["val_accuracy"] - dense["val_accuracy"])
@@ -415,13 +584,17 @@ def _run_summary(config: dict[str, Any], history: list[dict[str, Any]], mode: st
         "dense_bytes_per_worker": dense_bytes,
         "bytes_per_step": nbytes / max(steps, 1),
         "compression_ratio": dense_bytes / nbytes if nbytes else None,
-        "steady_compression_ratio": (total("dense_bytes_per_worker", steady) / total("bytes_per_worker", steady)
-                                     if mode == "dgc" and steady else None),
+        "steady_compression_ratio": (
+            total("dense_bytes_per_worker", steady) / total("bytes_per_worker", steady)
+            if mode == "dgc" and steady
+            else None
+        ),
         "density": float(sum(float(r["density"]) * float(r["steps"]) for r in stats) / max(steps, 1)),
         "compute_s": total("compute_s"),
         "comm_s": total("comm_s"),
         "select_s": total("select_s"),
         "wall_s": total("epoch_s"),
-        "projected_s": projected_seconds(total("compute_s"), nbytes, mode=mode, workers=world,
-                                         link_gbps=config["link_gbps"]),
+        "projected_s": projected_seconds(
+            total("compute_s"), nbytes, mode=mode, workers=world, link_gbps=config["link_gbps"]
+        ),
     }

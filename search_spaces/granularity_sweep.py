@@ -21,17 +21,25 @@ _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
 # with one torch thread, measured on digits (VGG) and mnist5k (VGG) while other processes shared the
 # machine; the others are scaled by training-set size. Unknown data counts as mnist5k.
-_EPOCH_SECONDS = {"digits": 0.1, "mnist5k": 0.9, "fashion_mnist": 13.0, "wine": 0.02, "breast_cancer": 0.05,
-                  "jets_synthetic": 0.3}
+_EPOCH_SECONDS = {
+    "digits": 0.1,
+    "mnist5k": 0.9,
+    "fashion_mnist": 13.0,
+    "wine": 0.02,
+    "breast_cancer": 0.05,
+    "jets_synthetic": 0.3,
+}
 
 
 class GranularitySweep(JobKind):
     name = "granularity_sweep"
     title = "Pruning granularity sweep (Mao et al. 2017)"
-    description = ("Prunes a trained CNN at fine, vector, kernel and filter granularity with Optuna choosing the "
-                   "granularity, sparsity, saliency norm and retrain epochs; counts the real storage including "
-                   "the relative sparse index, and reports the accuracy / compression-ratio Pareto set and the "
-                   "best compression per granularity at the accuracy threshold.")
+    description = (
+        "Prunes a trained CNN at fine, vector, kernel and filter granularity with Optuna choosing the "
+        "granularity, sparsity, saliency norm and retrain epochs; counts the real storage including "
+        "the relative sparse index, and reports the accuracy / compression-ratio Pareto set and the "
+        "best compression per granularity at the accuracy threshold."
+    )
     accepts_model = True
     default_dataset = "digits"
     tiny_config: dict[str, Any] = {"n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1}
@@ -40,61 +48,156 @@ class GranularitySweep(JobKind):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "granularities": {"type": "array", "items": {"type": "string", "enum": _GRANULARITIES},
-                              "minItems": 1, "uniqueItems": True, "default": list(_GRANULARITIES),
-                              "description": "Granularities to compare: fine (single weights), vector (a row "
-                                             "of a kernel), kernel (a whole R×S kernel), filter (a whole C×R×S "
-                                             "filter). Fully-connected layers use runs of 4, runs of 16 and "
-                                             "whole rows."},
-            "sparsity_min": {"type": "number", "minimum": 0.0, "maximum": 0.99, "default": 0.5,
-                             "description": "Lowest per-layer target sparsity sampled (multi-objective mode)."},
-            "sparsity_max": {"type": "number", "minimum": 0.0, "maximum": 0.99, "default": 0.95,
-                             "description": "Highest per-layer target sparsity sampled (multi-objective mode)."},
-            "norms": {"type": "array", "items": {"type": "string", "enum": ["l1", "l2"]}, "minItems": 1,
-                      "uniqueItems": True, "default": ["l1", "l2"],
-                      "description": "Group saliency: L1 or L2 norm divided by the group size."},
-            "n_trials": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 400,
-                         "description": "Optuna trials in the whole study (all parallel workers together)."},
-            "retrain_epochs": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3,
-                               "description": "Most retrain epochs after each prune step; Optuna picks 1 to "
-                                              "this many per trial."},
-            "prune_steps": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3,
-                            "description": "Iterative pruning: the sparsity is raised to its target in this "
-                                           "many prune → retrain steps, masks kept."},
-            "pretrain_epochs": {"type": "integer", "minimum": 1, "maximum": 200, "default": 30,
-                                "description": "Epochs to train the dense model when no input model is given."},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.01,
-                   "description": "SGD learning rate while retraining a pruned model."},
-            "pretrain_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.05,
-                            "description": "SGD learning rate for the dense model."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 64,
-                           "description": "Minibatch size for pretraining and retraining."},
-            "value_bits": {"type": "integer", "minimum": 1, "maximum": 32, "default": 8,
-                           "description": "Bits per stored non-zero weight (8: Deep Compression's width "
-                                          "for quantised conv weights). Accuracy is measured in float32."},
-            "index_bits": {"type": "integer", "minimum": 1, "maximum": 16, "default": 4,
-                           "description": "Bits of each relative index entry; a longer gap costs padding "
-                                          "entries."},
-            "vector_size": {"type": "integer", "minimum": 2, "maximum": 64, "default": 4,
-                            "description": "Fully-connected layers: weights per vector group (kernel groups "
-                                           "hold its square)."},
-            "accuracy_threshold": {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.005,
-                                   "description": "Largest accuracy drop (fraction; 0.005 = 0.5 points) below the "
-                                                  "dense model's validation accuracy counted as lossless."},
-            "mode": {"type": "string", "enum": ["multi", "single"], "default": "multi",
-                     "description": "multi: maximise accuracy and compression ratio; single: maximise accuracy "
-                                    "at target_compression, with Optuna's MedianPruner stopping weak trials."},
-            "target_compression": {"type": "number", "minimum": 1.0, "maximum": 1000.0, "default": 8.0,
-                                   "description": "Single mode: the compression ratio every trial must reach; "
-                                                  "its sparsity follows from the storage model."},
-            "sampler": {"type": "string", "enum": ["tpe", "nsga2"], "default": "tpe",
-                        "description": "Optuna sampler (seeded): TPE, or NSGA-II for multi-objective mode."},
-            "parallel_trials": {"type": "integer", "minimum": 1, "maximum": 8, "default": 1,
-                                "description": "Worker processes running trials of this job's study at once: "
-                                               "the job plus parallel_trials - 1 helper tasks on the queue "
-                                               "(other Celery workers pick them up)."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the data split, the dense model, the sampler and retraining."},
+            "granularities": {
+                "type": "array",
+                "items": {"type": "string", "enum": _GRANULARITIES},
+                "minItems": 1,
+                "uniqueItems": True,
+                "default": list(_GRANULARITIES),
+                "description": "Granularities to compare: fine (single weights), vector (a row "
+                "of a kernel), kernel (a whole R×S kernel), filter (a whole C×R×S "
+                "filter). Fully-connected layers use runs of 4, runs of 16 and "
+                "whole rows.",
+            },
+            "sparsity_min": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 0.99,
+                "default": 0.5,
+                "description": "Lowest per-layer target sparsity sampled (multi-objective mode).",
+            },
+            "sparsity_max": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 0.99,
+                "default": 0.95,
+                "description": "Highest per-layer target sparsity sampled (multi-objective mode).",
+            },
+            "norms": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["l1", "l2"]},
+                "minItems": 1,
+                "uniqueItems": True,
+                "default": ["l1", "l2"],
+                "description": "Group saliency: L1 or L2 norm divided by the group size.",
+            },
+            "n_trials": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 2000,
+                "default": 400,
+                "description": "Optuna trials in the whole study (all parallel workers together).",
+            },
+            "retrain_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 50,
+                "default": 3,
+                "description": "Most retrain epochs after each prune step; Optuna picks 1 to this many per trial.",
+            },
+            "prune_steps": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 10,
+                "default": 3,
+                "description": "Iterative pruning: the sparsity is raised to its target in this "
+                "many prune → retrain steps, masks kept.",
+            },
+            "pretrain_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 200,
+                "default": 30,
+                "description": "Epochs to train the dense model when no input model is given.",
+            },
+            "lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.01,
+                "description": "SGD learning rate while retraining a pruned model.",
+            },
+            "pretrain_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.05,
+                "description": "SGD learning rate for the dense model.",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 4096,
+                "default": 64,
+                "description": "Minibatch size for pretraining and retraining.",
+            },
+            "value_bits": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 32,
+                "default": 8,
+                "description": "Bits per stored non-zero weight (8: Deep Compression's width "
+                "for quantised conv weights). Accuracy is measured in float32.",
+            },
+            "index_bits": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 16,
+                "default": 4,
+                "description": "Bits of each relative index entry; a longer gap costs padding entries.",
+            },
+            "vector_size": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 64,
+                "default": 4,
+                "description": "Fully-connected layers: weights per vector group (kernel groups hold its square).",
+            },
+            "accuracy_threshold": {
+                "type": "number",
+                "minimum": 0.0,
+                "maximum": 1.0,
+                "default": 0.005,
+                "description": "Largest accuracy drop (fraction; 0.005 = 0.5 points) below the "
+                "dense model's validation accuracy counted as lossless.",
+            },
+            "mode": {
+                "type": "string",
+                "enum": ["multi", "single"],
+                "default": "multi",
+                "description": "multi: maximise accuracy and compression ratio; single: maximise accuracy "
+                "at target_compression, with Optuna's MedianPruner stopping weak trials.",
+            },
+            "target_compression": {
+                "type": "number",
+                "minimum": 1.0,
+                "maximum": 1000.0,
+                "default": 8.0,
+                "description": "Single mode: the compression ratio every trial must reach; "
+                "its sparsity follows from the storage model.",
+            },
+            "sampler": {
+                "type": "string",
+                "enum": ["tpe", "nsga2"],
+                "default": "tpe",
+                "description": "Optuna sampler (seeded): TPE, or NSGA-II for multi-objective mode.",
+            },
+            "parallel_trials": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 8,
+                "default": 1,
+                "description": "Worker processes running trials of this job's study at once: "
+                "the job plus parallel_trials - 1 helper tasks on the queue "
+                "(other Celery workers pick them up).",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the data split, the dense model, the sampler and retraining.",
+            },
         },
     }
 

@@ -28,72 +28,169 @@ _SECONDS_PER_COMPILE = 6.0
 class Hls4mlSweep(JobKind):
     name = "hls4ml_sweep"
     title = "hls4ml reuse factor and precision sweep (Duarte et al. 2018)"
-    description = ("Searches the FPGA design knobs of a small trained MLP — reuse factor per layer, fixed-point "
-                   "precision, Latency/Resource strategy, optional pruning — converting each configuration with "
-                   "hls4ml, measuring its bit-accurate fixed-point accuracy beside the float accuracy, and "
-                   "estimating DSP, LUT, FF, BRAM, latency and initiation interval on the chosen part. Stores one "
-                   "FPGA report per trial; synthesis reports can be imported beside the estimates.")
+    description = (
+        "Searches the FPGA design knobs of a small trained MLP — reuse factor per layer, fixed-point "
+        "precision, Latency/Resource strategy, optional pruning — converting each configuration with "
+        "hls4ml, measuring its bit-accurate fixed-point accuracy beside the float accuracy, and "
+        "estimating DSP, LUT, FF, BRAM, latency and initiation interval on the chosen part. Stores one "
+        "FPGA report per trial; synthesis reports can be imported beside the estimates."
+    )
     accepts_model = True
     default_dataset = "jets_synthetic"
     modalities = ("tabular", "image")
-    tiny_config: dict[str, Any] = {"n_trials": 4, "hidden": [16, 8], "epochs": 2, "strategies": ["Latency"],
-                                   "total_bits": [16], "integer_bits": [6], "reuse_factors": [1, 2, 4, 8],
-                                   "max_train": 2000}
+    tiny_config: dict[str, Any] = {
+        "n_trials": 4,
+        "hidden": [16, 8],
+        "epochs": 2,
+        "strategies": ["Latency"],
+        "total_bits": [16],
+        "integer_bits": [6],
+        "reuse_factors": [1, 2, 4, 8],
+        "max_train": 2000,
+    }
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "n_trials": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 40,
-                         "description": "Configurations to try (Optuna trials, failed ones included)."},
-            "part": {"type": "string", "enum": PART_CHOICES, "default": "xcku115",
-                     "description": "FPGA part whose capacities give the utilisation: xcku115 (the paper's Kintex "
-                                    "UltraScale), xczu3eg, xcvu9p, xcu250 (Alveo U250), xcu55c, xc7z020."},
-            "clock_period_ns": {"type": "number", "minimum": 1.0, "maximum": 100.0, "default": 5.0,
-                                "description": "Target clock period in ns (5 ns = 200 MHz, as in the paper)."},
-            "io_type": {"type": "string", "enum": ["io_parallel"], "default": "io_parallel",
-                        "description": "hls4ml I/O type; the estimator models io_parallel (whole layers in "
-                                       "parallel, the paper's setting)."},
-            "reuse_factors": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4096},
-                              "minItems": 1, "maxItems": 16, "default": _RF,
-                              "description": "Reuse factors to try; per layer only those hls4ml accepts for its "
-                                             "shape are offered."},
-            "strategies": {"type": "array", "items": {"type": "string", "enum": ["Latency", "Resource"]},
-                           "minItems": 1, "uniqueItems": True, "default": ["Latency", "Resource"],
-                           "description": "hls4ml strategies to try (Resource puts weights in BRAM when RF > 1)."},
-            "precision_mode": {"type": "string", "enum": ["global", "per_layer"], "default": "global",
-                               "description": "One ap_fixed<W,I> for every dense layer, or one per layer."},
-            "total_bits": {"type": "array", "items": {"type": "integer", "minimum": 4, "maximum": 32},
-                           "minItems": 1, "maxItems": 16, "default": [8, 10, 12, 14, 16, 18],
-                           "description": "Total bits W of the weights (and, plus 2, of the layer results)."},
-            "integer_bits": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 16},
-                             "minItems": 1, "maxItems": 8, "default": [4, 6],
-                             "description": "Integer bits I (sign included) of the weights; too few for the "
-                                            "largest weight makes the trial fail as an overflow."},
-            "input_precision": {"type": "string", "pattern": r"^ap_u?fixed<\d+,\d+>$", "default": "ap_fixed<16,6>",
-                                "description": "Fixed-point type of the network's inputs (features are "
-                                               "standardised)."},
-            "pruning_sparsities": {"type": "array", "items": {"type": "number", "minimum": 0.0, "maximum": 0.95},
-                                   "minItems": 1, "maxItems": 8, "default": [0.0],
-                                   "description": "Fractions of each dense layer's weights to prune by magnitude "
-                                                  "(zeros need no multiplier); [0] turns pruning off."},
-            "prune_epochs": {"type": "integer", "minimum": 0, "maximum": 100, "default": 3,
-                             "description": "Fine-tuning epochs after pruning, with the zeros held."},
-            "cost": {"type": "string", "enum": ["dsp", "utilisation"], "default": "dsp",
-                     "description": "Resource objective: DSP count, or the largest utilisation % of the part."},
-            "hidden": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1024},
-                       "minItems": 1, "maxItems": 8, "default": [64, 32, 32],
-                       "description": "Hidden widths of the built-in MLP trained when the job has no input "
-                                      "model (the paper's jet tagger: 16-64-32-32-5)."},
-            "epochs": {"type": "integer", "minimum": 1, "maximum": 500, "default": 20,
-                       "description": "Training epochs of the built-in MLP."},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.003,
-                   "description": "Adam learning rate of the built-in MLP."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 128,
-                           "description": "Minibatch size of training and fine-tuning."},
-            "max_train": {"type": ["integer", "null"], "minimum": 10, "maximum": 10_000_000, "default": None,
-                          "description": "Use at most this many training samples (stratified); null: all."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the weights, the batches and the sampler."},
+            "n_trials": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 2000,
+                "default": 40,
+                "description": "Configurations to try (Optuna trials, failed ones included).",
+            },
+            "part": {
+                "type": "string",
+                "enum": PART_CHOICES,
+                "default": "xcku115",
+                "description": "FPGA part whose capacities give the utilisation: xcku115 (the paper's Kintex "
+                "UltraScale), xczu3eg, xcvu9p, xcu250 (Alveo U250), xcu55c, xc7z020.",
+            },
+            "clock_period_ns": {
+                "type": "number",
+                "minimum": 1.0,
+                "maximum": 100.0,
+                "default": 5.0,
+                "description": "Target clock period in ns (5 ns = 200 MHz, as in the paper).",
+            },
+            "io_type": {
+                "type": "string",
+                "enum": ["io_parallel"],
+                "default": "io_parallel",
+                "description": "hls4ml I/O type; the estimator models io_parallel (whole layers in "
+                "parallel, the paper's setting).",
+            },
+            "reuse_factors": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "minItems": 1,
+                "maxItems": 16,
+                "default": _RF,
+                "description": "Reuse factors to try; per layer only those hls4ml accepts for its shape are offered.",
+            },
+            "strategies": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["Latency", "Resource"]},
+                "minItems": 1,
+                "uniqueItems": True,
+                "default": ["Latency", "Resource"],
+                "description": "hls4ml strategies to try (Resource puts weights in BRAM when RF > 1).",
+            },
+            "precision_mode": {
+                "type": "string",
+                "enum": ["global", "per_layer"],
+                "default": "global",
+                "description": "One ap_fixed<W,I> for every dense layer, or one per layer.",
+            },
+            "total_bits": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 4, "maximum": 32},
+                "minItems": 1,
+                "maxItems": 16,
+                "default": [8, 10, 12, 14, 16, 18],
+                "description": "Total bits W of the weights (and, plus 2, of the layer results).",
+            },
+            "integer_bits": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 16},
+                "minItems": 1,
+                "maxItems": 8,
+                "default": [4, 6],
+                "description": "Integer bits I (sign included) of the weights; too few for the "
+                "largest weight makes the trial fail as an overflow.",
+            },
+            "input_precision": {
+                "type": "string",
+                "pattern": r"^ap_u?fixed<\d+,\d+>$",
+                "default": "ap_fixed<16,6>",
+                "description": "Fixed-point type of the network's inputs (features are standardised).",
+            },
+            "pruning_sparsities": {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0.0, "maximum": 0.95},
+                "minItems": 1,
+                "maxItems": 8,
+                "default": [0.0],
+                "description": "Fractions of each dense layer's weights to prune by magnitude "
+                "(zeros need no multiplier); [0] turns pruning off.",
+            },
+            "prune_epochs": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "default": 3,
+                "description": "Fine-tuning epochs after pruning, with the zeros held.",
+            },
+            "cost": {
+                "type": "string",
+                "enum": ["dsp", "utilisation"],
+                "default": "dsp",
+                "description": "Resource objective: DSP count, or the largest utilisation % of the part.",
+            },
+            "hidden": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 1024},
+                "minItems": 1,
+                "maxItems": 8,
+                "default": [64, 32, 32],
+                "description": "Hidden widths of the built-in MLP trained when the job has no input "
+                "model (the paper's jet tagger: 16-64-32-32-5).",
+            },
+            "epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 500,
+                "default": 20,
+                "description": "Training epochs of the built-in MLP.",
+            },
+            "lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.003,
+                "description": "Adam learning rate of the built-in MLP.",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 4096,
+                "default": 128,
+                "description": "Minibatch size of training and fine-tuning.",
+            },
+            "max_train": {
+                "type": ["integer", "null"],
+                "minimum": 10,
+                "maximum": 10_000_000,
+                "default": None,
+                "description": "Use at most this many training samples (stratified); null: all.",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the weights, the batches and the sampler.",
+            },
         },
     }
 

@@ -21,30 +21,72 @@ from search_spaces.base import JobCancelled, JobInputs, JobKind, Reporter
 class MlpSweep(JobKind):
     name = "mlp_sweep"
     title = "MLP width / learning-rate sweep"
-    description = ("Random search over the hidden width and learning rate of a one-hidden-layer MLP trained "
-                   "with minibatch SGD (NumPy). One trial per sampled configuration; the best model's "
-                   "weights are kept.")
+    description = (
+        "Random search over the hidden width and learning rate of a one-hidden-layer MLP trained "
+        "with minibatch SGD (NumPy). One trial per sampled configuration; the best model's "
+        "weights are kept."
+    )
     tiny_config: dict[str, Any] = {"trials": 4, "epochs": 5}
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "trials": {"type": "integer", "minimum": 1, "maximum": 200, "default": 8,
-                       "description": "Number of configurations to sample and train."},
-            "epochs": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 20,
-                       "description": "Training epochs per trial."},
-            "hidden_min": {"type": "integer", "minimum": 2, "maximum": 1024, "default": 8,
-                           "description": "Smallest hidden width sampled."},
-            "hidden_max": {"type": "integer", "minimum": 2, "maximum": 1024, "default": 128,
-                           "description": "Largest hidden width sampled."},
-            "lr_min": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.005,
-                       "description": "Smallest learning rate (sampled log-uniformly)."},
-            "lr_max": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.5,
-                       "description": "Largest learning rate."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 32,
-                           "description": "Minibatch size."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the data split, the sampler and the initial weights."},
+            "trials": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 200,
+                "default": 8,
+                "description": "Number of configurations to sample and train.",
+            },
+            "epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 2000,
+                "default": 20,
+                "description": "Training epochs per trial.",
+            },
+            "hidden_min": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 1024,
+                "default": 8,
+                "description": "Smallest hidden width sampled.",
+            },
+            "hidden_max": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 1024,
+                "default": 128,
+                "description": "Largest hidden width sampled.",
+            },
+            "lr_min": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 10,
+                "default": 0.005,
+                "description": "Smallest learning rate (sampled log-uniformly).",
+            },
+            "lr_max": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 10,
+                "default": 0.5,
+                "description": "Largest learning rate.",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 4096,
+                "default": 32,
+                "description": "Minibatch size.",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the data split, the sampler and the initial weights.",
+            },
         },
     }
 
@@ -80,19 +122,38 @@ class MlpSweep(JobKind):
             started = time.time()
             reporter.trial(number, params=params, state="running", started=started)
             weights, val_acc, loss = train_mlp(
-                x_train, splits.y_train, x_val, splits.y_val, classes=classes, hidden=params["hidden"],
-                lr=params["lr"], epochs=config["epochs"], batch_size=config["batch_size"],
-                seed=inputs.seed * 1000 + number, reporter=reporter, trial=number,
-                progress=(number / total, 1 / total))
+                x_train,
+                splits.y_train,
+                x_val,
+                splits.y_val,
+                classes=classes,
+                hidden=params["hidden"],
+                lr=params["lr"],
+                epochs=config["epochs"],
+                batch_size=config["batch_size"],
+                seed=inputs.seed * 1000 + number,
+                reporter=reporter,
+                trial=number,
+                progress=(number / total, 1 / total),
+            )
             finished = time.time()
             if best.improves(val_acc):
                 # Checkpoint before the trial is recorded as finished: a resume skips finished trials.
                 best = _Best(number, val_acc, weights)
                 reporter.save_checkpoint(best.dump())
-            reporter.trial(number, params=params, state="complete", values=[val_acc],
-                           metrics={"val_accuracy": val_acc, "train_loss": loss,
-                                    "params": int(sum(w.size for w in weights.values()))},
-                           started=started, finished=finished)
+            reporter.trial(
+                number,
+                params=params,
+                state="complete",
+                values=[val_acc],
+                metrics={
+                    "val_accuracy": val_acc,
+                    "train_loss": loss,
+                    "params": int(sum(w.size for w in weights.values())),
+                },
+                started=started,
+                finished=finished,
+            )
             reporter.metric("trial_val_accuracy", val_acc, step=number)
         if best.weights is None:
             raise RuntimeError("no trial finished")
@@ -100,8 +161,13 @@ class MlpSweep(JobKind):
         path = inputs.workdir / "best_mlp.npz"
         np.savez(path, **best.weights)
         reporter.artifact("best_mlp.npz", path, "model")
-        summary = {"best_trial": best.number, "best_params": sample_params(config, best.number),
-                   "best_val_accuracy": best.val_acc, "test_accuracy": test_acc, "dataset": splits.info.name}
+        summary = {
+            "best_trial": best.number,
+            "best_params": sample_params(config, best.number),
+            "best_val_accuracy": best.val_acc,
+            "test_accuracy": test_acc,
+            "dataset": splits.info.name,
+        }
         summary_path = inputs.workdir / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2))
         reporter.artifact("summary.json", summary_path, "data")
@@ -126,22 +192,37 @@ def accuracy(w: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
     return float((_forward(w, x)[1].argmax(1) == y).mean())
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, classes: int, hidden: int,
-              lr: float, epochs: int, batch_size: int, seed: int, reporter: Reporter, trial: int,
-              progress: tuple[float, float]) -> tuple[dict[str, np.ndarray], float, float]:
+def train_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    classes: int,
+    hidden: int,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    reporter: Reporter,
+    trial: int,
+    progress: tuple[float, float],
+) -> tuple[dict[str, np.ndarray], float, float]:
     """Softmax cross-entropy MLP (He init, plain SGD); returns weights, validation accuracy, last loss."""
     rng = np.random.default_rng(seed)
     n_in = x.shape[1]
-    w = {"w1": rng.normal(0, math.sqrt(2 / n_in), (n_in, hidden)).astype(np.float32),
-         "b1": np.zeros(hidden, np.float32),
-         "w2": rng.normal(0, math.sqrt(1 / hidden), (hidden, classes)).astype(np.float32),
-         "b2": np.zeros(classes, np.float32)}
+    w = {
+        "w1": rng.normal(0, math.sqrt(2 / n_in), (n_in, hidden)).astype(np.float32),
+        "b1": np.zeros(hidden, np.float32),
+        "w2": rng.normal(0, math.sqrt(1 / hidden), (hidden, classes)).astype(np.float32),
+        "b2": np.zeros(classes, np.float32),
+    }
     loss = float("nan")
     for epoch in range(epochs):
         order = rng.permutation(len(x))
         losses = []
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, yb = x[idx], y[idx]
             h, logits = _forward(w, xb)
             logits -= logits.max(1, keepdims=True)

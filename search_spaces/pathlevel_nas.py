@@ -30,85 +30,213 @@ _GROWN_FACTOR = 2.5
 class PathlevelNas(JobKind):
     name = "pathlevel_nas"
     title = "Path-level transformation architecture search (Cai et al. 2018)"
-    description = ("Grows the tree-structured cells of a trained residual or dense base network with function-"
-                   "preserving path-level transformations (replicate-and-add, split-and-concat, insert node, "
-                   "identity to layer) chosen by a bidirectional tree-LSTM meta-controller trained with "
-                   "REINFORCE. Every sampled network inherits the base's weights and is fine-tuned briefly; the "
-                   "best cell is trained further and compared with the same network trained from scratch.")
+    description = (
+        "Grows the tree-structured cells of a trained residual or dense base network with function-"
+        "preserving path-level transformations (replicate-and-add, split-and-concat, insert node, "
+        "identity to layer) chosen by a bidirectional tree-LSTM meta-controller trained with "
+        "REINFORCE. Every sampled network inherits the base's weights and is fine-tuned briefly; the "
+        "best cell is trained further and compared with the same network trained from scratch."
+    )
     default_dataset = "digits"
     modalities = ("image",)
-    tiny_config: dict[str, Any] = {"n_networks": 4, "networks_per_update": 2, "base_epochs": 1, "finetune_epochs": 1,
-                                   "final_epochs": 1, "stem": 8, "widths": [8], "max_train": 300}
+    tiny_config: dict[str, Any] = {
+        "n_networks": 4,
+        "networks_per_update": 2,
+        "base_epochs": 1,
+        "finetune_epochs": 1,
+        "final_epochs": 1,
+        "stem": 8,
+        "widths": [8],
+        "max_train": 300,
+    }
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "n_networks": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 20,
-                           "description": "Networks (cells) the meta-controller samples in the whole search; one "
-                                          "trial each."},
-            "networks_per_update": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
-                                    "description": "Sampled networks per REINFORCE update of the controller (the "
-                                                   "paper uses 10)."},
-            "finetune_epochs": {"type": "integer", "minimum": 1, "maximum": 100, "default": 3,
-                                "description": "Epochs each sampled network is fine-tuned from its inherited "
-                                               "weights before it is scored on the validation split (the paper: "
-                                               "20 on CIFAR-10)."},
-            "finetune_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.035,
-                            "description": "Initial SGD learning rate of the fine-tune, annealed by cosine (the "
-                                           "paper's 0.035)."},
-            "base_epochs": {"type": "integer", "minimum": 1, "maximum": 500, "default": 15,
-                            "description": "Epochs to train the base network every sampled network starts from."},
-            "final_epochs": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 15,
-                             "description": "Epochs to train the best cell's network at the end, from its inherited "
-                                            "weights and, for comparison, from scratch."},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 0.05,
-                   "description": "Initial SGD learning rate (cosine) of the base and final training."},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 64,
-                           "description": "Minibatch size of every training run."},
-            "base": {"type": "string", "enum": ["resnet", "densenet"], "default": "resnet",
-                     "description": "Base network: residual blocks x + cell(x), or dense layers concat(x, cell(x))."},
-            "base_op": {"type": "string", "enum": _LAYERS, "default": "sep3x3",
-                        "description": "The single layer every cell of the base network starts as."},
-            "stem": {"type": "integer", "minimum": 1, "maximum": 512, "default": 16,
-                     "description": "Output channels of the stem convolution."},
-            "widths": {"type": "array", "items": {"type": "integer", "minimum": 2, "maximum": 1024},
-                       "minItems": 1, "maxItems": 6, "default": [16, 32],
-                       "description": "resnet: channels of each stage (every stage after the first halves the "
-                                      "resolution)."},
-            "blocks_per_stage": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1,
-                                 "description": "resnet: residual cell blocks per stage."},
-            "growth": {"type": "integer", "minimum": 2, "maximum": 256, "default": 12,
-                       "description": "densenet: channels each cell adds (growth rate)."},
-            "dense_layers": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 32},
-                             "minItems": 1, "maxItems": 6, "default": [3, 3],
-                             "description": "densenet: cell layers per dense block."},
-            "max_depth": {"type": "integer", "minimum": 1, "maximum": 3, "default": 3,
-                          "description": "Deepest tree a cell may grow to (levels of nodes; the paper: 3)."},
-            "primitives": {"type": "array", "items": {"type": "string", "enum": _PRIMITIVES}, "minItems": 1,
-                           "uniqueItems": True, "default": list(_PRIMITIVES),
-                           "description": "Primitives an identity edge may become (identity keeps it)."},
-            "sampler": {"type": "string", "enum": ["rl", "random"], "default": "rl",
-                        "description": "rl: the tree-LSTM meta-controller with REINFORCE; random: uniform choices "
-                                       "in the same tree space (a baseline)."},
-            "controller_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0, "default": 6e-3,
-                              "description": "Adam learning rate of the meta-controller (the paper's 6e-3)."},
-            "entropy_weight": {"type": "number", "minimum": 0, "maximum": 1.0, "default": 1e-2,
-                               "description": "Entropy bonus per decision in the REINFORCE loss (the paper's 1e-2)."},
-            "baseline_decay": {"type": "number", "minimum": 0, "maximum": 0.9999, "default": 0.95,
-                               "description": "Decay of the moving-average reward baseline (the paper's 0.95)."},
-            "max_params": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000_000, "default": None,
-                           "description": "Parameter budget: a sampled network above it is not trained, its trial "
-                                          "is pruned and it scores 0; the result is the best network within it "
-                                          "(the base cell if none fits). Below the base network's own size the "
-                                          "job fails at once. Null: no budget."},
-            "eval_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1,
-                             "description": "Sampled networks of one controller update fine-tuned at once, each in "
-                                            "its own process with one thread (1: serially, in the job's process). "
-                                            "Results do not depend on it."},
-            "max_train": {"type": ["integer", "null"], "minimum": 10, "maximum": 10_000_000, "default": None,
-                          "description": "Use at most this many training samples (stratified); null: all."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0,
-                     "description": "Seed of the weights, the batch order and the controller's sampling."},
+            "n_networks": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 5000,
+                "default": 20,
+                "description": "Networks (cells) the meta-controller samples in the whole search; one trial each.",
+            },
+            "networks_per_update": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 5,
+                "description": "Sampled networks per REINFORCE update of the controller (the paper uses 10).",
+            },
+            "finetune_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 3,
+                "description": "Epochs each sampled network is fine-tuned from its inherited "
+                "weights before it is scored on the validation split (the paper: "
+                "20 on CIFAR-10).",
+            },
+            "finetune_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.035,
+                "description": "Initial SGD learning rate of the fine-tune, annealed by cosine (the paper's 0.035).",
+            },
+            "base_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 500,
+                "default": 15,
+                "description": "Epochs to train the base network every sampled network starts from.",
+            },
+            "final_epochs": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,
+                "default": 15,
+                "description": "Epochs to train the best cell's network at the end, from its inherited "
+                "weights and, for comparison, from scratch.",
+            },
+            "lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 0.05,
+                "description": "Initial SGD learning rate (cosine) of the base and final training.",
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 4096,
+                "default": 64,
+                "description": "Minibatch size of every training run.",
+            },
+            "base": {
+                "type": "string",
+                "enum": ["resnet", "densenet"],
+                "default": "resnet",
+                "description": "Base network: residual blocks x + cell(x), or dense layers concat(x, cell(x)).",
+            },
+            "base_op": {
+                "type": "string",
+                "enum": _LAYERS,
+                "default": "sep3x3",
+                "description": "The single layer every cell of the base network starts as.",
+            },
+            "stem": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 512,
+                "default": 16,
+                "description": "Output channels of the stem convolution.",
+            },
+            "widths": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 2, "maximum": 1024},
+                "minItems": 1,
+                "maxItems": 6,
+                "default": [16, 32],
+                "description": "resnet: channels of each stage (every stage after the first halves the resolution).",
+            },
+            "blocks_per_stage": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 16,
+                "default": 1,
+                "description": "resnet: residual cell blocks per stage.",
+            },
+            "growth": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 256,
+                "default": 12,
+                "description": "densenet: channels each cell adds (growth rate).",
+            },
+            "dense_layers": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 32},
+                "minItems": 1,
+                "maxItems": 6,
+                "default": [3, 3],
+                "description": "densenet: cell layers per dense block.",
+            },
+            "max_depth": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 3,
+                "default": 3,
+                "description": "Deepest tree a cell may grow to (levels of nodes; the paper: 3).",
+            },
+            "primitives": {
+                "type": "array",
+                "items": {"type": "string", "enum": _PRIMITIVES},
+                "minItems": 1,
+                "uniqueItems": True,
+                "default": list(_PRIMITIVES),
+                "description": "Primitives an identity edge may become (identity keeps it).",
+            },
+            "sampler": {
+                "type": "string",
+                "enum": ["rl", "random"],
+                "default": "rl",
+                "description": "rl: the tree-LSTM meta-controller with REINFORCE; random: uniform choices "
+                "in the same tree space (a baseline).",
+            },
+            "controller_lr": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1.0,
+                "default": 6e-3,
+                "description": "Adam learning rate of the meta-controller (the paper's 6e-3).",
+            },
+            "entropy_weight": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1.0,
+                "default": 1e-2,
+                "description": "Entropy bonus per decision in the REINFORCE loss (the paper's 1e-2).",
+            },
+            "baseline_decay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 0.9999,
+                "default": 0.95,
+                "description": "Decay of the moving-average reward baseline (the paper's 0.95).",
+            },
+            "max_params": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 1_000_000_000,
+                "default": None,
+                "description": "Parameter budget: a sampled network above it is not trained, its trial "
+                "is pruned and it scores 0; the result is the best network within it "
+                "(the base cell if none fits). Below the base network's own size the "
+                "job fails at once. Null: no budget.",
+            },
+            "eval_workers": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 32,
+                "default": 1,
+                "description": "Sampled networks of one controller update fine-tuned at once, each in "
+                "its own process with one thread (1: serially, in the job's process). "
+                "Results do not depend on it.",
+            },
+            "max_train": {
+                "type": ["integer", "null"],
+                "minimum": 10,
+                "maximum": 10_000_000,
+                "default": None,
+                "description": "Use at most this many training samples (stratified); null: all.",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**31 - 1,
+                "default": 0,
+                "description": "Seed of the weights, the batch order and the controller's sampling.",
+            },
         },
     }
 
@@ -128,9 +256,12 @@ class PathlevelNas(JobKind):
             epoch *= min(1.0, config["max_train"] / {"digits": 1257, "mnist5k": 3500}.get(dataset or "", 49000))
         width = sum(config["widths"]) / 48 if config["base"] == "resnet" else sum(config["dense_layers"]) / 6
         epoch *= max(width, 0.25) * (0.3 + 0.7 * 64 / config["batch_size"])
-        seconds = (20 + config["base_epochs"] * epoch
-                   + config["n_networks"] * (1.0 + config["finetune_epochs"] * epoch * _GROWN_FACTOR)
-                   + 2 * config["final_epochs"] * epoch * _GROWN_FACTOR)
+        seconds = (
+            20
+            + config["base_epochs"] * epoch
+            + config["n_networks"] * (1.0 + config["finetune_epochs"] * epoch * _GROWN_FACTOR)
+            + 2 * config["final_epochs"] * epoch * _GROWN_FACTOR
+        )
         return seconds / 60
 
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:

@@ -10,14 +10,17 @@ from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.mlp_sweep import MlpSweep
 from search_spaces.pathlevel_nas import PathlevelNas
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
-    MlpSweep(),
-    GranularitySweep(),
-    DgcTrain(),
-    Hls4mlSweep(),
-    AdcPrune(),
-    PathlevelNas(),
-)}
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        MlpSweep(),
+        GranularitySweep(),
+        DgcTrain(),
+        Hls4mlSweep(),
+        AdcPrune(),
+        PathlevelNas(),
+    )
+}
 
 
 def get_kind(name: str) -> JobKind:

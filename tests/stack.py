@@ -63,8 +63,14 @@ class Stack:
 
     # --- processes ------------------------------------------------------------------------------
     def manage(self, *args: str, timeout: float = 120) -> str:
-        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
-                             text=True, timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
@@ -73,8 +79,14 @@ class Stack:
         log = self.var_dir / f"{name}.log"
         self.logs[name] = log
         fh = open(log, "ab")
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         fh.close()
         self.procs[name] = proc
         return proc
@@ -85,8 +97,11 @@ class Stack:
     def start_web(self, name: str = "web", extra_env: dict[str, str] | None = None) -> str:
         """Start gunicorn; the first one's URL becomes ``base_url``. Returns this one's URL."""
         port = free_port()
-        self._spawn(name, [str(VENV_BIN / "gunicorn"), "automl_site.wsgi", "--config", "deploy/gunicorn.conf.py"],
-                    {"PORT": str(port), "WEB_CONCURRENCY": "2", "WEB_ACCESS_LOG": "", **(extra_env or {})})
+        self._spawn(
+            name,
+            [str(VENV_BIN / "gunicorn"), "automl_site.wsgi", "--config", "deploy/gunicorn.conf.py"],
+            {"PORT": str(port), "WEB_CONCURRENCY": "2", "WEB_ACCESS_LOG": "", **(extra_env or {})},
+        )
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:
@@ -102,9 +117,21 @@ class Stack:
         return url
 
     def start_worker(self, name: str = "worker", concurrency: int = 1) -> None:
-        self._spawn(name, [str(VENV_BIN / "celery"), "-A", "workers.celery_app", "worker", "--loglevel=INFO",
-                           f"--concurrency={concurrency}", f"--hostname={name}@%h", "--without-gossip",
-                           "--without-mingle"], {"AUTOML_HOSTNAME": name})
+        self._spawn(
+            name,
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={concurrency}",
+                f"--hostname={name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            {"AUTOML_HOSTNAME": name},
+        )
         wait_for(lambda: self._check_alive(name) or " ready." in self.log_text(name), 60, f"{name} ready")
 
     def start_maintenance(self) -> None:
@@ -141,9 +168,11 @@ class Stack:
 
     # --- users and HTTP ---------------------------------------------------------------------------
     def create_user(self, username: str, password: str, staff: bool = False) -> None:
-        code = ("from django.contrib.auth import get_user_model as g; U = g(); "
-                f"u = U.objects.filter(username={username!r}).first() or U(username={username!r}); "
-                f"u.set_password({password!r}); u.is_staff = u.is_superuser = {staff!r}; u.save()")
+        code = (
+            "from django.contrib.auth import get_user_model as g; U = g(); "
+            f"u = U.objects.filter(username={username!r}).first() or U(username={username!r}); "
+            f"u.set_password({password!r}); u.is_staff = u.is_superuser = {staff!r}; u.save()"
+        )
         self.manage("shell", "-c", code)
 
     def client(self, username: str, password: str) -> ApiClient:
@@ -156,8 +185,9 @@ class ApiClient:
     def __init__(self, base_url: str, username: str, password: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
-        r = self.session.post(f"{base_url}/api/v1/auth/token/", json={"username": username, "password": password},
-                              timeout=10)
+        r = self.session.post(
+            f"{base_url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=10
+        )
         r.raise_for_status()
         self.session.headers["Authorization"] = f"Token {r.json()['token']}"
 
@@ -179,8 +209,9 @@ class ApiClient:
 
     def wait_status(self, job_id: int, statuses: set[str] | str, timeout: float = 120) -> dict[str, Any]:
         wanted = {statuses} if isinstance(statuses, str) else statuses
-        return wait_for(lambda: (j := self.job(job_id))["status"] in wanted and j, timeout,
-                        f"job {job_id} to reach {wanted}")
+        return wait_for(
+            lambda: (j := self.job(job_id))["status"] in wanted and j, timeout, f"job {job_id} to reach {wanted}"
+        )
 
     def trials(self, job_id: int) -> list[dict[str, Any]]:
         r = self.get(f"/api/v1/jobs/{job_id}/trials/?page_size=1000")
@@ -199,8 +230,14 @@ def scratch_pg_stack(var_dir: Path, redis_url: str, extra_env: dict[str, str] | 
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     redis.Redis.from_url(redis_url).flushdb()
-    stack = Stack(var_dir, {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
-                            "CELERY_BROKER_URL": redis_url, **(extra_env or {})})
+    stack = Stack(
+        var_dir,
+        {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+            "CELERY_BROKER_URL": redis_url,
+            **(extra_env or {}),
+        },
+    )
     try:
         stack.manage("migrate", "--noinput")
         yield stack

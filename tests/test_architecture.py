@@ -34,26 +34,40 @@ def test_the_web_process_starts_without_torch_or_optuna() -> None:
         "import automl_site.wsgi, automl_site.jobs.api.views, frontend.views, automl_site.jobs.admin;"
         "print(json.dumps(sorted(m for m in ('torch', 'optuna', 'hls4ml', 'sklearn') if m in sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin", "AUTOML_VAR_DIR": str(ROOT / "var" / "arch-test")})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "AUTOML_VAR_DIR": str(ROOT / "var" / "arch-test")},
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_ruff_is_clean() -> None:
-    out = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout[-4000:]
 
 
 def test_worker_processes_limit_torch_threads_before_torch_loads() -> None:
-    code = ("import workers.celery_app, torch, json;"
-            "print(json.dumps([torch.get_num_threads(), __import__('os').environ['OMP_NUM_THREADS']]))")
+    code = (
+        "import workers.celery_app, torch, json;"
+        "print(json.dumps([torch.get_num_threads(), __import__('os').environ['OMP_NUM_THREADS']]))"
+    )
 
     def threads(extra: dict[str, str]) -> list:
         env = {"PATH": "/usr/bin:/bin", "AUTOML_VAR_DIR": str(ROOT / "var" / "arch-test"), **extra}
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                             env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+        )
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -34,8 +34,13 @@ def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     return outcome
 
 
-@shared_task(bind=True, name="workers.tasks.run_job_helper", acks_late=False, ignore_result=True,
-             time_limit=settings.AUTOML["TIME_LIMIT_SECONDS"])
+@shared_task(
+    bind=True,
+    name="workers.tasks.run_job_helper",
+    acks_late=False,
+    ignore_result=True,
+    time_limit=settings.AUTOML["TIME_LIMIT_SECONDS"],
+)
 def run_job_helper(self, job_id: int, index: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Help a running job (best effort: a lost helper only means less parallelism)."""
     from automl_site.jobs.services import job_help

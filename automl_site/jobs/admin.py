@@ -14,8 +14,9 @@ from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPo
 
 
 def pretty_json(value: object) -> str:
-    return format_html("<pre style='white-space:pre-wrap;max-width:60em'>{}</pre>",
-                       json.dumps(value, indent=2, sort_keys=True))
+    return format_html(
+        "<pre style='white-space:pre-wrap;max-width:60em'>{}</pre>", json.dumps(value, indent=2, sort_keys=True)
+    )
 
 
 class TrialInline(admin.TabularInline):
@@ -31,8 +32,20 @@ class FpgaReportInline(admin.TabularInline):
     model = FpgaReport
     extra = 0
     can_delete = False
-    fields = ["trial", "source", "part", "reuse_factor", "precision", "dsp", "lut", "ff", "bram", "latency_ns",
-              "fixed_point_accuracy", "float_accuracy"]
+    fields = [
+        "trial",
+        "source",
+        "part",
+        "reuse_factor",
+        "precision",
+        "dsp",
+        "lut",
+        "ff",
+        "bram",
+        "latency_ns",
+        "fixed_point_accuracy",
+        "float_accuracy",
+    ]
     readonly_fields = fields
 
 
@@ -46,15 +59,40 @@ class ArtifactInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "name", "owner", "status", "progress_percent", "attempts", "worker_host",
-                    "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "kind",
+        "name",
+        "owner",
+        "status",
+        "progress_percent",
+        "attempts",
+        "worker_host",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["kind", "status", "owner", "created_at"]
     search_fields = ["=id", "name", "kind", "owner__username", "error", "worker_host", "celery_task_id"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
-    readonly_fields = ["config_pretty", "result_pretty", "progress", "progress_message", "status", "error",
-                       "attempts", "worker_host", "celery_task_id", "created_at", "enqueued_at", "started_at",
-                       "finished_at", "heartbeat_at", "cancel_requested", "budget"]
+    readonly_fields = [
+        "config_pretty",
+        "result_pretty",
+        "progress",
+        "progress_message",
+        "status",
+        "error",
+        "attempts",
+        "worker_host",
+        "celery_task_id",
+        "created_at",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "cancel_requested",
+        "budget",
+    ]
     exclude = ["config", "result"]
     raw_id_fields = ["parent", "dataset", "model", "owner"]
     inlines = [TrialInline, FpgaReportInline, ArtifactInline]
@@ -104,8 +142,22 @@ class TrialAdmin(admin.ModelAdmin):
 
 @admin.register(FpgaReport)
 class FpgaReportAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "trial", "source", "part", "dsp", "lut", "ff", "bram", "latency_cycles",
-                    "latency_ns", "initiation_interval", "fixed_point_accuracy", "float_accuracy"]
+    list_display = [
+        "id",
+        "job",
+        "trial",
+        "source",
+        "part",
+        "dsp",
+        "lut",
+        "ff",
+        "bram",
+        "latency_cycles",
+        "latency_ns",
+        "initiation_interval",
+        "fixed_point_accuracy",
+        "float_accuracy",
+    ]
     list_filter = ["source", "part", "strategy", "io_type"]
     search_fields = ["=job__id", "part"]
     raw_id_fields = ["job", "trial"]

@@ -21,8 +21,9 @@ FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 class Dataset(models.Model):
     """A built-in dataset (no owner, ``builtin`` set) or a user's upload (owner and file set)."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-                              related_name="datasets")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="datasets"
+    )
     name = models.CharField(max_length=200)
     builtin = models.CharField(max_length=64, blank=True, default="", help_text="built-in dataset key")
     description = models.TextField(blank=True, default="")
@@ -39,8 +40,7 @@ class Dataset(models.Model):
     class Meta:
         ordering = ["builtin", "-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["builtin"], condition=~models.Q(builtin=""),
-                                    name="unique_builtin_dataset"),
+            models.UniqueConstraint(fields=["builtin"], condition=~models.Q(builtin=""), name="unique_builtin_dataset"),
         ]
 
     def __str__(self) -> str:

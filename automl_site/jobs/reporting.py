@@ -37,7 +37,6 @@ def _stamp(value: float | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
 
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -138,10 +137,12 @@ class DbReporter:
         if not math.isfinite(value):
             return
         with self._lock:
-            self._points.append(MetricPoint(job_id=self.job_id, trial_number=trial, step=int(step),
-                                            name=name[:100], value=value))
-            due = (len(self._points) >= _METRIC_FLUSH_COUNT
-                   or time.monotonic() - self._last_flush >= _METRIC_FLUSH_SECONDS)
+            self._points.append(
+                MetricPoint(job_id=self.job_id, trial_number=trial, step=int(step), name=name[:100], value=value)
+            )
+            due = (
+                len(self._points) >= _METRIC_FLUSH_COUNT or time.monotonic() - self._last_flush >= _METRIC_FLUSH_SECONDS
+            )
         if due:
             self.flush()
 
@@ -153,23 +154,43 @@ class DbReporter:
             MetricPoint.objects.bulk_create(points)
 
     # --- trials, files, reports ---------------------------------------------------------------
-    def trial(self, number: int, *, params: dict[str, Any], state: str = "complete",
-              values: list[float] | None = None, metrics: dict[str, Any] | None = None,
-              started: float | None = None, finished: float | None = None) -> None:
+    def trial(
+        self,
+        number: int,
+        *,
+        params: dict[str, Any],
+        state: str = "complete",
+        values: list[float] | None = None,
+        metrics: dict[str, Any] | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
         if state not in TRIAL_STATES:
             raise ValueError(f"unknown trial state {state!r}")
         duration = (finished - started) if (started is not None and finished is not None) else None
-        Trial.objects.update_or_create(job_id=self.job_id, number=number, defaults={
-            "params": json_safe(params), "state": state, "values": json_safe(values),
-            "metrics": json_safe(metrics or {}), "started_at": _stamp(started),
-            "finished_at": _stamp(finished), "duration_seconds": duration, "attempt": self.attempt,
-        })
+        Trial.objects.update_or_create(
+            job_id=self.job_id,
+            number=number,
+            defaults={
+                "params": json_safe(params),
+                "state": state,
+                "values": json_safe(values),
+                "metrics": json_safe(metrics or {}),
+                "started_at": _stamp(started),
+                "finished_at": _stamp(finished),
+                "duration_seconds": duration,
+                "attempt": self.attempt,
+            },
+        )
         self.flush()
 
     def artifact(self, name: str, path: Path, kind: str) -> None:
         relative, size, digest = store_file_atomically(Path(path), f"artifacts/job_{self.job_id}/{name}")
-        Artifact.objects.update_or_create(job_id=self.job_id, name=name, defaults={
-            "kind": kind, "file": relative, "size_bytes": size, "sha256": digest})
+        Artifact.objects.update_or_create(
+            job_id=self.job_id,
+            name=name,
+            defaults={"kind": kind, "file": relative, "size_bytes": size, "sha256": digest},
+        )
 
     def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
         trial_row = Trial.objects.filter(job_id=self.job_id, number=trial).first() if trial is not None else None

@@ -51,6 +51,7 @@ def _conf(key: str) -> Any:
 
 # --- submitting -------------------------------------------------------------------------------------
 
+
 def _resolve_dataset(*, owner: AbstractBaseUser, kind_name: str, dataset: Dataset | int | str | None) -> Dataset:
     kind = registry.get_kind(kind_name)
     if dataset is None:
@@ -66,14 +67,25 @@ def _resolve_dataset(*, owner: AbstractBaseUser, kind_name: str, dataset: Datase
         raise ServiceError({"dataset": f"no dataset {row.pk!r}"})
     modalities = getattr(kind, "modalities", ("image", "tabular"))
     if row.modality not in modalities:
-        raise ServiceError({"dataset": f"{kind_name} needs a dataset of modality {' or '.join(modalities)}, "
-                                       f"{row.name!r} is {row.modality}"})
+        raise ServiceError(
+            {
+                "dataset": f"{kind_name} needs a dataset of modality {' or '.join(modalities)}, "
+                f"{row.name!r} is {row.modality}"
+            }
+        )
     return row
 
 
-def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: dict[str, Any] | None = None,
-               dataset: Dataset | int | str | None = None, model: ModelFile | None = None,
-               parent: Job | None = None) -> Job:
+def job_submit(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    name: str = "",
+    config: dict[str, Any] | None = None,
+    dataset: Dataset | int | str | None = None,
+    model: ModelFile | None = None,
+    parent: Job | None = None,
+) -> Job:
     """Validate a job whole and queue it; nothing is written unless all of it is valid."""
     if kind not in registry.KINDS:
         raise ServiceError({"kind": f"unknown kind {kind!r}; one of: {', '.join(sorted(registry.KINDS))}"})
@@ -81,8 +93,7 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
     try:
         config = job_kind.validate(config)
     except ConfigError as exc:
-        raise ServiceError({f"config.{k}" if k != "config" else "config": v
-                            for k, v in exc.errors.items()}) from None
+        raise ServiceError({f"config.{k}" if k != "config" else "config": v for k, v in exc.errors.items()}) from None
     dataset_row = _resolve_dataset(owner=owner, kind_name=kind, dataset=dataset)
     errors: dict[str, list[str] | str] = {}
     if (model is not None or parent is not None) and not job_kind.accepts_model:
@@ -98,8 +109,9 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
         errors["model"] = "give either model or parent, not both"
     budget = job_kind.budget(config, dataset_row.builtin or None)
     if budget > _conf("MAX_BUDGET_PER_JOB"):
-        errors["config"] = (f"estimated budget {budget:.1f} CPU-minutes is over the per-job limit of "
-                            f"{_conf('MAX_BUDGET_PER_JOB'):.0f}")
+        errors["config"] = (
+            f"estimated budget {budget:.1f} CPU-minutes is over the per-job limit of {_conf('MAX_BUDGET_PER_JOB'):.0f}"
+        )
     if errors:
         raise ServiceError(errors)
     with transaction.atomic():
@@ -107,10 +119,23 @@ def job_submit(*, owner: AbstractBaseUser, kind: str, name: str = "", config: di
         get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
         if active >= _conf("MAX_ACTIVE_JOBS_PER_USER"):
-            raise ServiceError({"non_field_errors": f"you have {active} queued or running jobs; the limit is "
-                                                    f"{_conf('MAX_ACTIVE_JOBS_PER_USER')}"})
-        job = Job.objects.create(owner=owner, kind=kind, name=name or "", config=config, dataset=dataset_row,
-                                 model=model, parent=parent, budget=budget, status=JobStatus.QUEUED)
+            raise ServiceError(
+                {
+                    "non_field_errors": f"you have {active} queued or running jobs; the limit is "
+                    f"{_conf('MAX_ACTIVE_JOBS_PER_USER')}"
+                }
+            )
+        job = Job.objects.create(
+            owner=owner,
+            kind=kind,
+            name=name or "",
+            config=config,
+            dataset=dataset_row,
+            model=model,
+            parent=parent,
+            budget=budget,
+            status=JobStatus.QUEUED,
+        )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
 
@@ -124,13 +149,16 @@ def job_enqueue(*, job_id: int) -> bool:
     from workers.celery_app import app
 
     try:
-        result = app.send_task("workers.tasks.run_job", args=[job_id], retry=True,
-                               retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2})
+        result = app.send_task(
+            "workers.tasks.run_job",
+            args=[job_id],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
     except Exception:  # kombu raises several types for an unreachable broker
         log.warning("could not enqueue job %s; the maintenance loop will retry", job_id, exc_info=True)
         return False
-    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
-        enqueued_at=timezone.now(), celery_task_id=result.id)
+    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=timezone.now(), celery_task_id=result.id)
     return True
 
 
@@ -138,7 +166,8 @@ def job_cancel(*, job: Job) -> Job:
     """Cancel a queued job at once; ask a running one to stop (its worker confirms within seconds)."""
     now = timezone.now()
     if Job.objects.filter(id=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True):
+        status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True
+    ):
         if job.celery_task_id:
             from workers.celery_app import app
 
@@ -152,23 +181,38 @@ def job_cancel(*, job: Job) -> Job:
 
 def job_rerun(*, job: Job, owner: AbstractBaseUser) -> Job:
     """A new job with the same kind, config, dataset and input."""
-    return job_submit(owner=owner, kind=job.kind, name=job.name, config=job.config, dataset=job.dataset,
-                      model=job.model, parent=job.parent)
+    return job_submit(
+        owner=owner,
+        kind=job.kind,
+        name=job.name,
+        config=job.config,
+        dataset=job.dataset,
+        model=job.model,
+        parent=job.parent,
+    )
 
 
 # --- running (called by the worker's task) ----------------------------------------------------------
+
 
 def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
     """Atomically take a queued (or orphaned) job; returns the attempt number, or None if not ours."""
     now = timezone.now()
     stale = now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS"))
     claimable = Q(status=JobStatus.QUEUED, cancel_requested=False) | Q(
-        status=JobStatus.RUNNING, heartbeat_at__lt=stale, cancel_requested=False,
-        attempts__lt=_conf("MAX_ATTEMPTS"))
+        status=JobStatus.RUNNING, heartbeat_at__lt=stale, cancel_requested=False, attempts__lt=_conf("MAX_ATTEMPTS")
+    )
     with transaction.atomic():
         rows = Job.objects.filter(claimable, id=job_id).update(
-            status=JobStatus.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now, worker_host=host,
-            celery_task_id=task_id, started_at=now, progress_message="starting", requeue_requested=False)
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            heartbeat_at=now,
+            worker_host=host,
+            celery_task_id=task_id,
+            started_at=now,
+            progress_message="starting",
+            requeue_requested=False,
+        )
         if rows != 1:
             return None
         return Job.objects.values_list("attempts", flat=True).get(id=job_id)
@@ -183,11 +227,16 @@ def _job_inputs(job: Job, workdir: Path) -> JobInputs:
         model_path = Path(artifact.file.path)
     dataset = job.dataset
     return JobInputs(
-        seed=int(job.config.get("seed", 0)), device="cpu",
+        seed=int(job.config.get("seed", 0)),
+        device="cpu",
         dataset=dataset.builtin or None if dataset else None,
         dataset_path=Path(dataset.file.path) if dataset and dataset.file else None,
-        model_path=model_path, model_arch=model_arch, optuna_storage=optuna_storage_url(),
-        study_name=f"job-{job.pk}", workdir=workdir)
+        model_path=model_path,
+        model_arch=model_arch,
+        optuna_storage=optuna_storage_url(),
+        study_name=f"job-{job.pk}",
+        workdir=workdir,
+    )
 
 
 def optuna_storage_url() -> str:
@@ -226,8 +275,8 @@ def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
         if heartbeat.lost.is_set():
             return "lost claim"
         if mine.filter(requeue_requested=True, cancel_requested=False).update(
-                status=JobStatus.QUEUED, requeue_requested=False,
-                progress_message="re-queued: its worker shut down"):
+            status=JobStatus.QUEUED, requeue_requested=False, progress_message="re-queued: its worker shut down"
+        ):
             job_enqueue(job_id=job_id)
             return "re-queued"
         mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
@@ -236,14 +285,20 @@ def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
         reporter.flush()
         log.exception("job %s failed", job_id)
         tail = "".join(traceback.format_exception(exc)[-3:])
-        mine.update(status=JobStatus.FAILED, finished_at=timezone.now(),
-                    error=f"{type(exc).__name__}: {exc}\n\n{tail}"[:20000])
+        mine.update(
+            status=JobStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}\n\n{tail}"[:20000]
+        )
         return "failed"
     finally:
         heartbeat.finish()
         reporter.cleanup()
-    if not mine.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(), progress=1.0,
-                       progress_message="done", result=json_safe(result)):
+    if not mine.update(
+        status=JobStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        progress=1.0,
+        progress_message="done",
+        result=json_safe(result),
+    ):
         return "lost claim"
     return "succeeded"
 
@@ -269,8 +324,7 @@ def job_help(*, job_id: int, index: int) -> str:
     longer needs it. A helper's failure is not the job's: the job's own process carries on."""
     from automl_site.jobs.reporting import Heartbeat, HelperReporter
 
-    job = Job.objects.select_related("dataset", "model", "parent").filter(
-        id=job_id, status=JobStatus.RUNNING).first()
+    job = Job.objects.select_related("dataset", "model", "parent").filter(id=job_id, status=JobStatus.RUNNING).first()
     if job is None:
         return "job not running"
     workdir = Path(tempfile.mkdtemp(prefix=f"job{job_id}-helper{index}-", dir=_workdir_root()))
@@ -297,20 +351,26 @@ def jobs_release_worker(*, host: str) -> int:
 
 # --- maintenance (periodic) -------------------------------------------------------------------------
 
+
 def jobs_reap() -> dict[str, int]:
     """Running jobs whose worker stopped beating: finish a cancel, re-queue, or fail after N attempts."""
     now = timezone.now()
-    stale = Job.objects.filter(status=JobStatus.RUNNING,
-                               heartbeat_at__lt=now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS")))
+    stale = Job.objects.filter(
+        status=JobStatus.RUNNING, heartbeat_at__lt=now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS"))
+    )
     cancelled = stale.filter(cancel_requested=True).update(
-        status=JobStatus.CANCELLED, finished_at=now, progress_message="cancelled (worker gone)")
+        status=JobStatus.CANCELLED, finished_at=now, progress_message="cancelled (worker gone)"
+    )
     failed = stale.filter(attempts__gte=_conf("MAX_ATTEMPTS")).update(
-        status=JobStatus.FAILED, finished_at=now,
-        error=f"the worker running this job was lost {_conf('MAX_ATTEMPTS')} times; giving up")
+        status=JobStatus.FAILED,
+        finished_at=now,
+        error=f"the worker running this job was lost {_conf('MAX_ATTEMPTS')} times; giving up",
+    )
     requeued_ids = []
     for job in stale.filter(attempts__lt=_conf("MAX_ATTEMPTS")).only("id", "heartbeat_at"):
         if Job.objects.filter(id=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(
-                status=JobStatus.QUEUED, progress_message="re-queued: its worker was lost"):
+            status=JobStatus.QUEUED, progress_message="re-queued: its worker was lost"
+        ):
             requeued_ids.append(job.pk)
     for job_id in requeued_ids:
         job_enqueue(job_id=job_id)
@@ -320,21 +380,33 @@ def jobs_reap() -> dict[str, int]:
 def jobs_reenqueue_lost() -> int:
     """Queued jobs whose message the broker may have lost (e.g. Redis flushed) get a new one."""
     cutoff = timezone.now() - dt.timedelta(seconds=_conf("REQUEUE_AFTER_SECONDS"))
-    ids = list(Job.objects.filter(status=JobStatus.QUEUED).filter(
-        Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)).values_list("id", flat=True))
+    ids = list(
+        Job.objects.filter(status=JobStatus.QUEUED)
+        .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
+        .values_list("id", flat=True)
+    )
     return sum(job_enqueue(job_id=job_id) for job_id in ids)
 
 
 # --- datasets and models ----------------------------------------------------------------------------
+
 
 def dataset_sync_builtins() -> None:
     """Make one Dataset row per built-in dataset of the training kit."""
     from search_spaces.kit import datasets
 
     for key, info in datasets.BUILTIN.items():
-        Dataset.objects.update_or_create(builtin=key, defaults={
-            "name": info.title, "description": info.description, "modality": info.modality,
-            "input_shape": list(info.input_shape), "num_classes": info.num_classes, "owner": None})
+        Dataset.objects.update_or_create(
+            builtin=key,
+            defaults={
+                "name": info.title,
+                "description": info.description,
+                "modality": info.modality,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "owner": None,
+            },
+        )
 
 
 def _check_upload_size(upload: UploadedFile) -> int:
@@ -370,10 +442,15 @@ def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) 
         except datasets.DatasetError as exc:
             raise ServiceError({"file": str(exc)}) from None
         with transaction.atomic():
-            row = Dataset.objects.create(owner=owner, name=name or Path(upload.name).stem,
-                                         modality=summary["modality"], input_shape=list(summary["input_shape"]),
-                                         num_classes=summary["num_classes"], num_samples=summary["num_samples"],
-                                         class_counts=list(summary["class_counts"]))
+            row = Dataset.objects.create(
+                owner=owner,
+                name=name or Path(upload.name).stem,
+                modality=summary["modality"],
+                input_shape=list(summary["input_shape"]),
+                num_classes=summary["num_classes"],
+                num_samples=summary["num_samples"],
+                class_counts=list(summary["class_counts"]),
+            )
             from automl_site.jobs.reporting import store_file_atomically
 
             relative, size, digest = store_file_atomically(tmp, f"datasets/user_{owner.pk}/{row.pk}{suffix}")
@@ -384,8 +461,9 @@ def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) 
         tmp.unlink(missing_ok=True)
 
 
-def model_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile,
-                 architecture: dict[str, Any] | None) -> ModelFile:
+def model_upload(
+    *, owner: AbstractBaseUser, name: str, upload: UploadedFile, architecture: dict[str, Any] | None
+) -> ModelFile:
     """Keep an uploaded ``state_dict`` after loading it with ``weights_only=True`` into its architecture."""
     from search_spaces.kit import models as kit_models
 
@@ -397,8 +475,9 @@ def model_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile,
             raise ServiceError({"file": str(exc)}) from None
         params = sum(p.numel() for p in model.parameters())
         with transaction.atomic():
-            row = ModelFile.objects.create(owner=owner, name=name or Path(upload.name or "model").stem,
-                                           architecture=arch, sha256="", params=params)
+            row = ModelFile.objects.create(
+                owner=owner, name=name or Path(upload.name or "model").stem, architecture=arch, sha256="", params=params
+            )
             from automl_site.jobs.reporting import store_file_atomically
 
             relative, size, digest = store_file_atomically(tmp, f"models/user_{owner.pk}/{row.pk}.pt")
@@ -409,8 +488,9 @@ def model_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile,
         tmp.unlink(missing_ok=True)
 
 
-def fpga_report_import(*, owner: AbstractBaseUser, job_id: int, trial_number: int | None,
-                       upload: UploadedFile) -> list[FpgaReport]:
+def fpga_report_import(
+    *, owner: AbstractBaseUser, job_id: int, trial_number: int | None, upload: UploadedFile
+) -> list[FpgaReport]:
     """Parse an uploaded synthesis report (or an archive of a report directory) and keep each report it
     holds as an FPGA report of the owner's job/trial, beside the estimate. The applied configuration
     (reuse factors, precision, strategy) and the accuracies are copied from that trial's estimate: the
@@ -434,9 +514,14 @@ def fpga_report_import(*, owner: AbstractBaseUser, job_id: int, trial_number: in
     estimate = FpgaReport.objects.filter(job=job, trial=trial, source=FpgaReport.Source.ESTIMATE).first()
     copied: dict[str, Any] = {}
     if estimate is not None:
-        copied = {"reuse_factor": estimate.reuse_factor, "precision": estimate.precision,
-                  "strategy": estimate.strategy, "io_type": estimate.io_type,
-                  "fixed_point_accuracy": estimate.fixed_point_accuracy, "float_accuracy": estimate.float_accuracy}
+        copied = {
+            "reuse_factor": estimate.reuse_factor,
+            "precision": estimate.precision,
+            "strategy": estimate.strategy,
+            "io_type": estimate.io_type,
+            "fixed_point_accuracy": estimate.fixed_point_accuracy,
+            "float_accuracy": estimate.float_accuracy,
+        }
     rows = []
     with transaction.atomic():
         for report in reports:

@@ -40,8 +40,14 @@ class AgentSettings:
 class Actor(nn.Module):
     def __init__(self, state_dim: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1), nn.Sigmoid())
+        self.net = nn.Sequential(
+            nn.Linear(state_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         return self.net(state)
@@ -82,12 +88,15 @@ class ReplayBuffer:
 
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         idx = rng.integers(0, self.size, size=batch)
-        return tuple(torch.from_numpy(a[idx]) for a in
-                     (self.states, self.actions, self.rewards, self.next_states, self.terminal))
+        return tuple(
+            torch.from_numpy(a[idx]) for a in (self.states, self.actions, self.rewards, self.next_states, self.terminal)
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        arrays = {k: torch.from_numpy(getattr(self, k).copy())
-                  for k in ("states", "next_states", "actions", "rewards", "terminal")}
+        arrays = {
+            k: torch.from_numpy(getattr(self, k).copy())
+            for k in ("states", "next_states", "actions", "rewards", "terminal")
+        }
         return {**arrays, "size": self.size, "pointer": self.pointer}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -181,11 +190,18 @@ class DDPG:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to go on exactly: networks, optimisers, replay buffer, baseline, RNG."""
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "buffer": self.buffer.state_dict(), "rng": json.dumps(self.rng.bit_generator.state),
-                "moving_average": self.moving_average, "updates": self.updates}
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "moving_average": self.moving_average,
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):

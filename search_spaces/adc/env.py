@@ -65,9 +65,18 @@ class PruningEnv:
     """One episode is one pass over the units; :meth:`step` takes the agent's keep ratio for the current
     unit and returns the next state; :meth:`finish` prunes, reconstructs and scores the whole policy."""
 
-    def __init__(self, model: nn.Module, graph: g.Graph, resource: g.Resource, settings: EnvSettings, *,
-                 stats: Sequence[ConsumerStats] | None, bn_batches: Sequence[torch.Tensor],
-                 x_val: torch.Tensor, y_val: torch.Tensor) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: g.Graph,
+        resource: g.Resource,
+        settings: EnvSettings,
+        *,
+        stats: Sequence[ConsumerStats] | None,
+        bn_batches: Sequence[torch.Tensor],
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+    ) -> None:
         if not graph.units:
             raise ValueError(f"this {graph.family} model has no prunable channels")
         if settings.reward not in REWARDS:
@@ -100,7 +109,7 @@ class PruningEnv:
 
     def state(self, t: int, previous: float) -> np.ndarray:
         """The observation of unit ``t`` (counts decided so far are in ``self.counts``)."""
-        now = self.counts + self.channels[len(self.counts):]
+        now = self.counts + self.channels[len(self.counts) :]
         removed = (self.full_flops - self.graph.total(now, g.FLOPS)) / self.full_flops
         later = {layer.name: layer for u in range(t + 1, self.n_units) for layer in self.graph.unit_layers(u)}
         rest = sum(g.FLOPS.per_layer(layer, *self.graph.dims(layer, now)) for layer in later.values())
@@ -124,8 +133,8 @@ class PruningEnv:
         """Most channels unit ``t`` may keep so that the budget is still met if every later unit keeps its
         minimum (AMC's action wall). The cost is linear in one unit's count, so two evaluations solve it."""
         c, low = self.channels[t], self.lowest[t]
-        base = self.counts[:t] + [low] + self.lowest[t + 1:]
-        top = self.counts[:t] + [c] + self.lowest[t + 1:]
+        base = self.counts[:t] + [low] + self.lowest[t + 1 :]
+        top = self.counts[:t] + [c] + self.lowest[t + 1 :]
         cost_low, cost_top = self.graph.total(base, self.resource), self.graph.total(top, self.resource)
         if cost_top <= self.budget:
             return c
@@ -142,8 +151,10 @@ class PruningEnv:
             return counts
 
         def scaled(s: float) -> list[int]:
-            return [max(n, g.allowed_floor(n * s, c, low, self.settings.channel_round))
-                    for n, c, low in zip(counts, self.channels, self.lowest, strict=True)]
+            return [
+                max(n, g.allowed_floor(n * s, c, low, self.settings.channel_round))
+                for n, c, low in zip(counts, self.channels, self.lowest, strict=True)
+            ]
 
         lo, hi = 1.0, max(c / n for c, n in zip(self.channels, counts, strict=True))
         if self.graph.total(scaled(hi), self.resource) <= self.budget:
@@ -166,7 +177,7 @@ class PruningEnv:
             for u, (n, c) in enumerate(zip(counts, self.channels, strict=True)):
                 if n >= c:
                     continue
-                trial = counts[:u] + [min(c, n + step)] + counts[u + 1:]
+                trial = counts[:u] + [min(c, n + step)] + counts[u + 1 :]
                 if self.graph.total(trial, self.resource) > budget:
                     continue
                 gap = n / max(ideal[u], 1e-9)
@@ -187,9 +198,12 @@ class PruningEnv:
         """The same keep ratio for every unit, the largest within ``budget`` (default: the target), topped up
         channel by channel: the baseline AMC must beat at equal cost."""
         budget = self.budget if budget is None else budget
+
         def counts(r: float) -> list[int]:
-            return [g.allowed_floor(r * c, c, low, self.settings.channel_round)
-                    for c, low in zip(self.channels, self.lowest, strict=True)]
+            return [
+                g.allowed_floor(r * c, c, low, self.settings.channel_round)
+                for c, low in zip(self.channels, self.lowest, strict=True)
+            ]
 
         lo, hi = self.settings.min_keep, 1.0
         if self.graph.total(counts(hi), self.resource) <= budget:
@@ -221,9 +235,17 @@ class PruningEnv:
         flops = int(self.graph.total(counts, g.FLOPS))
         params = int(self.graph.total(counts, g.PARAMS))
         cost = self.graph.total(counts, self.resource)
-        return Outcome(counts, [n / c for n, c in zip(counts, self.channels, strict=True)], cost,
-                       cost / self.full_cost, flops, params, float(accuracy),
-                       self.reward(float(accuracy), flops, params), pruned if keep_model else None)
+        return Outcome(
+            counts,
+            [n / c for n, c in zip(counts, self.channels, strict=True)],
+            cost,
+            cost / self.full_cost,
+            flops,
+            params,
+            float(accuracy),
+            self.reward(float(accuracy), flops, params),
+            pruned if keep_model else None,
+        )
 
     def reward(self, accuracy: float, flops: int, params: int) -> float:
         """Resource-constrained: −error; accuracy-guaranteed: −error·log(FLOPs) or −error·log(#params)."""
@@ -241,10 +263,21 @@ class PruningEnv:
         for unit in self.graph.units:
             consumer = self.graph.layer(unit.consumer)
             kind = g.DEPTHWISE if unit.followers else consumer.kind
-            flops = sum(g.FLOPS.per_layer(layer, layer.c_in, layer.c_out)
-                        for layer in self.graph.unit_layers(unit.index))
-            rows.append([unit.index, _TYPE[kind], consumer.c_in, consumer.c_out, consumer.stride, consumer.kernel,
-                         consumer.in_hw[0] * consumer.in_hw[1], flops])
+            flops = sum(
+                g.FLOPS.per_layer(layer, layer.c_in, layer.c_out) for layer in self.graph.unit_layers(unit.index)
+            )
+            rows.append(
+                [
+                    unit.index,
+                    _TYPE[kind],
+                    consumer.c_in,
+                    consumer.c_out,
+                    consumer.stride,
+                    consumer.kernel,
+                    consumer.in_hw[0] * consumer.in_hw[1],
+                    flops,
+                ]
+            )
         table = np.asarray(rows, dtype=np.float64)
         lo, hi = table.min(axis=0), table.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
@@ -255,6 +288,12 @@ class PruningEnv:
 
 def describe(outcome: Outcome) -> dict[str, Any]:
     """The JSON-safe summary of one policy."""
-    return {"counts": outcome.counts, "keep_ratios": [round(r, 4) for r in outcome.keep_ratios],
-            "cost_ratio": outcome.cost_ratio, "flops": outcome.flops, "params": outcome.params,
-            "accuracy": outcome.accuracy, "reward": outcome.reward}
+    return {
+        "counts": outcome.counts,
+        "keep_ratios": [round(r, 4) for r in outcome.keep_ratios],
+        "cost_ratio": outcome.cost_ratio,
+        "flops": outcome.flops,
+        "params": outcome.params,
+        "accuracy": outcome.accuracy,
+        "reward": outcome.reward,
+    }

@@ -98,6 +98,7 @@ class Graph:
 
 # --- costs ----------------------------------------------------------------------------------------------
 
+
 def layer_macs(layer: Layer, c_in: int, c_out: int) -> int:
     """Multiply-accumulates of one forward pass of one sample (what FlopCounterMode counts, halved)."""
     if layer.kind == LINEAR:
@@ -141,8 +142,11 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Traced]:
     hooks = []
     for name, module in model.named_modules():
         if not list(module.children()):
-            hooks.append(module.register_forward_hook(
-                lambda m, inp, out, name=name: seen.append((name, m, tuple(inp[0].shape), tuple(out.shape)))))
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, inp, out, name=name: seen.append((name, m, tuple(inp[0].shape), tuple(out.shape)))
+                )
+            )
     was_training = model.training
     model.eval()
     try:
@@ -173,19 +177,43 @@ def build_graph(model: nn.Module, arch: dict[str, Any]) -> Graph:
         bn = trace[i + 1][0] if isinstance(nxt, nn.BatchNorm1d | nn.BatchNorm2d) and nxt.num_features == width else None
         if isinstance(m, nn.Conv2d):
             kind = DEPTHWISE if _is_depthwise(m) else CONV
-            raw.append({"name": name, "kind": kind, "c_in": m.in_channels, "c_out": m.out_channels,
-                        "kernel": m.kernel_size[0], "stride": m.stride[0], "groups": m.groups,
-                        "in_hw": (in_shape[2], in_shape[3]), "out_hw": (out_shape[2], out_shape[3]),
-                        "bias": m.bias is not None, "bn": bn})
+            raw.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "c_in": m.in_channels,
+                    "c_out": m.out_channels,
+                    "kernel": m.kernel_size[0],
+                    "stride": m.stride[0],
+                    "groups": m.groups,
+                    "in_hw": (in_shape[2], in_shape[3]),
+                    "out_hw": (out_shape[2], out_shape[3]),
+                    "bias": m.bias is not None,
+                    "bn": bn,
+                }
+            )
         else:
-            raw.append({"name": name, "kind": LINEAR, "c_in": m.in_features, "c_out": m.out_features, "kernel": 1,
-                        "stride": 1, "groups": 1, "in_hw": (1, 1), "out_hw": (1, 1), "bias": m.bias is not None,
-                        "bn": bn})
+            raw.append(
+                {
+                    "name": name,
+                    "kind": LINEAR,
+                    "c_in": m.in_features,
+                    "c_out": m.out_features,
+                    "kernel": 1,
+                    "stride": 1,
+                    "groups": 1,
+                    "in_hw": (1, 1),
+                    "out_hw": (1, 1),
+                    "bias": m.bias is not None,
+                    "bn": bn,
+                }
+            )
     pairs = _resnet_pairs(model, raw) if arch["name"] == "resnet" else _chain_pairs(raw)
     units, in_unit, out_unit = [], {}, {}
     for index, (producer, followers, consumer) in enumerate(pairs):
-        units.append(Unit(index, producer["name"], tuple(f["name"] for f in followers), consumer["name"],
-                          producer["c_out"]))
+        units.append(
+            Unit(index, producer["name"], tuple(f["name"] for f in followers), consumer["name"], producer["c_out"])
+        )
         out_unit[producer["name"]] = index
         in_unit[consumer["name"]] = index
         for f in followers:
@@ -221,6 +249,7 @@ def _resnet_pairs(model: nn.Module, raw: list[dict[str, Any]]) -> list[_Pair]:
 
 # --- channel counts -----------------------------------------------------------------------------------
 
+
 def min_count(channels: int, min_keep: float, round_to: int) -> int:
     """Fewest channels a unit may keep: ``ceil(min_keep · channels)``, up to a multiple of ``round_to``."""
     n = max(1, math.ceil(min_keep * channels - 1e-9))
@@ -245,6 +274,7 @@ def allowed_round(value: float, channels: int, lowest: int, round_to: int) -> in
 
 
 # --- pruning ------------------------------------------------------------------------------------------
+
 
 def channel_importance(model: nn.Module, unit: Unit) -> torch.Tensor:
     """L1 norm of the consumer's weights on each input channel: AMC's magnitude criterion."""
@@ -297,8 +327,17 @@ def _cut_layer(old: nn.Module, layer: Layer, in_idx: torch.Tensor | None, out_id
         new = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
     else:
         groups = w.shape[0] if layer.kind == DEPTHWISE else old.groups
-        new = nn.Conv2d(w.shape[1] * groups, w.shape[0], old.kernel_size, stride=old.stride, padding=old.padding,
-                        dilation=old.dilation, groups=groups, bias=bias is not None, padding_mode=old.padding_mode)
+        new = nn.Conv2d(
+            w.shape[1] * groups,
+            w.shape[0],
+            old.kernel_size,
+            stride=old.stride,
+            padding=old.padding,
+            dilation=old.dilation,
+            groups=groups,
+            bias=bias is not None,
+            padding_mode=old.padding_mode,
+        )
     new.weight.copy_(w)
     if bias is not None:
         new.bias.copy_(bias)
@@ -307,8 +346,9 @@ def _cut_layer(old: nn.Module, layer: Layer, in_idx: torch.Tensor | None, out_id
 
 @torch.no_grad()
 def _cut_bn(old: nn.Module, idx: torch.Tensor) -> nn.Module:
-    new = type(old)(len(idx), eps=old.eps, momentum=old.momentum, affine=old.affine,
-                    track_running_stats=old.track_running_stats)
+    new = type(old)(
+        len(idx), eps=old.eps, momentum=old.momentum, affine=old.affine, track_running_stats=old.track_running_stats
+    )
     if old.affine:
         new.weight.copy_(old.weight.index_select(0, idx))
         new.bias.copy_(old.bias.index_select(0, idx))

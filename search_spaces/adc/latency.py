@@ -25,8 +25,9 @@ BATCH = 32  # samples per timed forward pass: small models' per-sample time is m
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, input_shape: Sequence[int], *, batch: int = BATCH, repeats: int = 20,
-                    warmup: int = 3) -> float:
+def measure_latency(
+    model: nn.Module, input_shape: Sequence[int], *, batch: int = BATCH, repeats: int = 20, warmup: int = 3
+) -> float:
     """Median milliseconds of one forward pass of ``batch`` samples on the CPU, in eval mode."""
     was_training = model.training
     model.eval()
@@ -50,8 +51,9 @@ def _layer_module(layer: g.Layer, c_in: int, c_out: int) -> tuple[nn.Module, tup
     groups = c_in if layer.kind == g.DEPTHWISE else layer.groups
     if layer.kind == g.DEPTHWISE:
         c_out = c_in
-    conv = nn.Conv2d(c_in, c_out, layer.kernel, stride=layer.stride, padding=layer.kernel // 2, groups=groups,
-                     bias=layer.bias)
+    conv = nn.Conv2d(
+        c_in, c_out, layer.kernel, stride=layer.stride, padding=layer.kernel // 2, groups=groups, bias=layer.bias
+    )
     return conv, (c_in, *layer.in_hw)
 
 

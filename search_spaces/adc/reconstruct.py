@@ -51,8 +51,9 @@ def sample_inputs(module: nn.Module, x: torch.Tensor, points: int, generator: to
 
 
 @torch.no_grad()
-def collect_stats(model: nn.Module, graph: Graph, batches: Sequence[torch.Tensor], *, points: int = 10,
-                  seed: int = 0) -> list[ConsumerStats]:
+def collect_stats(
+    model: nn.Module, graph: Graph, batches: Sequence[torch.Tensor], *, points: int = 10, seed: int = 0
+) -> list[ConsumerStats]:
     """Per unit, the Gram matrix of its consumer's sampled inputs over the calibration ``batches``."""
     generator = torch.Generator().manual_seed(seed)
     consumers = {u.consumer: u.index for u in graph.units}
@@ -66,8 +67,10 @@ def collect_stats(model: nn.Module, graph: Graph, batches: Sequence[torch.Tensor
         grams[index] = grams.get(index, 0) + x.T @ x
         rows[index] = rows.get(index, 0) + len(x)
 
-    handles = [model.get_submodule(name).register_forward_hook(
-        lambda m, i, o, index=index: hook(m, i, o, index)) for name, index in consumers.items()]
+    handles = [
+        model.get_submodule(name).register_forward_hook(lambda m, i, o, index=index: hook(m, i, o, index))
+        for name, index in consumers.items()
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -111,8 +114,9 @@ def least_squares(stats: ConsumerStats, weight: torch.Tensor, keep: torch.Tensor
     return solution.T
 
 
-def reconstruction_error(stats: ConsumerStats, weight: torch.Tensor, keep: torch.Tensor,
-                         new_weight: torch.Tensor) -> float:
+def reconstruction_error(
+    stats: ConsumerStats, weight: torch.Tensor, keep: torch.Tensor, new_weight: torch.Tensor
+) -> float:
     """``||X_S W'ᵀ − X Wᵀ||² / rows`` from the Gram matrix alone (W' on the kept columns)."""
     cols = kept_columns(stats, keep)
     full = torch.zeros_like(weight)
@@ -122,15 +126,17 @@ def reconstruction_error(stats: ConsumerStats, weight: torch.Tensor, keep: torch
 
 
 @torch.no_grad()
-def reconstruct(pruned: nn.Module, original: nn.Module, graph: Graph, stats: Sequence[ConsumerStats],
-                keep: Sequence[torch.Tensor]) -> None:
+def reconstruct(
+    pruned: nn.Module, original: nn.Module, graph: Graph, stats: Sequence[ConsumerStats], keep: Sequence[torch.Tensor]
+) -> None:
     """Refit every consumer of ``pruned`` by least squares against the original network's layer outputs."""
     for unit, st in zip(graph.units, stats, strict=True):
         _refit(pruned, original, graph, unit, st, keep)
 
 
-def _refit(pruned: nn.Module, original: nn.Module, graph: Graph, unit: Unit, stats: ConsumerStats,
-           keep: Sequence[torch.Tensor]) -> None:
+def _refit(
+    pruned: nn.Module, original: nn.Module, graph: Graph, unit: Unit, stats: ConsumerStats, keep: Sequence[torch.Tensor]
+) -> None:
     layer = graph.layer(unit.consumer)
     target = pruned.get_submodule(unit.consumer)
     weight = full_weight(original.get_submodule(unit.consumer), layer.bias)

@@ -66,14 +66,27 @@ class AdcConfig:
         return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
     def env_settings(self) -> EnvSettings:
-        return EnvSettings(target_ratio=self.target_ratio, min_keep=self.min_keep, channel_round=self.channel_round,
-                           reward=self.reward, reconstruct=self.reconstruct, recalibrate_bn=self.recalibrate_bn,
-                           fill_budget=self.fill_budget)
+        return EnvSettings(
+            target_ratio=self.target_ratio,
+            min_keep=self.min_keep,
+            channel_round=self.channel_round,
+            reward=self.reward,
+            reconstruct=self.reconstruct,
+            recalibrate_bn=self.recalibrate_bn,
+            fill_budget=self.fill_budget,
+        )
 
     def agent_settings(self) -> AgentSettings:
-        return AgentSettings(actor_lr=self.actor_lr, critic_lr=self.critic_lr, tau=self.tau,
-                             warmup_episodes=self.warmup_episodes, noise_sigma=self.noise_sigma,
-                             noise_decay=self.noise_decay, low=self.min_keep, high=1.0)
+        return AgentSettings(
+            actor_lr=self.actor_lr,
+            critic_lr=self.critic_lr,
+            tau=self.tau,
+            warmup_episodes=self.warmup_episodes,
+            noise_sigma=self.noise_sigma,
+            noise_decay=self.noise_decay,
+            low=self.min_keep,
+            high=1.0,
+        )
 
 
 @dataclass
@@ -96,14 +109,22 @@ def load_data(splits: Any, settings: AdcConfig) -> Data:
 
     x_train = t(splits.x_train, torch.float32)
     order = torch.from_numpy(np.random.default_rng(settings.seed + 17).permutation(len(x_train)))
-    take = order[:settings.calibration_batches * settings.batch_size]
-    calibration = [x_train[take[i:i + settings.batch_size]] for i in range(0, len(take), settings.batch_size)]
-    return Data(splits, x_train, t(splits.y_train, torch.long), t(splits.x_val, torch.float32),
-                t(splits.y_val, torch.long), t(splits.x_test, torch.float32), t(splits.y_test, torch.long),
-                calibration)
+    take = order[: settings.calibration_batches * settings.batch_size]
+    calibration = [x_train[take[i : i + settings.batch_size]] for i in range(0, len(take), settings.batch_size)]
+    return Data(
+        splits,
+        x_train,
+        t(splits.y_train, torch.long),
+        t(splits.x_val, torch.float32),
+        t(splits.y_val, torch.long),
+        t(splits.x_test, torch.float32),
+        t(splits.y_test, torch.long),
+        calibration,
+    )
 
 
 # --- the dense model ----------------------------------------------------------------------------------
+
 
 def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: Reporter) -> TrainedModel:
     """The input model (checked against the data), or the kit's reference model trained for
@@ -114,9 +135,15 @@ def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: 
     if inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
         if list(arch["input_shape"]) != list(info.input_shape) or arch["num_classes"] != info.num_classes:
-            raise ConfigError({"model": [f"the input model takes {arch['input_shape']} with {arch['num_classes']} "
-                                         f"classes; the dataset has {list(info.input_shape)} with "
-                                         f"{info.num_classes}"]})
+            raise ConfigError(
+                {
+                    "model": [
+                        f"the input model takes {arch['input_shape']} with {arch['num_classes']} "
+                        f"classes; the dataset has {list(info.input_shape)} with "
+                        f"{info.num_classes}"
+                    ]
+                }
+            )
         acc = trainer.evaluate(model, data.x_val, data.y_val)
         return TrainedModel(dict(arch), cpu_state(model), float(acc), "input model")
     name = "mlp" if info.modality == "tabular" else settings.model
@@ -126,19 +153,36 @@ def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: 
     reporter.progress(0.0, "pretrain")
 
     def progress(epoch: int, result: Any) -> None:
-        reporter.progress(PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
-                          f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: validation accuracy "
-                          f"{result.val_acc:.4f}")
+        reporter.progress(
+            PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
+            f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: validation accuracy {result.val_acc:.4f}",
+        )
 
-    result = trainer.train(model, data.x_train, data.y_train, epochs=settings.pretrain_epochs, lr=settings.pretrain_lr,
-                           batch_size=settings.batch_size, seed=settings.seed, x_val=data.x_val, y_val=data.y_val,
-                           reporter=reporter, metric_prefix="pretrain/", on_epoch_end=progress)
+    result = trainer.train(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=settings.pretrain_epochs,
+        lr=settings.pretrain_lr,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        x_val=data.x_val,
+        y_val=data.y_val,
+        reporter=reporter,
+        metric_prefix="pretrain/",
+        on_epoch_end=progress,
+    )
     acc = trainer.evaluate(model, data.x_val, data.y_val)
-    return TrainedModel(dict(models.complete_arch(arch)), cpu_state(model), float(acc),
-                 f"{arch['name']} trained {result.epochs_done} epochs")
+    return TrainedModel(
+        dict(models.complete_arch(arch)),
+        cpu_state(model),
+        float(acc),
+        f"{arch['name']} trained {result.epochs_done} epochs",
+    )
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
+
 
 @dataclass
 class SearchState:
@@ -153,10 +197,19 @@ class SearchState:
 
 def dump_checkpoint(state: SearchState, agent: DDPG | None) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "dense": state.dense.to_dict(), "episode": state.episode,
-                "history": json.dumps(state.history or []), "best": json.dumps(state.best),
-                "latency": json.dumps(state.latency), "agent": agent.state_dict() if agent else None,
-                "torch_rng": torch.get_rng_state()}, buffer)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "dense": state.dense.to_dict(),
+            "episode": state.episode,
+            "history": json.dumps(state.history or []),
+            "best": json.dumps(state.best),
+            "latency": json.dumps(state.latency),
+            "agent": agent.state_dict() if agent else None,
+            "torch_rng": torch.get_rng_state(),
+        },
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -165,15 +218,27 @@ def load_checkpoint(blob: bytes) -> tuple[SearchState, dict[str, Any] | None]:
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an adc_prune checkpoint")
     torch.set_rng_state(data["torch_rng"])
-    state = SearchState(TrainedModel.from_dict(data["dense"]), int(data["episode"]), json.loads(data["history"]),
-                        json.loads(data["best"]), json.loads(data["latency"]))
+    state = SearchState(
+        TrainedModel.from_dict(data["dense"]),
+        int(data["episode"]),
+        json.loads(data["history"]),
+        json.loads(data["best"]),
+        json.loads(data["latency"]),
+    )
     return state, data["agent"]
 
 
 # --- the search ---------------------------------------------------------------------------------------
 
-def run_adc(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, *, splits: Any = None,
-            torch_threads: int | None = TORCH_THREADS) -> dict[str, Any]:
+
+def run_adc(
+    settings: AdcConfig,
+    inputs: JobInputs,
+    reporter: Reporter,
+    *,
+    splits: Any = None,
+    torch_threads: int | None = TORCH_THREADS,
+) -> dict[str, Any]:
     """Run a whole ``adc_prune`` job (see the module docstring) and return its JSON-safe result."""
     from search_spaces.kit.trainer import torch_threads as threads
 
@@ -201,8 +266,13 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
     reporter.progress(PRETRAIN_SHARE, f"dense model: validation accuracy {state.dense.val_accuracy:.4f}")
     dense = state.dense.build().eval()
     if state.dense.arch["name"] not in g.FAMILIES:
-        raise ConfigError({"model": [f"adc_prune prunes {', '.join(g.FAMILIES)} models; this one is a "
-                                     f"{state.dense.arch['name']} network"]})
+        raise ConfigError(
+            {
+                "model": [
+                    f"adc_prune prunes {', '.join(g.FAMILIES)} models; this one is a {state.dense.arch['name']} network"
+                ]
+            }
+        )
     graph = g.build_graph(dense, state.dense.arch)
     if not graph.units:
         raise ConfigError({"model": [f"this {graph.family} model has no prunable channels"]})
@@ -212,10 +282,21 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
         if state.latency is None:  # measured once; a resumed job keeps the same model (and so the same wall)
             state.latency = LatencyTable.measure(dense, graph).to_json()
         resource = LatencyTable.from_json(state.latency).resource()
-    stats = (collect_stats(dense, graph, data.calibration, points=settings.calibration_points, seed=settings.seed)
-             if settings.reconstruct else None)
-    env = PruningEnv(dense, graph, resource, settings.env_settings(), stats=stats, bn_batches=data.calibration,
-                     x_val=data.x_val, y_val=data.y_val)
+    stats = (
+        collect_stats(dense, graph, data.calibration, points=settings.calibration_points, seed=settings.seed)
+        if settings.reconstruct
+        else None
+    )
+    env = PruningEnv(
+        dense,
+        graph,
+        resource,
+        settings.env_settings(),
+        stats=stats,
+        bn_batches=data.calibration,
+        x_val=data.x_val,
+        y_val=data.y_val,
+    )
     agent = DDPG(STATE_DIM, env.n_units, settings.agent_settings(), seed=settings.seed)
     if agent_state is not None:
         agent.load_state_dict(agent_state)
@@ -227,8 +308,9 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
     return json_safe(result)
 
 
-def _search(settings: AdcConfig, state: SearchState, env: PruningEnv, agent: DDPG, reporter: Reporter,
-            graph: g.Graph) -> None:
+def _search(
+    settings: AdcConfig, state: SearchState, env: PruningEnv, agent: DDPG, reporter: Reporter, graph: g.Graph
+) -> None:
     history = state.history if state.history is not None else []
     state.history = history
     done = {t.number for t in reporter.completed_trials()}
@@ -245,35 +327,62 @@ def _search(settings: AdcConfig, state: SearchState, env: PruningEnv, agent: DDP
         while observation is not None:
             action = agent.act(observation, episode)
             following, applied = env.step(action)
-            transitions.append((observation, applied, following if following is not None else observation,
-                                following is None))
+            transitions.append(
+                (observation, applied, following if following is not None else observation, following is None)
+            )
             observation = following
         outcome = env.finish()
         agent.remember(transitions, outcome.reward)
         losses = [agent.update() for _ in transitions] if episode >= settings.warmup_episodes else []
         if state.best is None or outcome.reward > state.best["reward"]:
             state.best = {**describe(outcome), "episode": episode}
-        row = {**describe(outcome), "episode": episode, "sigma": agent.sigma(episode),
-               "warmup": episode < settings.warmup_episodes, "best_reward": state.best["reward"],
-               "critic_loss": float(np.mean([c for c, _ in losses])) if losses else None,
-               "started": started, "finished": time.time()}
+        row = {
+            **describe(outcome),
+            "episode": episode,
+            "sigma": agent.sigma(episode),
+            "warmup": episode < settings.warmup_episodes,
+            "best_reward": state.best["reward"],
+            "critic_loss": float(np.mean([c for c, _ in losses])) if losses else None,
+            "started": started,
+            "finished": time.time(),
+        }
         history.append(row)
         state.episode = episode + 1
         reporter.save_checkpoint(dump_checkpoint(state, agent))
         _report_episode(reporter, row, graph)
-        reporter.progress(PRETRAIN_SHARE + (SEARCH_END - PRETRAIN_SHARE) * (episode + 1) / settings.episodes,
-                          f"episode {episode + 1}/{settings.episodes}: reward {outcome.reward:.4f}, "
-                          f"best {state.best['reward']:.4f}")
+        reporter.progress(
+            PRETRAIN_SHARE + (SEARCH_END - PRETRAIN_SHARE) * (episode + 1) / settings.episodes,
+            f"episode {episode + 1}/{settings.episodes}: reward {outcome.reward:.4f}, best {state.best['reward']:.4f}",
+        )
 
 
 def _report_episode(reporter: Reporter, row: dict[str, Any], graph: g.Graph) -> None:
     episode = row["episode"]
     layers = [u.producer for u in graph.units]
     params = {"keep_ratios": dict(zip(layers, row["keep_ratios"], strict=True)), "channels": row["counts"]}
-    metrics = {k: row[k] for k in ("accuracy", "reward", "flops", "params", "cost_ratio", "sigma", "warmup",
-                                   "best_reward", "critic_loss")}
-    reporter.trial(episode, params=params, state="complete", values=[row["reward"]], metrics=json_safe(metrics),
-                   started=row["started"], finished=row["finished"])
+    metrics = {
+        k: row[k]
+        for k in (
+            "accuracy",
+            "reward",
+            "flops",
+            "params",
+            "cost_ratio",
+            "sigma",
+            "warmup",
+            "best_reward",
+            "critic_loss",
+        )
+    }
+    reporter.trial(
+        episode,
+        params=params,
+        state="complete",
+        values=[row["reward"]],
+        metrics=json_safe(metrics),
+        started=row["started"],
+        finished=row["finished"],
+    )
     reporter.metric("reward", row["reward"], episode)
     reporter.metric("best_reward", row["best_reward"], episode)
     reporter.metric("noise_sigma", row["sigma"], episode)
@@ -282,6 +391,7 @@ def _report_episode(reporter: Reporter, row: dict[str, Any], graph: g.Graph) -> 
 
 
 # --- after the search ---------------------------------------------------------------------------------
+
 
 def _best_counts(state: SearchState, reporter: Reporter) -> list[int]:
     if state.best is not None:
@@ -292,8 +402,16 @@ def _best_counts(state: SearchState, reporter: Reporter) -> list[int]:
     return list(max(records, key=lambda r: r.values[0]).params["channels"])  # type: ignore[index]
 
 
-def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: PruningEnv, agent: DDPG, data: Data,
-               reporter: Reporter, graph: g.Graph) -> dict[str, Any]:
+def _summarise(
+    settings: AdcConfig,
+    inputs: JobInputs,
+    state: SearchState,
+    env: PruningEnv,
+    agent: DDPG,
+    data: Data,
+    reporter: Reporter,
+    graph: g.Graph,
+) -> dict[str, Any]:
     from search_spaces.adc.latency import measure_latency
     from search_spaces.kit import counting, models, trainer
 
@@ -307,11 +425,16 @@ def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: 
     rows: dict[str, dict[str, Any]] = {}
     dense = env.model
     counted = counting.count(dense, shape)
-    rows["original"] = {"keep_ratios": [1.0] * env.n_units, "val_accuracy": state.dense.val_accuracy,
-                        "test_accuracy": trainer.evaluate(dense, data.x_test, data.y_test),
-                        "val_accuracy_finetuned": None, "test_accuracy_finetuned": None,
-                        "flops": counted["flops"], "params": counted["params"],
-                        "latency_ms": measure_latency(dense, shape)}
+    rows["original"] = {
+        "keep_ratios": [1.0] * env.n_units,
+        "val_accuracy": state.dense.val_accuracy,
+        "test_accuracy": trainer.evaluate(dense, data.x_test, data.y_test),
+        "val_accuracy_finetuned": None,
+        "test_accuracy_finetuned": None,
+        "flops": counted["flops"],
+        "params": counted["params"],
+        "latency_ms": measure_latency(dense, shape),
+    }
     output_model = None
     steps = len(policies)
     for i, (name, counts) in enumerate(policies.items()):
@@ -321,20 +444,38 @@ def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: 
         assert model is not None
         arch = g.pruned_arch(state.dense.arch, model)
         counted = counting.count(model, shape)
-        row = {"keep_ratios": outcome.keep_ratios, "channels": counts, "val_accuracy": outcome.accuracy,
-               "test_accuracy": trainer.evaluate(model, data.x_test, data.y_test), "flops": counted["flops"],
-               "params": counted["params"], "flops_ratio": counted["flops"] / rows["original"]["flops"],
-               "params_ratio": counted["params"] / rows["original"]["params"], "cost_ratio": outcome.cost_ratio,
-               "latency_ms": measure_latency(model, shape), "arch": arch}
+        row = {
+            "keep_ratios": outcome.keep_ratios,
+            "channels": counts,
+            "val_accuracy": outcome.accuracy,
+            "test_accuracy": trainer.evaluate(model, data.x_test, data.y_test),
+            "flops": counted["flops"],
+            "params": counted["params"],
+            "flops_ratio": counted["flops"] / rows["original"]["flops"],
+            "params_ratio": counted["params"] / rows["original"]["params"],
+            "cost_ratio": outcome.cost_ratio,
+            "latency_ms": measure_latency(model, shape),
+            "arch": arch,
+        }
         if name == "amc":
             models.save_model(model, arch, workdir / "amc_pruned.pt")
             reporter.artifact("amc_pruned.pt", workdir / "amc_pruned.pt", "model")
         reporter.progress(SEARCH_END + (1 - SEARCH_END) * (i + 0.5) / steps, f"fine-tune the {name} model")
         if settings.fine_tune_epochs > 0:
             trainer.set_seed(settings.seed + 1 + i)
-            trainer.train(model, data.x_train, data.y_train, epochs=settings.fine_tune_epochs, lr=settings.fine_tune_lr,
-                          batch_size=settings.batch_size, seed=settings.seed + 1 + i, x_val=data.x_val,
-                          y_val=data.y_val, reporter=reporter, metric_prefix=f"finetune_{name}/")
+            trainer.train(
+                model,
+                data.x_train,
+                data.y_train,
+                epochs=settings.fine_tune_epochs,
+                lr=settings.fine_tune_lr,
+                batch_size=settings.batch_size,
+                seed=settings.seed + 1 + i,
+                x_val=data.x_val,
+                y_val=data.y_val,
+                reporter=reporter,
+                metric_prefix=f"finetune_{name}/",
+            )
         model.eval()
         row["val_accuracy_finetuned"] = trainer.evaluate(model, data.x_val, data.y_val)
         row["test_accuracy_finetuned"] = trainer.evaluate(model, data.x_test, data.y_test)
@@ -345,8 +486,14 @@ def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: 
             output_model = file
         rows[name] = row
     agent_file = workdir / "agent.pt"
-    torch.save({"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict(),
-                "settings": json.dumps(asdict(agent.settings))}, agent_file)
+    torch.save(
+        {
+            "actor": agent.actor.state_dict(),
+            "critic": agent.critic.state_dict(),
+            "settings": json.dumps(asdict(agent.settings)),
+        },
+        agent_file,
+    )
     reporter.artifact("agent.pt", agent_file, "model")
     plots = write_plots(state, rows, graph, workdir)
     for name in plots:
@@ -361,8 +508,10 @@ def _summarise(settings: AdcConfig, inputs: JobInputs, state: SearchState, env: 
         "reward": settings.reward,
         "target_ratio": target,
         "target_reachable": env.reachable,
-        "layers": [{"producer": u.producer, "consumer": u.consumer, "followers": list(u.followers),
-                    "channels": u.channels} for u in graph.units],
+        "layers": [
+            {"producer": u.producer, "consumer": u.consumer, "followers": list(u.followers), "channels": u.channels}
+            for u in graph.units
+        ],
         "table": [{"model": name, **row} for name, row in rows.items()],
         "best_episode": state.best["episode"] if state.best else None,
         "best_reward": state.best["reward"] if state.best else None,
@@ -388,20 +537,46 @@ def write_plots(state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Gr
     policy = go.Figure()
     for name, colour in (("amc", "#d62728"), ("uniform", "#1f77b4")):
         row = rows[name]
-        policy.add_trace(go.Bar(x=layers, y=row["keep_ratios"], name=f"{name} (val acc {row['val_accuracy']:.4f})",
-                                marker_color=colour, text=[str(c) for c in row["channels"]],
-                                hovertemplate="%{x}<br>keep %{y:.3f} (%{text} channels)"))
-    policy.update_layout(title="Keep ratio per layer: AMC policy vs uniform at the same budget", barmode="group",
-                         xaxis_title="layer (output channels cut)", yaxis_title="keep ratio", yaxis_range=[0, 1.05])
+        policy.add_trace(
+            go.Bar(
+                x=layers,
+                y=row["keep_ratios"],
+                name=f"{name} (val acc {row['val_accuracy']:.4f})",
+                marker_color=colour,
+                text=[str(c) for c in row["channels"]],
+                hovertemplate="%{x}<br>keep %{y:.3f} (%{text} channels)",
+            )
+        )
+    policy.update_layout(
+        title="Keep ratio per layer: AMC policy vs uniform at the same budget",
+        barmode="group",
+        xaxis_title="layer (output channels cut)",
+        yaxis_title="keep ratio",
+        yaxis_range=[0, 1.05],
+    )
     history = state.history or []
     rewards = go.Figure()
-    rewards.add_trace(go.Scatter(x=[r["episode"] for r in history], y=[r["reward"] for r in history], mode="markers",
-                                 name="reward", marker={"color": ["#999999" if r["warmup"] else "#1f77b4"
-                                                                  for r in history]}))
-    rewards.add_trace(go.Scatter(x=[r["episode"] for r in history], y=[r["best_reward"] for r in history],
-                                 mode="lines", name="best reward", line={"color": "#d62728"}))
-    rewards.update_layout(title="Episode reward (grey: warm-up, random actions)", xaxis_title="episode",
-                          yaxis_title="reward")
+    rewards.add_trace(
+        go.Scatter(
+            x=[r["episode"] for r in history],
+            y=[r["reward"] for r in history],
+            mode="markers",
+            name="reward",
+            marker={"color": ["#999999" if r["warmup"] else "#1f77b4" for r in history]},
+        )
+    )
+    rewards.add_trace(
+        go.Scatter(
+            x=[r["episode"] for r in history],
+            y=[r["best_reward"] for r in history],
+            mode="lines",
+            name="best reward",
+            line={"color": "#d62728"},
+        )
+    )
+    rewards.update_layout(
+        title="Episode reward (grey: warm-up, random actions)", xaxis_title="episode", yaxis_title="reward"
+    )
     names = []
     for name, fig in (("keep_ratios.html", policy), ("episode_rewards.html", rewards)):
         fig.write_html(workdir / name, include_plotlyjs=True, full_html=True)

@@ -160,8 +160,9 @@ class SelectionPlan:
         return bool((self.k >= self.numels).all())
 
 
-def make_plan(numels: Sequence[int], density: float, *, sample_ratio: float = 0.01,
-              bounds: tuple[float, float] = (0.8, 1.3)) -> SelectionPlan:
+def make_plan(
+    numels: Sequence[int], density: float, *, sample_ratio: float = 0.01, bounds: tuple[float, float] = (0.8, 1.3)
+) -> SelectionPlan:
     """The sampling plan of the reference code for segments of sizes ``numels`` at ``density``.
 
     Per segment: target ``k = ⌈numel·density⌉`` (at least one entry); a sample of
@@ -187,15 +188,23 @@ def make_plan(numels: Sequence[int], density: float, *, sample_ratio: float = 0.
         offset += numel
     if offset >= 2**31:
         raise ValueError("int32 indices address at most 2^31 − 1 gradient entries")
-    groups = tuple(_sample_group(members, starts, strides, counts, sample_ks)
-                   for members in _group_by_count(counts))
+    groups = tuple(_sample_group(members, starts, strides, counts, sample_ks) for members in _group_by_count(counts))
     numel_t = torch.tensor(list(numels), dtype=torch.long)
     start_t, k_t = torch.tensor(starts, dtype=torch.long), torch.tensor(ks, dtype=torch.long)
     return SelectionPlan(
-        density=density, numels=numel_t, k=k_t, strides=torch.tensor(strides, dtype=torch.long), groups=groups,
+        density=density,
+        numels=numel_t,
+        k=k_t,
+        strides=torch.tensor(strides, dtype=torch.long),
+        groups=groups,
         segment_of=torch.repeat_interleave(torch.arange(len(counts), dtype=torch.int32), numel_t),
-        total=offset, bounds=bounds, k_low=k_t * bounds[0], k_high=k_t * bounds[1], ends=start_t + numel_t - 1,
-        spans=tuple(zip(starts, [int(n) for n in numels], ks, strict=True)))
+        total=offset,
+        bounds=bounds,
+        k_low=k_t * bounds[0],
+        k_high=k_t * bounds[1],
+        ends=start_t + numel_t - 1,
+        spans=tuple(zip(starts, [int(n) for n in numels], ks, strict=True)),
+    )
 
 
 def _group_by_count(counts: list[int]) -> list[list[int]]:
@@ -210,27 +219,34 @@ def _group_by_count(counts: list[int]) -> list[list[int]]:
         best = max(range(len(gains)), key=gains.__getitem__)
         if gains[best] <= 0:
             break
-        groups[best:best + 2] = [groups[best] + groups[best + 1]]
+        groups[best : best + 2] = [groups[best] + groups[best + 1]]
     return groups
 
 
-def _sample_group(members: list[int], starts: list[int], strides: list[int], counts: list[int],
-                  sample_ks: list[int]) -> SampleGroup:
+def _sample_group(
+    members: list[int], starts: list[int], strides: list[int], counts: list[int], sample_ks: list[int]
+) -> SampleGroup:
     width = max(counts[s] for s in members)
     base = torch.empty((len(members), width), dtype=torch.int32)
     valid = torch.zeros((len(members), width))
     for row, s in enumerate(members):
         base[row] = starts[s]
-        base[row, :counts[s]] += (torch.arange(counts[s]) * strides[s]).to(torch.int32)
-        valid[row, :counts[s]] = 1.0
+        base[row, : counts[s]] += (torch.arange(counts[s]) * strides[s]).to(torch.int32)
+        valid[row, : counts[s]] = 1.0
     ks = [sample_ks[s] for s in members]
-    return SampleGroup(segments=torch.tensor(members, dtype=torch.long), base=base,
-                       valid=None if bool(valid.all()) else valid, sample_k=torch.tensor(ks, dtype=torch.long),
-                       top_k=max(ks), sampled=any(strides[s] > 1 for s in members))
+    return SampleGroup(
+        segments=torch.tensor(members, dtype=torch.long),
+        base=base,
+        valid=None if bool(valid.all()) else valid,
+        sample_k=torch.tensor(ks, dtype=torch.long),
+        top_k=max(ks),
+        sampled=any(strides[s] > 1 for s in members),
+    )
 
 
-def sample_threshold(importance: torch.Tensor, plan: SelectionPlan,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_threshold(
+    importance: torch.Tensor, plan: SelectionPlan, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Per-segment top-k thresholds estimated from a strided sample (§5 and the reference code).
 
     Each segment is read at its stride from a random start; the threshold is the ``sample_k``-th largest
@@ -249,16 +265,18 @@ def sample_threshold(importance: torch.Tensor, plan: SelectionPlan,
     return thresholds
 
 
-def select_above(importance: torch.Tensor, thresholds: torch.Tensor,
-                 plan: SelectionPlan) -> tuple[torch.Tensor, torch.Tensor]:
+def select_above(
+    importance: torch.Tensor, thresholds: torch.Tensor, plan: SelectionPlan
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted flat indices whose magnitude reaches their segment's threshold, and where each segment's
     selection ends in them (so segment ``s`` holds ``indices[ends[s-1]:ends[s]]``)."""
     indices = torch.nonzero(importance >= thresholds.index_select(0, plan.segment_of)).flatten()
     return indices, torch.searchsorted(indices, plan.ends, right=True)
 
 
-def adapt_threshold(importance: torch.Tensor, thresholds: torch.Tensor, plan: SelectionPlan, *,
-                    tries: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def adapt_threshold(
+    importance: torch.Tensor, thresholds: torch.Tensor, plan: SelectionPlan, *, tries: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine sampled thresholds until each segment selects between ``bounds[0]·k`` and ``bounds[1]·k``
     (``plan.bounds``; the reference uses 0.8 and 1.3).
 
@@ -283,8 +301,15 @@ def adapt_threshold(importance: torch.Tensor, thresholds: torch.Tensor, plan: Se
     return indices, ends, counts > plan.k_high, too_few
 
 
-def exact_top_k(importance: torch.Tensor, indices: torch.Tensor, ends: torch.Tensor, plan: SelectionPlan, *,
-                too_many: torch.Tensor, too_few: torch.Tensor) -> torch.Tensor:
+def exact_top_k(
+    importance: torch.Tensor,
+    indices: torch.Tensor,
+    ends: torch.Tensor,
+    plan: SelectionPlan,
+    *,
+    too_many: torch.Tensor,
+    too_few: torch.Tensor,
+) -> torch.Tensor:
     """Replace the selection of the segments flagged ``too_many`` or ``too_few`` by their exact top-k.
 
     A segment with too many candidates keeps the k largest of them (the reference code's ``resample``:
@@ -299,18 +324,19 @@ def exact_top_k(importance: torch.Tensor, indices: torch.Tensor, ends: torch.Ten
         first = bounds[s - 1] if s else 0
         start, numel, k = plan.spans[s]
         if many:
-            candidates = indices[first:bounds[s]]
+            candidates = indices[first : bounds[s]]
             chosen = candidates[torch.topk(importance.index_select(0, candidates), k, sorted=False).indices]
         else:
-            chosen = torch.topk(importance[start:start + numel], k, sorted=False).indices + start
+            chosen = torch.topk(importance[start : start + numel], k, sorted=False).indices + start
         pieces += [indices[done:first], torch.sort(chosen).values]
         done = bounds[s]
     pieces.append(indices[done:])
     return torch.cat(pieces)
 
 
-def select_top_k(importance: torch.Tensor, plan: SelectionPlan, *, generator: torch.Generator | None = None,
-                 tries: int = 10) -> tuple[torch.Tensor, int]:
+def select_top_k(
+    importance: torch.Tensor, plan: SelectionPlan, *, generator: torch.Generator | None = None, tries: int = 10
+) -> tuple[torch.Tensor, int]:
     """Flat indices of the entries to send: sampled threshold, adapted, exact top-k where that failed.
 
     Returns the sorted int64 indices and the number of segments that needed an exact top-k (cut down from
@@ -327,6 +353,7 @@ def select_top_k(importance: torch.Tensor, plan: SelectionPlan, *, generator: to
 
 
 # --- the DGC corrections ------------------------------------------------------------------------------
+
 
 def local_gradient_clipping(share: torch.Tensor, clip_norm: float, world_size: int) -> torch.Tensor:
     """Clip this node's share of the gradient in place at ``clip_norm·N^−1/2`` (§3.2).
@@ -353,8 +380,9 @@ def gradient_accumulation(v: torch.Tensor, gradient: torch.Tensor) -> None:
     v.add_(gradient)
 
 
-def momentum_factor_masking(u: torch.Tensor | None, v: torch.Tensor, indices: torch.Tensor, *,
-                            mask_momentum: bool = True) -> None:
+def momentum_factor_masking(
+    u: torch.Tensor | None, v: torch.Tensor, indices: torch.Tensor, *, mask_momentum: bool = True
+) -> None:
     """Clear the sent positions (§3.3): ``v`` always (its content has left), ``u`` too when masking.
 
     ``mask = |v| > thr; v ← v ⊙ ¬mask; u ← u ⊙ ¬mask``: momentum factor masking stops the stale
@@ -366,6 +394,7 @@ def momentum_factor_masking(u: torch.Tensor | None, v: torch.Tensor, indices: to
 
 
 # --- the wire format ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SparseGradient:
@@ -405,14 +434,17 @@ def decode(buffer: torch.Tensor, value_dtype: str, dense_numel: int = 0) -> Spar
     sparse_bytes = buffer.numel() - dense_numel * value_bytes
     count = sparse_bytes // (value_bytes + INDEX_BYTES)
     if sparse_bytes < 0 or count * (value_bytes + INDEX_BYTES) != sparse_bytes:
-        raise ValueError(f"a piece of {buffer.numel()} bytes is not a whole number of {value_dtype} entries "
-                         f"plus {dense_numel} dense values")
+        raise ValueError(
+            f"a piece of {buffer.numel()} bytes is not a whole number of {value_dtype} entries "
+            f"plus {dense_numel} dense values"
+        )
     split = count * INDEX_BYTES
     dense = buffer[sparse_bytes:].view(dtype) if dense_numel else None
     return SparseGradient(buffer[split:sparse_bytes].view(dtype), buffer[:split].view(INDEX_DTYPE), dense)
 
 
 # --- one worker's compressor --------------------------------------------------------------------------
+
 
 @dataclass
 class StepStats:
@@ -436,8 +468,9 @@ class DGCCompressor:
     each worker contributes its share ``∇_k / N`` (Algorithm 1), so the pieces sum to the averaged gradient.
     """
 
-    def __init__(self, shapes: Sequence[torch.Size | Sequence[int]], settings: DGCSettings, *,
-                 world_size: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self, shapes: Sequence[torch.Size | Sequence[int]], settings: DGCSettings, *, world_size: int = 1, seed: int = 0
+    ) -> None:
         self.settings = settings
         self.world_size = int(world_size)
         dense = [settings.dense_vectors and len(shape) <= 1 for shape in shapes]
@@ -471,12 +504,17 @@ class DGCCompressor:
         return sparsity
 
     def _plan(self, sparsity: float) -> SelectionPlan:
-        return make_plan(self.sparse_numels, 1.0 - sparsity, sample_ratio=self.settings.sample_ratio,
-                         bounds=self.settings.adapt_bounds)
+        return make_plan(
+            self.sparse_numels,
+            1.0 - sparsity,
+            sample_ratio=self.settings.sample_ratio,
+            bounds=self.settings.adapt_bounds,
+        )
 
     # -- one step
-    def compress(self, grads: Sequence[torch.Tensor | None],
-                 params: Sequence[torch.Tensor] | None = None) -> SparseGradient:
+    def compress(
+        self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor] | None = None
+    ) -> SparseGradient:
         """Accumulate this worker's gradients and pick what to send (Algorithm 1).
 
         ``∇_k ← ∇_k + λ·w`` (weight decay, if set), share ``G = ∇_k / N``, local clipping, momentum
@@ -484,8 +522,12 @@ class DGCCompressor:
         cleared (and masked in ``u``). A missing gradient (``None``: the parameter was not used) is zero.
         """
         s = self.settings
-        share = torch.cat([grads[i].detach().reshape(-1).float() if grads[i] is not None else torch.zeros(n)
-                           for i, n in zip(self.order, self.numels, strict=True)])
+        share = torch.cat(
+            [
+                grads[i].detach().reshape(-1).float() if grads[i] is not None else torch.zeros(n)
+                for i, n in zip(self.order, self.numels, strict=True)
+            ]
+        )
         if s.weight_decay and params is not None:
             share.add_(torch.cat([params[i].detach().reshape(-1).float() for i in self.order]), alpha=s.weight_decay)
         if self.world_size != 1:
@@ -497,14 +539,15 @@ class DGCCompressor:
         else:
             gradient_accumulation(self.v, share)
         started = time.perf_counter()
-        indices, fallbacks = select_top_k(self.v[:self.sparse_total].abs(), self.plan, generator=self.generator,
-                                          tries=s.adapt_tries)
+        indices, fallbacks = select_top_k(
+            self.v[: self.sparse_total].abs(), self.plan, generator=self.generator, tries=s.adapt_tries
+        )
         self.stats.select_seconds += time.perf_counter() - started
         wire = VALUE_DTYPES[s.value_dtype]
         values = self.v[indices].to(wire)
-        dense = self.v[self.sparse_total:].to(wire, copy=True) if self.dense_total else None
+        dense = self.v[self.sparse_total :].to(wire, copy=True) if self.dense_total else None
         momentum_factor_masking(self.u, self.v, indices, mask_momentum=s.factor_masking)
-        self.v[self.sparse_total:] = 0.0  # the dense tail left whole; its momentum is never masked
+        self.v[self.sparse_total :] = 0.0  # the dense tail left whole; its momentum is never masked
         piece = SparseGradient(values, indices.to(INDEX_DTYPE), dense)
         self.stats.entries += piece.entries
         self.stats.nbytes += piece.nbytes
@@ -518,7 +561,7 @@ class DGCCompressor:
         for piece in pieces:
             total.index_add_(0, piece.indices.long(), piece.values.float())
             if piece.dense is not None:
-                total[self.sparse_total:] += piece.dense.float()
+                total[self.sparse_total :] += piece.dense.float()
         return total
 
     def direction(self, aggregated: torch.Tensor) -> torch.Tensor:
@@ -531,8 +574,7 @@ class DGCCompressor:
     def state_dict(self) -> dict[str, Any]:
         """``u``, ``v``, the post-exchange momentum (without momentum correction), the epoch and the
         sampling generator: everything a resumed worker needs to continue bit for bit."""
-        state: dict[str, Any] = {"v": self.v.clone(), "epoch": self.epoch,
-                                 "generator": self.generator.get_state()}
+        state: dict[str, Any] = {"v": self.v.clone(), "epoch": self.epoch, "generator": self.generator.get_state()}
         if self.u is not None:
             state["u"] = self.u.clone()
         if self.global_momentum is not None:
@@ -551,11 +593,10 @@ class DGCCompressor:
         self.generator.set_state(state["generator"])
         self.set_epoch(int(state["epoch"]))
 
-
     def apply_update(self, params: Sequence[torch.Tensor], direction: torch.Tensor, lr: float) -> None:
         """``w ← w − η·direction`` for the flat ``direction`` in this compressor's layout."""
         with torch.no_grad():
             offset = 0
             for i, n in zip(self.order, self.numels, strict=True):
-                params[i].add_(direction[offset:offset + n].view_as(params[i]), alpha=-lr)
+                params[i].add_(direction[offset : offset + n].view_as(params[i]), alpha=-lr)
                 offset += n

@@ -160,6 +160,7 @@ class Listener(Protocol):
 
 # --- the parent side ------------------------------------------------------------------------------------
 
+
 def free_port(address: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -175,11 +176,12 @@ def shard_indices(n: int, world_size: int, rank: int, seed: int) -> np.ndarray:
     if per == 0:
         raise ValueError(f"{n} training samples cannot be shared among {world_size} workers")
     order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[rank * per:(rank + 1) * per])
+    return np.sort(order[rank * per : (rank + 1) * per])
 
 
-def train_data_parallel(spec: TrainSpec, listener: Listener, *, stop_check_s: float = 0.2,
-                        stall_s: float | None = None) -> None:
+def train_data_parallel(
+    spec: TrainSpec, listener: Listener, *, stop_check_s: float = 0.2, stall_s: float | None = None
+) -> None:
     """Run ``spec.phases`` in ``spec.workers`` local processes and feed ``listener`` until all are done.
 
     Raises :class:`JobCancelled` when ``listener.should_stop()`` says so (polled every ``stop_check_s``
@@ -189,11 +191,17 @@ def train_data_parallel(spec: TrainSpec, listener: Listener, *, stop_check_s: fl
     """
     rv = spec.rendezvous
     if rv.rank_offset + spec.workers > spec.world_size:
-        raise ValueError(f"ranks {rv.rank_offset}..{rv.rank_offset + spec.workers - 1} do not fit a world of "
-                         f"{spec.world_size}")
+        raise ValueError(
+            f"ranks {rv.rank_offset}..{rv.rank_offset + spec.workers - 1} do not fit a world of {spec.world_size}"
+        )
     with _WorkerPool(spec) as pool:
-        _Supervisor(spec, listener, pool, stop_check_s=stop_check_s,
-                    stall_s=stall_s if stall_s is not None else 10 * rv.timeout_s).run()
+        _Supervisor(
+            spec,
+            listener,
+            pool,
+            stop_check_s=stop_check_s,
+            stall_s=stall_s if stall_s is not None else 10 * rv.timeout_s,
+        ).run()
 
 
 class _WorkerPool:
@@ -239,8 +247,13 @@ class _WorkerPool:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         with open(self.logdir / f"rank{rank}.log", "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_COMMAND, "--rank", str(rank)], stdin=subprocess.PIPE,
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.logdir))
+                [sys.executable, "-c", _WORKER_COMMAND, "--rank", str(rank)],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(self.logdir),
+            )
         hello = {"address": list(self.listener.address), "authkey": self.authkey.hex(), "rank": rank}
         assert process.stdin is not None
         process.stdin.write(json.dumps(hello).encode() + b"\n")
@@ -322,8 +335,9 @@ class _Supervisor:
     """The parent's loop: read the workers' messages, assemble epochs, forward them, watch the workers and
     the stop flag."""
 
-    def __init__(self, spec: TrainSpec, listener: Listener, pool: _WorkerPool, *, stop_check_s: float,
-                 stall_s: float) -> None:
+    def __init__(
+        self, spec: TrainSpec, listener: Listener, pool: _WorkerPool, *, stop_check_s: float, stall_s: float
+    ) -> None:
         self.spec, self.listener, self.pool = spec, listener, pool
         self.stop_check_s, self.stall_s = stop_check_s, stall_s
         self.expected = [(p.mode, e) for p in spec.phases for e in range(p.start_epoch, spec.epochs)]
@@ -367,7 +381,8 @@ class _Supervisor:
         elif kind == "epoch":
             _, mode, epoch, stats, model_state, started, finished = message
             self.partial.setdefault((mode, epoch), {}).update(
-                stats=stats, model_state=model_state, started=started, finished=finished)
+                stats=stats, model_state=model_state, started=started, finished=finished
+            )
             return self._emit_ready()
         elif kind == "state":
             _, mode, epoch, rank, state = message
@@ -390,9 +405,17 @@ class _Supervisor:
                 break
             self.expected.pop(0)
             del self.partial[key]
-            self.listener.epoch(EpochReport(mode=key[0], epoch=key[1], stats=part["stats"],
-                                            model_state=part["model_state"], worker_states=part["worker_states"],
-                                            started=part["started"], finished=part["finished"]))
+            self.listener.epoch(
+                EpochReport(
+                    mode=key[0],
+                    epoch=key[1],
+                    stats=part["stats"],
+                    model_state=part["model_state"],
+                    worker_states=part["worker_states"],
+                    started=part["started"],
+                    finished=part["finished"],
+                )
+            )
             emitted = True
             if self.listener.should_stop():
                 raise JobCancelled()
@@ -407,16 +430,24 @@ class _Supervisor:
                     self.errors.setdefault(message[1], message[2])
         # A rank that died on its own without a word (killed, crashed) is the cause; its peers' errors
         # are echoes. Exit codes are read before the survivors are stopped.
-        silent = [(rank, code) for rank, code in self.pool.exit_codes().items()
-                  if code not in (None, 0) and rank not in self.errors]
+        silent = [
+            (rank, code)
+            for rank, code in self.pool.exit_codes().items()
+            if code not in (None, 0) and rank not in self.errors
+        ]
         self.pool.stop()
         if silent:
             rank, code = silent[0]
             log = self.pool.log_tail(rank)
-            raise RuntimeError(f"DGC worker rank {rank} died with {_describe_exit(code)}"
-                               + (f"; its last output:\n{log}" if log else "")
-                               + (f"\nrank {min(self.errors)} then failed with:\n{_tail(self.errors[min(self.errors)])}"
-                                  if self.errors else ""))
+            raise RuntimeError(
+                f"DGC worker rank {rank} died with {_describe_exit(code)}"
+                + (f"; its last output:\n{log}" if log else "")
+                + (
+                    f"\nrank {min(self.errors)} then failed with:\n{_tail(self.errors[min(self.errors)])}"
+                    if self.errors
+                    else ""
+                )
+            )
         if self.errors:
             rank = next(iter(self.errors))
             raise RuntimeError(f"DGC worker rank {rank} failed:\n{_tail(self.errors[rank], 25)}")
@@ -510,8 +541,9 @@ def all_gather_bytes(payload: torch.Tensor, world_size: int) -> tuple[list[torch
     dist.all_gather(lengths, length)
     sizes = [int(t) for t in lengths]
     longest = max(sizes)
-    padded = payload if payload.numel() == longest else torch.cat(
-        [payload, payload.new_zeros(longest - payload.numel())])
+    padded = (
+        payload if payload.numel() == longest else torch.cat([payload, payload.new_zeros(longest - payload.numel())])
+    )
     pieces = [torch.empty(longest, dtype=torch.uint8) for _ in range(world_size)]
     dist.all_gather(pieces, padded)
     return [piece[:size] for piece, size in zip(pieces, sizes, strict=True)], longest
@@ -542,8 +574,20 @@ class _Counters:
     fallbacks: int = 0
 
     def as_tensor(self) -> torch.Tensor:
-        return torch.tensor([self.loss, self.steps, self.nbytes, self.wire_bytes, self.entries, self.compute_s,
-                             self.comm_s, self.select_s, self.fallbacks], dtype=torch.float64)
+        return torch.tensor(
+            [
+                self.loss,
+                self.steps,
+                self.nbytes,
+                self.wire_bytes,
+                self.entries,
+                self.compute_s,
+                self.comm_s,
+                self.select_s,
+                self.fallbacks,
+            ],
+            dtype=torch.float64,
+        )
 
 
 class _Worker:
@@ -560,8 +604,13 @@ class _Worker:
         torch.set_num_threads(self.threads)
         rv = self.spec.rendezvous
         os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = rv.address, str(self.port)
-        dist.init_process_group("gloo", init_method=f"tcp://{rv.address}:{self.port}", rank=self.rank,
-                                world_size=self.world, timeout=datetime.timedelta(seconds=rv.timeout_s))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://{rv.address}:{self.port}",
+            rank=self.rank,
+            world_size=self.world,
+            timeout=datetime.timedelta(seconds=rv.timeout_s),
+        )
         for phase in self.spec.phases:
             self._run_phase(phase)
         dist.barrier()
@@ -592,8 +641,16 @@ class _Worker:
         for epoch in range(phase.start_epoch, spec.epochs):
             self._run_epoch(phase.mode, epoch, model, params, step_fn, x, y)
 
-    def _run_epoch(self, mode: str, epoch: int, model: nn.Module, params: list[torch.Tensor],
-                   step_fn: _DgcStep | _DenseStep, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _run_epoch(
+        self,
+        mode: str,
+        epoch: int,
+        model: nn.Module,
+        params: list[torch.Tensor],
+        step_fn: _DgcStep | _DenseStep,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> None:
         spec = self.spec
         started = time.time()
         if self.leader:
@@ -609,7 +666,7 @@ class _Worker:
         window: list[torch.Tensor] = []
         model.train()
         for b in range(steps):
-            idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
+            idx = order[b * spec.batch_size : (b + 1) * spec.batch_size]
             t0 = time.perf_counter()
             loss = F.cross_entropy(model(x[idx]), y[idx])
             for p in params:
@@ -620,8 +677,9 @@ class _Worker:
             if self.leader and (b + 1) % every == 0:
                 value = float(torch.stack(window).mean())
                 window.clear()
-                self.messages.put(("metric", mode, epoch, f"{mode}/train_loss", value, epoch * steps + b + 1,
-                                   (b + 1) / steps))
+                self.messages.put(
+                    ("metric", mode, epoch, f"{mode}/train_loss", value, epoch * steps + b + 1, (b + 1) / steps)
+                )
             counters.loss += float(loss.detach())
             counters.steps += 1
         _average_buffers(model, self.world)
@@ -670,7 +728,7 @@ def _average_buffers(model: nn.Module, world: int) -> None:
     flat.div_(world)
     offset = 0
     for b in buffers:
-        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        b.copy_(flat[offset : offset + b.numel()].view_as(b))
         offset += b.numel()
 
 
@@ -693,8 +751,9 @@ class _DgcStep:
         t1 = time.perf_counter()
         buffers, longest = all_gather_bytes(payload, self.world)
         t2 = time.perf_counter()
-        aggregated = self.compressor.aggregate([decode(b, self.value_dtype, self.compressor.dense_total)
-                                                for b in buffers])
+        aggregated = self.compressor.aggregate(
+            [decode(b, self.value_dtype, self.compressor.dense_total) for b in buffers]
+        )
         self.compressor.apply_update(self.params, self.compressor.direction(aggregated), lr)
         t3 = time.perf_counter()
         counters.compute_s += (t1 - t0) + (t3 - t2)
@@ -717,8 +776,7 @@ class _DenseStep:
 
     def __init__(self, params: list[torch.Tensor], spec: TrainSpec, world: int) -> None:
         self.params, self.world, self.clip_norm = params, world, spec.clip_norm
-        self.optimizer = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                                         weight_decay=spec.weight_decay)
+        self.optimizer = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
         self.numel = sum(p.numel() for p in params)
 
     def set_epoch(self, epoch: int) -> float:
@@ -736,7 +794,7 @@ class _DenseStep:
             flat.mul_(torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0))
         offset = 0
         for p in self.params:
-            p.grad = flat[offset:offset + p.numel()].view_as(p)
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -92,8 +92,15 @@ def groups_to_prune(n_groups: int, sparsity: float) -> int:
     return min(int(round(sparsity * n_groups)), n_groups - 1)
 
 
-def group_mask(weight: torch.Tensor, granularity: str, sparsity: float, norm: str = "l1", *,
-               vector_size: int = 4, keep: torch.Tensor | None = None) -> torch.Tensor:
+def group_mask(
+    weight: torch.Tensor,
+    granularity: str,
+    sparsity: float,
+    norm: str = "l1",
+    *,
+    vector_size: int = 4,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
     """A 0/1 mask of ``weight``'s shape that prunes the lowest-saliency groups to ``sparsity``.
 
     The mask is constant over each group (over each R×S for ``kernel``, each C×R×S for ``filter``).
@@ -131,8 +138,11 @@ def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def counted_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every Conv2d and Linear weight: what the storage model counts (biases and norms left out)."""
-    return {f"{name}.weight" if name else "weight": m.weight for name, m in model.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {
+        f"{name}.weight" if name else "weight": m.weight
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
 
 
 @torch.no_grad()
@@ -143,8 +153,15 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
         params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
 
-def prune_model(model: nn.Module, granularity: str, sparsity: float, norm: str = "l1", *, vector_size: int = 4,
-                masks: Masks | None = None) -> Masks:
+def prune_model(
+    model: nn.Module,
+    granularity: str,
+    sparsity: float,
+    norm: str = "l1",
+    *,
+    vector_size: int = 4,
+    masks: Masks | None = None,
+) -> Masks:
     """Prune every prunable layer of ``model`` to ``sparsity`` at ``granularity``; return the new masks.
 
     Each layer reaches the same target sparsity (Mao et al. prune per layer). Earlier ``masks`` are
@@ -168,9 +185,16 @@ def sparsity_schedule(target: float, prune_steps: int) -> list[float]:
     return [target * (i + 1) / prune_steps for i in range(prune_steps)]
 
 
-def prune_and_retrain(model: nn.Module, *, granularity: str, sparsity: float, norm: str = "l1",
-                      prune_steps: int = 1, vector_size: int = 4,
-                      retrain: Callable[[int, Masks], None] | None = None) -> Masks:
+def prune_and_retrain(
+    model: nn.Module,
+    *,
+    granularity: str,
+    sparsity: float,
+    norm: str = "l1",
+    prune_steps: int = 1,
+    vector_size: int = 4,
+    retrain: Callable[[int, Masks], None] | None = None,
+) -> Masks:
     """Iterative pruning: for each step of :func:`sparsity_schedule`, prune with the mask kept, retrain.
 
     ``retrain(step, masks)`` trains ``model`` with ``masks`` held (the kit trainer re-applies them after

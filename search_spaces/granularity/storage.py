@@ -78,9 +78,14 @@ class StorageReport:
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly totals and the per-layer rows."""
-        return {"dense_bits": self.dense_bits, "compressed_bits": self.compressed_bits,
-                "compression_ratio": self.compression_ratio, "index_entries": self.index_entries,
-                "padding_entries": self.padding_entries, "layers": [asdict(layer) for layer in self.layers]}
+        return {
+            "dense_bits": self.dense_bits,
+            "compressed_bits": self.compressed_bits,
+            "compression_ratio": self.compression_ratio,
+            "index_entries": self.index_entries,
+            "padding_entries": self.padding_entries,
+            "layers": [asdict(layer) for layer in self.layers],
+        }
 
 
 def relative_index_entries(kept: Iterable[bool] | np.ndarray, index_bits: int) -> tuple[int, int]:
@@ -109,8 +114,15 @@ def kept_groups(mask: np.ndarray, group_size: int) -> np.ndarray:
     return np.asarray(flat.reshape(-1, group_size).any(axis=1))
 
 
-def sparse_layer_storage(name: str, mask: np.ndarray, group_size: int, *, value_bits: int = 8,
-                         index_bits: int = 4, dense_value_bits: int = 32) -> LayerStorage:
+def sparse_layer_storage(
+    name: str,
+    mask: np.ndarray,
+    group_size: int,
+    *,
+    value_bits: int = 8,
+    index_bits: int = 4,
+    dense_value_bits: int = 32,
+) -> LayerStorage:
     """Bits of one pruned layer: (kept + padding entries) × (index_bits + group_size·value_bits)."""
     flags = kept_groups(mask, group_size)
     kept, padding = relative_index_entries(flags, index_bits)
@@ -121,13 +133,20 @@ def sparse_layer_storage(name: str, mask: np.ndarray, group_size: int, *, value_
 
 def dense_layer_storage(name: str, n_weights: int, *, value_bits: int = 8, dense_value_bits: int = 32) -> LayerStorage:
     """Bits of a layer kept dense: every weight at ``value_bits``, no index."""
-    return LayerStorage(name, n_weights, 1, n_weights, 0, 0, value_bits, n_weights * dense_value_bits,
-                        n_weights * value_bits)
+    return LayerStorage(
+        name, n_weights, 1, n_weights, 0, 0, value_bits, n_weights * dense_value_bits, n_weights * value_bits
+    )
 
 
-def model_storage(weight_sizes: Mapping[str, int], masks: Mapping[str, np.ndarray],
-                  group_sizes: Mapping[str, int], *, value_bits: int = 8, index_bits: int = 4,
-                  dense_value_bits: int = 32) -> StorageReport:
+def model_storage(
+    weight_sizes: Mapping[str, int],
+    masks: Mapping[str, np.ndarray],
+    group_sizes: Mapping[str, int],
+    *,
+    value_bits: int = 8,
+    index_bits: int = 4,
+    dense_value_bits: int = 32,
+) -> StorageReport:
     """Storage of a model: layers in ``masks`` are sparse, the other counted weights are dense.
 
     ``weight_sizes`` maps every counted weight (conv and linear) to its number of weights; ``masks`` and
@@ -136,9 +155,16 @@ def model_storage(weight_sizes: Mapping[str, int], masks: Mapping[str, np.ndarra
     layers = []
     for name, n in weight_sizes.items():
         if name in masks:
-            layers.append(sparse_layer_storage(name, masks[name], group_sizes[name], value_bits=value_bits,
-                                               index_bits=index_bits, dense_value_bits=dense_value_bits))
+            layers.append(
+                sparse_layer_storage(
+                    name,
+                    masks[name],
+                    group_sizes[name],
+                    value_bits=value_bits,
+                    index_bits=index_bits,
+                    dense_value_bits=dense_value_bits,
+                )
+            )
         else:
-            layers.append(dense_layer_storage(name, int(n), value_bits=value_bits,
-                                              dense_value_bits=dense_value_bits))
+            layers.append(dense_layer_storage(name, int(n), value_bits=value_bits, dense_value_bits=dense_value_bits))
     return StorageReport(tuple(layers))

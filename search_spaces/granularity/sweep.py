@@ -135,19 +135,26 @@ class _Run:
 
 # --- storage of a pruned model ----------------------------------------------------------------------
 
+
 def measure_storage(model: nn.Module, masks: Masks, granularity: str, settings: SweepConfig) -> StorageReport:
     """Bits of ``model``'s weights in the relative-index format of :mod:`.storage` (Mao et al., Sec. 4)."""
     weights = counted_weights(model)
     sizes = {name: p.numel() for name, p in weights.items()}
     np_masks = {name: m.detach().cpu().numpy() for name, m in masks.items()}
-    groups = {name: group_size(weights[name].shape, granularity, vector_size=settings.vector_size)
-              for name in masks}
-    return model_storage(sizes, np_masks, groups, value_bits=settings.value_bits, index_bits=settings.index_bits,
-                         dense_value_bits=settings.dense_bits)
+    groups = {name: group_size(weights[name].shape, granularity, vector_size=settings.vector_size) for name in masks}
+    return model_storage(
+        sizes,
+        np_masks,
+        groups,
+        value_bits=settings.value_bits,
+        index_bits=settings.index_bits,
+        dense_value_bits=settings.dense_bits,
+    )
 
 
-def sparsity_for_ratio(model: nn.Module, granularity: str, norm: str, target_ratio: float,
-                       settings: SweepConfig, *, upper: float = 0.995) -> float:
+def sparsity_for_ratio(
+    model: nn.Module, granularity: str, norm: str, target_ratio: float, settings: SweepConfig, *, upper: float = 0.995
+) -> float:
     """Smallest per-layer sparsity whose masks on ``model``'s weights reach ``target_ratio`` (bisection).
 
     Used in single-objective mode: the compression budget fixes the sparsity each granularity needs,
@@ -157,8 +164,10 @@ def sparsity_for_ratio(model: nn.Module, granularity: str, norm: str, target_rat
     weights = prunable_weights(model)
 
     def ratio(level: float) -> float:
-        masks = {name: group_mask(w, granularity, level, norm, vector_size=settings.vector_size)
-                 for name, w in weights.items()}
+        masks = {
+            name: group_mask(w, granularity, level, norm, vector_size=settings.vector_size)
+            for name, w in weights.items()
+        }
         return measure_storage(model, masks, granularity, settings).compression_ratio
 
     low, high = 0.0, upper
@@ -186,6 +195,7 @@ def weight_sparsity(model: nn.Module) -> float:
 
 # --- the dense model --------------------------------------------------------------------------------
 
+
 def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporter: Reporter) -> TrainedModel:
     """The model to prune: the checkpointed one on a resume, the input model, or a freshly trained one.
 
@@ -210,14 +220,27 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
         reporter.progress(0.0, "pretrain")
 
         def pretrain_progress(epoch: int, result: Any) -> None:
-            reporter.progress(PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
-                              f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: "
-                              f"validation accuracy {result.val_acc:.4f}")
+            reporter.progress(
+                PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
+                f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: validation accuracy {result.val_acc:.4f}",
+            )
 
-        result = trainer.train(model, splits.x_train, splits.y_train, epochs=settings.pretrain_epochs,
-                               lr=settings.pretrain_lr, batch_size=settings.batch_size, device=inputs.device,
-                               seed=settings.seed, optimizer="sgd", x_val=splits.x_val, y_val=splits.y_val,
-                               reporter=reporter, metric_prefix="pretrain/", on_epoch_end=pretrain_progress)
+        result = trainer.train(
+            model,
+            splits.x_train,
+            splits.y_train,
+            epochs=settings.pretrain_epochs,
+            lr=settings.pretrain_lr,
+            batch_size=settings.batch_size,
+            device=inputs.device,
+            seed=settings.seed,
+            optimizer="sgd",
+            x_val=splits.x_val,
+            y_val=splits.y_val,
+            reporter=reporter,
+            metric_prefix="pretrain/",
+            on_epoch_end=pretrain_progress,
+        )
         acc = trainer.evaluate(model, splits.x_val, splits.y_val, device=inputs.device)
         dense = TrainedModel(dict(arch), cpu_state(model), float(acc), f"trained {result.epochs_done} epochs")
     reporter.save_checkpoint(dense.to_bytes())
@@ -227,8 +250,10 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
 
 # --- one trial --------------------------------------------------------------------------------------
 
-def prune_configuration(params: Mapping[str, Any], *, number: int, run: _Run,
-                        trial: optuna.Trial | None = None, report: bool = True) -> TrialOutcome:
+
+def prune_configuration(
+    params: Mapping[str, Any], *, number: int, run: _Run, trial: optuna.Trial | None = None, report: bool = True
+) -> TrialOutcome:
     """Prune a copy of the dense model with ``params`` (iteratively, retraining with the masks held).
 
     Deterministic in (params, number, seed), so a trial of an earlier run or another worker can be
@@ -264,14 +289,35 @@ def prune_configuration(params: Mapping[str, Any], *, number: int, run: _Run,
                     raise _Pruned(acc, state["epoch"])
 
         check_stop(reporter)
-        trainer.train(model, splits.x_train, splits.y_train, epochs=epochs, lr=s.lr, batch_size=s.batch_size,
-                      device=run.device, seed=seed + 7 * step, optimizer="sgd", x_val=splits.x_val,
-                      y_val=splits.y_val, reporter=trial_reporter, metric_prefix="retrain/",
-                      step_offset=state["epoch"] * steps_per_epoch, masks=masks, on_epoch_end=after_epoch)
+        trainer.train(
+            model,
+            splits.x_train,
+            splits.y_train,
+            epochs=epochs,
+            lr=s.lr,
+            batch_size=s.batch_size,
+            device=run.device,
+            seed=seed + 7 * step,
+            optimizer="sgd",
+            x_val=splits.x_val,
+            y_val=splits.y_val,
+            reporter=trial_reporter,
+            metric_prefix="retrain/",
+            step_offset=state["epoch"] * steps_per_epoch,
+            masks=masks,
+            on_epoch_end=after_epoch,
+        )
 
     trainer.set_seed(seed)
-    masks = prune_and_retrain(model, granularity=granularity, sparsity=target, norm=norm,
-                              prune_steps=s.prune_steps, vector_size=s.vector_size, retrain=retrain)
+    masks = prune_and_retrain(
+        model,
+        granularity=granularity,
+        sparsity=target,
+        norm=norm,
+        prune_steps=s.prune_steps,
+        vector_size=s.vector_size,
+        retrain=retrain,
+    )
     storage = measure_storage(model, masks, granularity, s)
     acc = state["acc"]
     metrics = {
@@ -391,22 +437,31 @@ def _run_trial(trial: optuna.Trial, run: _Run) -> None:
     except _Pruned as exc:
         run.study.tell(trial, state=TrialState.PRUNED)
         metrics = {"accuracy": exc.accuracy, "pruned_after_epoch": exc.epoch, "granularity": params["granularity"]}
-        run.reporter.trial(number, params=params, state="pruned", metrics=metrics, started=started,
-                           finished=time.time())
+        run.reporter.trial(
+            number, params=params, state="pruned", metrics=metrics, started=started, finished=time.time()
+        )
         return
     except BaseException as exc:
         reason = "cancelled" if isinstance(exc, JobCancelled) else f"{type(exc).__name__}: {exc}"
         trial.set_user_attr("failure", reason[:500])
         run.study.tell(trial, state=TrialState.FAIL)
-        run.reporter.trial(number, params=params, state="failed", metrics={"error": reason}, started=started,
-                           finished=time.time())
+        run.reporter.trial(
+            number, params=params, state="failed", metrics={"error": reason}, started=started, finished=time.time()
+        )
         raise
     trial.set_user_attr("metrics", outcome.metrics)
     run.study.tell(trial, values=_values(outcome.metrics, run.settings.mode))
     _keep_if_best(run, number, outcome)
     values = _values(outcome.metrics, "multi")
-    run.reporter.trial(number, params=params, state="complete", values=_values(outcome.metrics, run.settings.mode),
-                       metrics=outcome.metrics, started=started, finished=time.time())
+    run.reporter.trial(
+        number,
+        params=params,
+        state="complete",
+        values=_values(outcome.metrics, run.settings.mode),
+        metrics=outcome.metrics,
+        started=started,
+        finished=time.time(),
+    )
     run.reporter.metric("trial_accuracy", values[0], step=number)
     run.reporter.metric("trial_compression_ratio", values[1], step=number)
 
@@ -498,15 +553,19 @@ def _worker_loop(run: _Run) -> None:
         run.reporter.progress(PRETRAIN_SHARE + (1 - PRETRAIN_SHARE) * min(done, n) / n, f"trial {done}/{n}")
 
 
-def open_study(settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 0
-               ) -> tuple[optuna.Study, optuna.storages.RDBStorage | None]:
+def open_study(
+    settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 0
+) -> tuple[optuna.Study, optuna.storages.RDBStorage | None]:
     """Create or load the study (``load_if_exists``), seeded sampler, pruner for single-objective mode.
 
     ``worker_index`` shifts the sampler's seed so that several worker processes of one study do not
     draw the same random start-up configurations.
     """
-    storage = (rdb_storage(inputs.optuna_storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-               if inputs.optuna_storage else None)
+    storage = (
+        rdb_storage(inputs.optuna_storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        if inputs.optuna_storage
+        else None
+    )
     seed = settings.seed + 7919 * worker_index
     sampler: optuna.samplers.BaseSampler
     if settings.sampler == "nsga2":
@@ -522,9 +581,14 @@ def open_study(settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 
     else:
         pruner = optuna.pruners.NopPruner()
         directions = [optuna.study.StudyDirection.MAXIMIZE] * 2
-    study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, directions=directions,
-                                study_name=inputs.study_name or f"granularity-sweep-seed{settings.seed}",
-                                load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions,
+        study_name=inputs.study_name or f"granularity-sweep-seed{settings.seed}",
+        load_if_exists=True,
+    )
     return study, storage
 
 
@@ -540,12 +604,15 @@ def _seed_from_records(run: _Run, records: list[TrialRecord]) -> None:
         params = {k: record.params[k] for k in dists if k in record.params}
         values = None
         if record.state == "complete":
-            values = (list(record.values) if record.values is not None else _values(record.metrics, run.settings.mode))
+            values = list(record.values) if record.values is not None else _values(record.metrics, run.settings.mode)
         try:
             frozen = optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params}, values=values,
+                params=params,
+                distributions={k: dists[k] for k in params},
+                values=values,
                 state=TrialState.COMPLETE if record.state == "complete" else TrialState.PRUNED,
-                user_attrs={"report_number": record.number, "metrics": dict(record.metrics), "resumed": True})
+                user_attrs={"report_number": record.number, "metrics": dict(record.metrics), "resumed": True},
+            )
         except ValueError:
             continue  # a record this config cannot hold (its bounds changed): leave it out of the study
         run.study.add_trial(frozen)
@@ -559,9 +626,14 @@ def _report_failed(run: _Run) -> None:
     for t in run.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if not t.user_attrs.get("surplus") and "failure" not in t.user_attrs:
             number = int(t.user_attrs.get("report_number", t.number))
-            run.reporter.trial(number, params=dict(t.params), state="failed", metrics={"error": "worker lost"},
-                               started=t.datetime_start.timestamp() if t.datetime_start else None,
-                               finished=t.datetime_complete.timestamp() if t.datetime_complete else None)
+            run.reporter.trial(
+                number,
+                params=dict(t.params),
+                state="failed",
+                metrics={"error": "worker lost"},
+                started=t.datetime_start.timestamp() if t.datetime_start else None,
+                finished=t.datetime_complete.timestamp() if t.datetime_complete else None,
+            )
 
 
 def optimise(run: _Run) -> None:
@@ -571,13 +643,20 @@ def optimise(run: _Run) -> None:
 
 # --- results ----------------------------------------------------------------------------------------
 
+
 def _finished(run: _Run) -> list[dict[str, Any]]:
     rows = []
     for t in run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         metrics = t.user_attrs.get("metrics")
         if metrics:
-            rows.append({"number": int(t.user_attrs.get("report_number", t.number)), "params": dict(t.params),
-                         "metrics": metrics, "values": _values(metrics, "multi")})
+            rows.append(
+                {
+                    "number": int(t.user_attrs.get("report_number", t.number)),
+                    "params": dict(t.params),
+                    "metrics": metrics,
+                    "values": _values(metrics, "multi"),
+                }
+            )
     return sorted(rows, key=lambda r: r["number"])
 
 
@@ -586,8 +665,9 @@ def pareto_set(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     front = []
     for row in rows:
         a, r = row["values"]
-        dominated = any(o["values"][0] >= a and o["values"][1] >= r and (o["values"][0] > a or o["values"][1] > r)
-                        for o in rows)
+        dominated = any(
+            o["values"][0] >= a and o["values"][1] >= r and (o["values"][0] > a or o["values"][1] > r) for o in rows
+        )
         if not dominated:
             front.append(row)
     return sorted(front, key=lambda row: row["values"][1])
@@ -635,11 +715,19 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         models.save_model(model, run.dense.arch, workdir / name)
         reporter.artifact(name, workdir / name, "model")
         m = row["metrics"]
-        best_out[g] = {"trial": number, "params": row["params"], "within_threshold": m["within_threshold"],
-                       "accuracy": m["accuracy"], "test_accuracy": test_acc, "sparsity": m["sparsity"],
-                       "pruned_layer_sparsity": m["pruned_layer_sparsity"],
-                       "compression_ratio": m["compression_ratio"], "index_entries": m["index_entries"],
-                       "model": name, "rebuilt": rebuilt}
+        best_out[g] = {
+            "trial": number,
+            "params": row["params"],
+            "within_threshold": m["within_threshold"],
+            "accuracy": m["accuracy"],
+            "test_accuracy": test_acc,
+            "sparsity": m["sparsity"],
+            "pruned_layer_sparsity": m["pruned_layer_sparsity"],
+            "compression_ratio": m["compression_ratio"],
+            "index_entries": m["index_entries"],
+            "model": name,
+            "rebuilt": rebuilt,
+        }
         key = _best_key(m)
         if output_key is None or key > output_key:
             output_model, output_key = name, key
@@ -659,11 +747,21 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         "accuracy_threshold": s.accuracy_threshold,
         "value_bits": s.value_bits,
         "index_bits": s.index_bits,
-        "trials": {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-                   "failed": states.count(TrialState.FAIL)},
-        "pareto": [{"trial": r["number"], "params": r["params"], "values": r["values"],
-                    "granularity": r["metrics"]["granularity"], "sparsity": r["metrics"]["sparsity"]}
-                   for r in pareto_set(rows)],
+        "trials": {
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL),
+        },
+        "pareto": [
+            {
+                "trial": r["number"],
+                "params": r["params"],
+                "values": r["values"],
+                "granularity": r["metrics"]["granularity"],
+                "sparsity": r["metrics"]["sparsity"],
+            }
+            for r in pareto_set(rows)
+        ],
         "best_by_granularity": best_out,
         "output_model": output_model,
         "plots": plots,
@@ -673,7 +771,6 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
     path.write_text(json.dumps(json_safe(result), indent=2))
     reporter.artifact("summary.json", path, "data")
     return result
-
 
 
 # --- plots ------------------------------------------------------------------------------------------
@@ -693,38 +790,90 @@ def write_plots(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[st
         mine = [r for r in rows if r["metrics"]["granularity"] == g]
         if not mine:
             continue
-        text = [f"trial {r['number']}<br>sparsity {r['metrics']['sparsity']:.3f}<br>norm {r['params'].get('norm')}"
-                for r in mine]
-        pareto.add_trace(go.Scatter(
-            x=[r["metrics"]["compression_ratio"] for r in mine], y=[r["metrics"]["accuracy"] for r in mine],
-            mode="markers", name=g, text=text, hovertemplate="%{text}<br>ratio %{x:.2f}×<br>acc %{y:.4f}",
-            marker={"color": _COLOURS.get(g), "size": [13 if r["number"] in front else 7 for r in mine],
-                    "line": {"width": [2 if r["number"] in front else 0 for r in mine], "color": "black"}}))
-        accuracy.add_trace(go.Scatter(
-            x=[r["metrics"]["sparsity"] for r in mine], y=[r["metrics"]["accuracy"] for r in mine],
-            mode="markers", name=g, text=text, legendgroup=g, marker={"color": _COLOURS.get(g)},
-            hovertemplate="%{text}<br>acc %{y:.4f}"))
+        text = [
+            f"trial {r['number']}<br>sparsity {r['metrics']['sparsity']:.3f}<br>norm {r['params'].get('norm')}"
+            for r in mine
+        ]
+        pareto.add_trace(
+            go.Scatter(
+                x=[r["metrics"]["compression_ratio"] for r in mine],
+                y=[r["metrics"]["accuracy"] for r in mine],
+                mode="markers",
+                name=g,
+                text=text,
+                hovertemplate="%{text}<br>ratio %{x:.2f}×<br>acc %{y:.4f}",
+                marker={
+                    "color": _COLOURS.get(g),
+                    "size": [13 if r["number"] in front else 7 for r in mine],
+                    "line": {"width": [2 if r["number"] in front else 0 for r in mine], "color": "black"},
+                },
+            )
+        )
+        accuracy.add_trace(
+            go.Scatter(
+                x=[r["metrics"]["sparsity"] for r in mine],
+                y=[r["metrics"]["accuracy"] for r in mine],
+                mode="markers",
+                name=g,
+                text=text,
+                legendgroup=g,
+                marker={"color": _COLOURS.get(g)},
+                hovertemplate="%{text}<br>acc %{y:.4f}",
+            )
+        )
         envelope = _sparsity_envelope(mine)
-        accuracy.add_trace(go.Scatter(
-            x=[p[0] for p in envelope], y=[p[1] for p in envelope], mode="lines", name=f"{g}: best at ≥ sparsity",
-            legendgroup=g, showlegend=False, line={"color": _COLOURS.get(g), "shape": "vh"}, hoverinfo="skip"))
+        accuracy.add_trace(
+            go.Scatter(
+                x=[p[0] for p in envelope],
+                y=[p[1] for p in envelope],
+                mode="lines",
+                name=f"{g}: best at ≥ sparsity",
+                legendgroup=g,
+                showlegend=False,
+                line={"color": _COLOURS.get(g), "shape": "vh"},
+                hoverinfo="skip",
+            )
+        )
     front_rows = pareto_set(rows)
-    pareto.add_trace(go.Scatter(x=[r["values"][1] for r in front_rows], y=[r["values"][0] for r in front_rows],
-                                mode="lines", name="Pareto front", line={"color": "black", "dash": "dot"}))
+    pareto.add_trace(
+        go.Scatter(
+            x=[r["values"][1] for r in front_rows],
+            y=[r["values"][0] for r in front_rows],
+            mode="lines",
+            name="Pareto front",
+            line={"color": "black", "dash": "dot"},
+        )
+    )
     for fig in (pareto, accuracy):
-        fig.add_hline(y=dense, line_dash="dash", line_color="grey", annotation_text=f"dense {dense:.4f}",
-                      annotation_position="top left")
-        fig.add_hline(y=dense - threshold, line_dash="dot", line_color="grey",
-                      annotation_text=f"threshold (dense − {threshold:g})", annotation_position="bottom left")
-    pareto.update_layout(title="Accuracy vs compression ratio (large, outlined: Pareto-optimal)",
-                         xaxis_title="compression ratio (dense bits / compressed bits)",
-                         yaxis_title="validation accuracy")
-    accuracy.update_layout(title="Accuracy vs sparsity per granularity", xaxis_title="weight sparsity",
-                           yaxis_title="validation accuracy")
+        fig.add_hline(
+            y=dense,
+            line_dash="dash",
+            line_color="grey",
+            annotation_text=f"dense {dense:.4f}",
+            annotation_position="top left",
+        )
+        fig.add_hline(
+            y=dense - threshold,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text=f"threshold (dense − {threshold:g})",
+            annotation_position="bottom left",
+        )
+    pareto.update_layout(
+        title="Accuracy vs compression ratio (large, outlined: Pareto-optimal)",
+        xaxis_title="compression ratio (dense bits / compressed bits)",
+        yaxis_title="validation accuracy",
+    )
+    accuracy.update_layout(
+        title="Accuracy vs sparsity per granularity", xaxis_title="weight sparsity", yaxis_title="validation accuracy"
+    )
     history = _history_figure(run)
     names = []
-    for name, fig in (("pareto_front.html", pareto), ("accuracy_vs_sparsity.html", accuracy),
-                      ("optimization_history.html", history)):
+    for name, fig in (
+        ("pareto_front.html", pareto),
+        ("accuracy_vs_sparsity.html", accuracy),
+        ("optimization_history.html", history),
+    ):
         fig.write_html(workdir / name, include_plotlyjs=True, full_html=True)
         names.append(name)
     return names
@@ -747,7 +896,8 @@ def _history_figure(run: _Run) -> Any:
 
     if any(t.state == TrialState.COMPLETE for t in run.study.get_trials(deepcopy=False)):
         fig = optuna.visualization.plot_optimization_history(
-            run.study, target=lambda t: t.values[0], target_name="validation accuracy")
+            run.study, target=lambda t: t.values[0], target_name="validation accuracy"
+        )
     else:
         fig = go.Figure()
     fig.update_layout(title="Optimisation history (validation accuracy)")
@@ -756,8 +906,16 @@ def _history_figure(run: _Run) -> Any:
 
 # --- entry point ------------------------------------------------------------------------------------
 
-def run_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int = 0,
-              splits: Any = None, torch_threads: int | None = TORCH_THREADS) -> dict[str, Any]:
+
+def run_sweep(
+    settings: SweepConfig,
+    inputs: JobInputs,
+    reporter: Reporter,
+    *,
+    worker_index: int = 0,
+    splits: Any = None,
+    torch_threads: int | None = TORCH_THREADS,
+) -> dict[str, Any]:
     """Pretrain (or load) the dense model, run the study to ``n_trials``, summarise.
 
     Several processes may call this on one RDB study (same ``study_name``; give each its own
@@ -769,8 +927,15 @@ def run_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, w
         return _sweep(settings, inputs, reporter, worker_index=worker_index, splits=splits)
 
 
-def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int,
-               poll_seconds: float = 1.0, torch_threads: int | None = TORCH_THREADS) -> int:
+def help_sweep(
+    settings: SweepConfig,
+    inputs: JobInputs,
+    reporter: Reporter,
+    *,
+    worker_index: int,
+    poll_seconds: float = 1.0,
+    torch_threads: int | None = TORCH_THREADS,
+) -> int:
     """A helper process of a running sweep: wait for the job's dense model (its checkpoint), then run
     trials of the shared RDB study until it holds ``n_trials``. The job's own process summarises.
 
@@ -788,14 +953,22 @@ def help_sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, 
     with threads(torch_threads):
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
         study, storage = open_study(settings, inputs, worker_index=worker_index)
-        run = _Run(settings=settings, splits=splits, dense=TrainedModel.from_bytes(blob), device=inputs.device,
-                   reporter=reporter, study=study, storage=storage)
+        run = _Run(
+            settings=settings,
+            splits=splits,
+            dense=TrainedModel.from_bytes(blob),
+            device=inputs.device,
+            reporter=reporter,
+            study=study,
+            storage=storage,
+        )
         optimise(run)
         return len(run.mine)
 
 
-def _sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int,
-           splits: Any) -> dict[str, Any]:
+def _sweep(
+    settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, worker_index: int, splits: Any
+) -> dict[str, Any]:
     from search_spaces.kit import datasets
 
     check_stop(reporter)
@@ -803,8 +976,15 @@ def _sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, work
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
     dense = prepare_dense(settings, inputs, splits, reporter)
     study, storage = open_study(settings, inputs, worker_index=worker_index)
-    run = _Run(settings=settings, splits=splits, dense=dense, device=inputs.device, reporter=reporter, study=study,
-               storage=storage)
+    run = _Run(
+        settings=settings,
+        splits=splits,
+        dense=dense,
+        device=inputs.device,
+        reporter=reporter,
+        study=study,
+        storage=storage,
+    )
     if not study.trials:
         _seed_from_records(run, reporter.completed_trials())
     _fail_stale(run)
@@ -815,4 +995,3 @@ def _sweep(settings: SweepConfig, inputs: JobInputs, reporter: Reporter, *, work
     result["settings"] = asdict(settings)
     reporter.progress(1.0, "done")
     return json_safe(result)
-

@@ -46,9 +46,11 @@ DSP_A_BITS, DSP_B_BITS = 25, 18
 BRAM_WIDTH_BITS = 36
 ADDER_LEVELS_PER_5NS = 3
 SOFTMAX = {"dsp_per_class": 1, "bram_per_5_classes": 2, "ff_per_class": 79, "lut_per_class": 310, "cycles": 7}
-ACCURACY_NOTE = ("Estimate from the applied hls4ml configuration, not checked against a synthesis run: DSP follows "
-                 "hls4ml's multiplier_limit, latency is calibrated on one point, LUT and FF are rules of thumb. "
-                 "Import a C-synthesis report for real numbers.")
+ACCURACY_NOTE = (
+    "Estimate from the applied hls4ml configuration, not checked against a synthesis run: DSP follows "
+    "hls4ml's multiplier_limit, latency is calibrated on one point, LUT and FF are rules of thumb. "
+    "Import a C-synthesis report for real numbers."
+)
 
 
 def dsp_per_multiplier(weight_bits: int, input_bits: int) -> int:
@@ -73,8 +75,17 @@ def dense_estimate(layer: DenseLayer, clock_period_ns: float) -> dict[str, Any]:
     levels = max(1, round(ADDER_LEVELS_PER_5NS * clock_period_ns / 5.0))
     fan_in = max(2, math.ceil(layer.n_in / layer.reuse_factor))
     cycles = layer.reuse_factor + 1 + math.ceil(math.log2(fan_in) / levels)
-    return {"layer": layer.name, "multipliers": m, "dsp": dsp, "lut": lut, "ff": ff, "bram": bram,
-            "latency_cycles": cycles, "reuse_factor": layer.reuse_factor, "strategy": layer.strategy}
+    return {
+        "layer": layer.name,
+        "multipliers": m,
+        "dsp": dsp,
+        "lut": lut,
+        "ff": ff,
+        "bram": bram,
+        "latency_cycles": cycles,
+        "reuse_factor": layer.reuse_factor,
+        "strategy": layer.strategy,
+    }
 
 
 def estimate(applied: AppliedConfig, part: Part, clock_period_ns: float | None = None) -> dict[str, Any]:
@@ -100,6 +111,17 @@ def estimate(applied: AppliedConfig, part: Part, clock_period_ns: float | None =
             cycles += 1
     ii = max(layer.reuse_factor for layer in applied.dense)
     util = utilisation(part, dsp=dsp, lut=lut, ff=ff, bram_18k=bram)
-    return {"dsp": int(dsp), "lut": int(lut), "ff": int(ff), "bram": float(bram), "latency_cycles": int(cycles),
-            "latency_ns": round(cycles * clock, 3), "initiation_interval": int(ii), "utilisation": util,
-            "fits": max(util.values()) <= 100.0, "layers": rows, "clock_period_ns": clock, "part": part.part}
+    return {
+        "dsp": int(dsp),
+        "lut": int(lut),
+        "ff": int(ff),
+        "bram": float(bram),
+        "latency_cycles": int(cycles),
+        "latency_ns": round(cycles * clock, 3),
+        "initiation_interval": int(ii),
+        "utilisation": util,
+        "fits": max(util.values()) <= 100.0,
+        "layers": rows,
+        "clock_period_ns": clock,
+        "part": part.part,
+    }

@@ -28,20 +28,71 @@ class Part:
         return asdict(self)
 
 
-PARTS: dict[str, Part] = {p.key: p for p in (
-    Part("xcku115", "xcku115-flvb2104-2-i", "Kintex UltraScale", "KU115, the hls4ml paper's jet-tagger target",
-         dsp=5520, lut=663_360, ff=1_326_720, bram_18k=4320),
-    Part("xczu3eg", "xczu3eg-sbva484-1-e", "Zynq UltraScale+", "ZU3EG (Ultra96 and similar boards)",
-         dsp=360, lut=70_560, ff=141_120, bram_18k=432),
-    Part("xcvu9p", "xcvu9p-flga2104-2L-e", "Virtex UltraScale+", "VU9P (CMS/ATLAS trigger boards, AWS F1)",
-         dsp=6840, lut=1_182_240, ff=2_364_480, bram_18k=4320),
-    Part("xcu250", "xcu250-figd2104-2L-e", "Alveo", "Alveo U250 accelerator card",
-         dsp=12288, lut=1_728_000, ff=3_456_000, bram_18k=5376),
-    Part("xcu55c", "xcu55c-fsvh2892-2L-e", "Alveo", "Alveo U55C accelerator card",
-         dsp=9024, lut=1_303_680, ff=2_607_360, bram_18k=4032),
-    Part("xc7z020", "xc7z020clg400-1", "Zynq-7000", "Z-7020 (PYNQ-Z2 and similar boards)",
-         dsp=220, lut=53_200, ff=106_400, bram_18k=280),
-)}
+PARTS: dict[str, Part] = {
+    p.key: p
+    for p in (
+        Part(
+            "xcku115",
+            "xcku115-flvb2104-2-i",
+            "Kintex UltraScale",
+            "KU115, the hls4ml paper's jet-tagger target",
+            dsp=5520,
+            lut=663_360,
+            ff=1_326_720,
+            bram_18k=4320,
+        ),
+        Part(
+            "xczu3eg",
+            "xczu3eg-sbva484-1-e",
+            "Zynq UltraScale+",
+            "ZU3EG (Ultra96 and similar boards)",
+            dsp=360,
+            lut=70_560,
+            ff=141_120,
+            bram_18k=432,
+        ),
+        Part(
+            "xcvu9p",
+            "xcvu9p-flga2104-2L-e",
+            "Virtex UltraScale+",
+            "VU9P (CMS/ATLAS trigger boards, AWS F1)",
+            dsp=6840,
+            lut=1_182_240,
+            ff=2_364_480,
+            bram_18k=4320,
+        ),
+        Part(
+            "xcu250",
+            "xcu250-figd2104-2L-e",
+            "Alveo",
+            "Alveo U250 accelerator card",
+            dsp=12288,
+            lut=1_728_000,
+            ff=3_456_000,
+            bram_18k=5376,
+        ),
+        Part(
+            "xcu55c",
+            "xcu55c-fsvh2892-2L-e",
+            "Alveo",
+            "Alveo U55C accelerator card",
+            dsp=9024,
+            lut=1_303_680,
+            ff=2_607_360,
+            bram_18k=4032,
+        ),
+        Part(
+            "xc7z020",
+            "xc7z020clg400-1",
+            "Zynq-7000",
+            "Z-7020 (PYNQ-Z2 and similar boards)",
+            dsp=220,
+            lut=53_200,
+            ff=106_400,
+            bram_18k=280,
+        ),
+    )
+}
 
 CHOICES = sorted(PARTS)
 
@@ -60,5 +111,9 @@ def get_part(name: str) -> Part:
 
 def utilisation(part: Part, *, dsp: float, lut: float, ff: float, bram_18k: float) -> dict[str, float]:
     """Percent of the part's capacity per resource, rounded to 0.01 %."""
-    return {"dsp": round(100.0 * dsp / part.dsp, 2), "lut": round(100.0 * lut / part.lut, 2),
-            "ff": round(100.0 * ff / part.ff, 2), "bram": round(100.0 * bram_18k / part.bram_18k, 2)}
+    return {
+        "dsp": round(100.0 * dsp / part.dsp, 2),
+        "lut": round(100.0 * lut / part.lut, 2),
+        "ff": round(100.0 * ff / part.ff, 2),
+        "bram": round(100.0 * bram_18k / part.bram_18k, 2),
+    }

@@ -17,48 +17,111 @@ def write_plots(rows: list[dict[str, Any]], front: list[dict[str, Any]], cost: s
 
     def hover(r: dict[str, Any]) -> str:
         m = r["metrics"]
-        return (f"trial {r['number']}<br>acc {m['fixed_accuracy']:.4f} (float {m['float_accuracy']:.4f})<br>"
-                f"DSP {m['dsp']} · LUT {m['lut']} · BRAM {m['bram']}<br>latency {m['latency_ns']} ns · "
-                f"II {m['initiation_interval']}<br>RF {m['reuse_factor']}<br>{m['strategy']}, "
-                f"{m['mean_bits']:.0f} bits")
+        return (
+            f"trial {r['number']}<br>acc {m['fixed_accuracy']:.4f} (float {m['float_accuracy']:.4f})<br>"
+            f"DSP {m['dsp']} · LUT {m['lut']} · BRAM {m['bram']}<br>latency {m['latency_ns']} ns · "
+            f"II {m['initiation_interval']}<br>RF {m['reuse_factor']}<br>{m['strategy']}, "
+            f"{m['mean_bits']:.0f} bits"
+        )
 
     pareto = go.Figure()
-    for label, group in (("trials", [r for r in rows if r["number"] not in on_front]),
-                         ("Pareto front", [r for r in rows if r["number"] in on_front])):
-        pareto.add_trace(go.Scatter(
-            x=[r["values"][1] for r in group], y=[r["metrics"]["latency_ns"] for r in group], mode="markers",
-            name=label, text=[hover(r) for r in group], hoverinfo="text",
-            marker={"size": 12 if label == "Pareto front" else 8, "symbol": "diamond" if label == "Pareto front"
-                    else "circle", "color": [r["metrics"]["fixed_accuracy"] for r in group],
-                    "colorscale": "Viridis", "showscale": label == "Pareto front",
-                    "colorbar": {"title": "fixed-point acc."}}))
-    pareto.update_layout(title="Pareto front: resources vs latency (colour: fixed-point accuracy)",
-                         xaxis_title=cost_label, yaxis_title="latency (ns, estimate)", height=480)
+    for label, group in (
+        ("trials", [r for r in rows if r["number"] not in on_front]),
+        ("Pareto front", [r for r in rows if r["number"] in on_front]),
+    ):
+        pareto.add_trace(
+            go.Scatter(
+                x=[r["values"][1] for r in group],
+                y=[r["metrics"]["latency_ns"] for r in group],
+                mode="markers",
+                name=label,
+                text=[hover(r) for r in group],
+                hoverinfo="text",
+                marker={
+                    "size": 12 if label == "Pareto front" else 8,
+                    "symbol": "diamond" if label == "Pareto front" else "circle",
+                    "color": [r["metrics"]["fixed_accuracy"] for r in group],
+                    "colorscale": "Viridis",
+                    "showscale": label == "Pareto front",
+                    "colorbar": {"title": "fixed-point acc."},
+                },
+            )
+        )
+    pareto.update_layout(
+        title="Pareto front: resources vs latency (colour: fixed-point accuracy)",
+        xaxis_title=cost_label,
+        yaxis_title="latency (ns, estimate)",
+        height=480,
+    )
 
     by_rf = go.Figure()
     rf = [r["metrics"]["mean_reuse_factor"] for r in rows]
-    by_rf.add_trace(go.Scatter(x=rf, y=[r["metrics"]["dsp"] for r in rows], mode="markers", name="DSP",
-                               text=[hover(r) for r in rows], hoverinfo="text"))
-    by_rf.add_trace(go.Scatter(x=rf, y=[r["metrics"]["latency_ns"] for r in rows], mode="markers",
-                               name="latency (ns)", yaxis="y2", text=[hover(r) for r in rows], hoverinfo="text"))
-    by_rf.update_layout(title="DSP and latency vs reuse factor (mean over layers)", height=420,
-                        xaxis={"title": "reuse factor", "type": "log"}, yaxis={"title": "DSP"},
-                        yaxis2={"title": "latency (ns)", "overlaying": "y", "side": "right"})
+    by_rf.add_trace(
+        go.Scatter(
+            x=rf,
+            y=[r["metrics"]["dsp"] for r in rows],
+            mode="markers",
+            name="DSP",
+            text=[hover(r) for r in rows],
+            hoverinfo="text",
+        )
+    )
+    by_rf.add_trace(
+        go.Scatter(
+            x=rf,
+            y=[r["metrics"]["latency_ns"] for r in rows],
+            mode="markers",
+            name="latency (ns)",
+            yaxis="y2",
+            text=[hover(r) for r in rows],
+            hoverinfo="text",
+        )
+    )
+    by_rf.update_layout(
+        title="DSP and latency vs reuse factor (mean over layers)",
+        height=420,
+        xaxis={"title": "reuse factor", "type": "log"},
+        yaxis={"title": "DSP"},
+        yaxis2={"title": "latency (ns)", "overlaying": "y", "side": "right"},
+    )
 
     by_bits = go.Figure()
     bits = [r["metrics"]["mean_bits"] for r in rows]
-    by_bits.add_trace(go.Scatter(x=bits, y=[r["metrics"]["fixed_accuracy"] for r in rows], mode="markers",
-                                 name="fixed-point", text=[hover(r) for r in rows], hoverinfo="text"))
-    by_bits.add_trace(go.Scatter(x=bits, y=[r["metrics"]["float_accuracy"] for r in rows], mode="markers",
-                                 name="float", marker={"symbol": "x"}))
-    by_bits.update_layout(title="Validation accuracy vs bit width", xaxis_title="total bits (mean over layers)",
-                          yaxis_title="accuracy", height=420)
+    by_bits.add_trace(
+        go.Scatter(
+            x=bits,
+            y=[r["metrics"]["fixed_accuracy"] for r in rows],
+            mode="markers",
+            name="fixed-point",
+            text=[hover(r) for r in rows],
+            hoverinfo="text",
+        )
+    )
+    by_bits.add_trace(
+        go.Scatter(
+            x=bits,
+            y=[r["metrics"]["float_accuracy"] for r in rows],
+            mode="markers",
+            name="float",
+            marker={"symbol": "x"},
+        )
+    )
+    by_bits.update_layout(
+        title="Validation accuracy vs bit width",
+        xaxis_title="total bits (mean over layers)",
+        yaxis_title="accuracy",
+        height=420,
+    )
 
-    parts = [pareto.to_html(full_html=False, include_plotlyjs=True),
-             by_rf.to_html(full_html=False, include_plotlyjs=False),
-             by_bits.to_html(full_html=False, include_plotlyjs=False)]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>hls4ml sweep</title></head><body>"
-            f"<h1>hls4ml sweep: {html.escape(str(len(rows)))} trials</h1>" + "".join(parts) + "</body></html>")
+    parts = [
+        pareto.to_html(full_html=False, include_plotlyjs=True),
+        by_rf.to_html(full_html=False, include_plotlyjs=False),
+        by_bits.to_html(full_html=False, include_plotlyjs=False),
+    ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>hls4ml sweep</title></head><body>"
+        f"<h1>hls4ml sweep: {html.escape(str(len(rows)))} trials</h1>" + "".join(parts) + "</body></html>"
+    )
     tmp = path.with_suffix(".partial")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)

@@ -41,8 +41,10 @@ class FixedType:
         return f"{base}<{self.width},{self.integer},{self.rounding},{self.saturation}>"
 
 
-_TYPE = re.compile(r"^ap_(u?)(fixed|int)<\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?"
-                   r"(?:,\s*\d+\s*)?>$")
+_TYPE = re.compile(
+    r"^ap_(u?)(fixed|int)<\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?"
+    r"(?:,\s*\d+\s*)?>$"
+)
 
 
 def parse_type(text: str) -> FixedType:
@@ -52,8 +54,13 @@ def parse_type(text: str) -> FixedType:
         raise ProjectError(f"not an ap_fixed/ap_int type: {text!r}")
     unsigned, kind, width, integer, rounding, saturation = match.groups()
     width_i = int(width)
-    return FixedType(width=width_i, integer=width_i if kind == "int" else int(integer or width_i),
-                     signed=not unsigned, rounding=rounding or "AP_TRN", saturation=saturation or "AP_WRAP")
+    return FixedType(
+        width=width_i,
+        integer=width_i if kind == "int" else int(integer or width_i),
+        signed=not unsigned,
+        rounding=rounding or "AP_TRN",
+        saturation=saturation or "AP_WRAP",
+    )
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,16 @@ class AppliedConfig:
         return {layer.name: layer.reuse_factor for layer in self.dense}
 
     def precisions(self) -> dict[str, dict[str, str]]:
-        return {layer.name: {"weight": layer.weight.text, "bias": layer.bias.text, "accum": layer.accum.text,
-                             "input": layer.input.text, "result": layer.result.text} for layer in self.dense}
+        return {
+            layer.name: {
+                "weight": layer.weight.text,
+                "bias": layer.bias.text,
+                "accum": layer.accum.text,
+                "input": layer.input.text,
+                "result": layer.result.text,
+            }
+            for layer in self.dense
+        }
 
     def strategies(self) -> set[str]:
         return {layer.strategy for layer in self.dense}
@@ -153,8 +168,9 @@ def read_project(project_dir: Path) -> AppliedConfig:
             raise ProjectError(f"type {name} is not defined in defines.h")
         return types[name]
 
-    applied = AppliedConfig(part=settings.get("part", ""), clock_period_ns=float(settings.get("clock_period", 0) or 0),
-                            io_type="")
+    applied = AppliedConfig(
+        part=settings.get("part", ""), clock_period_ns=float(settings.get("clock_period", 0) or 0), io_type=""
+    )
     for function, in_type, out_type, config in _CALL.findall(top):
         if config not in structs:
             continue  # weight loading helpers and the like
@@ -166,19 +182,37 @@ def read_project(project_dir: Path) -> AppliedConfig:
         if base == "dense_config":
             n_in, n_out = int(consts["n_in"]), int(consts["n_out"])
             rf, zeros = int(consts["reuse_factor"]), int(consts.get("n_zeros", "0"))
-            applied.dense.append(DenseLayer(
-                name=layer_name, n_in=n_in, n_out=n_out, reuse_factor=rf,
-                strategy=consts.get("strategy", "nnet::latency").replace("nnet::", ""), n_zeros=zeros,
-                multiplier_limit=_multiplier_limit(n_in, n_out, rf, zeros), weight=typed(typedefs["weight_t"]),
-                bias=typed(typedefs["bias_t"]), accum=typed(typedefs["accum_t"]), input=typed(in_type),
-                result=typed(out_type)))
+            applied.dense.append(
+                DenseLayer(
+                    name=layer_name,
+                    n_in=n_in,
+                    n_out=n_out,
+                    reuse_factor=rf,
+                    strategy=consts.get("strategy", "nnet::latency").replace("nnet::", ""),
+                    n_zeros=zeros,
+                    multiplier_limit=_multiplier_limit(n_in, n_out, rf, zeros),
+                    weight=typed(typedefs["weight_t"]),
+                    bias=typed(typedefs["bias_t"]),
+                    accum=typed(typedefs["accum_t"]),
+                    input=typed(in_type),
+                    result=typed(out_type),
+                )
+            )
         elif base == "activ_config":
-            applied.activations.append(ActivationLayer(
-                name=layer_name, function=function, n_in=int(consts["n_in"]),
-                reuse_factor=int(consts.get("reuse_factor", "1")), input=typed(in_type), result=typed(out_type)))
+            applied.activations.append(
+                ActivationLayer(
+                    name=layer_name,
+                    function=function,
+                    n_in=int(consts["n_in"]),
+                    reuse_factor=int(consts.get("reuse_factor", "1")),
+                    input=typed(in_type),
+                    result=typed(out_type),
+                )
+            )
         else:
-            raise ProjectError(f"layer {layer_name} ({base}) is not a dense or activation layer; "
-                               "this sweep reads only MLP projects")
+            raise ProjectError(
+                f"layer {layer_name} ({base}) is not a dense or activation layer; this sweep reads only MLP projects"
+            )
     if not applied.dense:
         raise ProjectError("the project has no dense layer")
     return applied

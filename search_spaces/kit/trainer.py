@@ -82,21 +82,23 @@ def as_tensor(a: ArrayLike, device: str | torch.device, dtype: torch.dtype | Non
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: ArrayLike, *, device: str | torch.device = "cpu",
-            batch_size: int = 512) -> torch.Tensor:
+def predict(
+    model: nn.Module, x: ArrayLike, *, device: str | torch.device = "cpu", batch_size: int = 512
+) -> torch.Tensor:
     """Predicted class indices of ``x`` (in eval mode; the model's mode is restored)."""
     was_training = model.training
     model.eval()
     try:
         xs = as_tensor(x, device, torch.float32)
-        preds = [model(xs[i:i + batch_size]).argmax(dim=1) for i in range(0, len(xs), batch_size)]
+        preds = [model(xs[i : i + batch_size]).argmax(dim=1) for i in range(0, len(xs), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=device)
 
 
-def evaluate(model: nn.Module, x: ArrayLike, y: ArrayLike, *, device: str | torch.device = "cpu",
-             batch_size: int = 512) -> float:
+def evaluate(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, *, device: str | torch.device = "cpu", batch_size: int = 512
+) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``; NaN for an empty set."""
     if len(y) == 0:
         return math.nan
@@ -104,8 +106,9 @@ def evaluate(model: nn.Module, x: ArrayLike, y: ArrayLike, *, device: str | torc
     return float((preds == as_tensor(y, preds.device, torch.long)).float().mean().item())
 
 
-def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.9,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, name: str, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """SGD with (heavy-ball) momentum or Adam."""
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -119,19 +122,37 @@ def make_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int) -> t
     SGDR without restarts) or constant."""
     if name == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / max(epochs, 1))))
+            optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / max(epochs, 1)))
+        )
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
     raise ValueError(f"unknown schedule {name!r}; use 'cosine' or 'constant'")
 
 
-def train(model: nn.Module, x_train: ArrayLike, y_train: ArrayLike, *, epochs: int, lr: float,
-          batch_size: int = 64, device: str | torch.device = "cpu", seed: int = 0, optimizer: str = "sgd",
-          momentum: float = 0.9, weight_decay: float = 0.0, schedule: str = "cosine",
-          x_val: ArrayLike | None = None, y_val: ArrayLike | None = None, reporter: Reporter | None = None,
-          metric_prefix: str = "", step_offset: int = 0, masks: dict[str, torch.Tensor] | None = None,
-          start_epoch: int = 0, state: dict[str, Any] | None = None,
-          on_epoch_end: EpochCallback | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    schedule: str = "cosine",
+    x_val: ArrayLike | None = None,
+    y_val: ArrayLike | None = None,
+    reporter: Reporter | None = None,
+    metric_prefix: str = "",
+    step_offset: int = 0,
+    masks: dict[str, torch.Tensor] | None = None,
+    start_epoch: int = 0,
+    state: dict[str, Any] | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
     """Train ``model`` in place with minibatch cross-entropy for ``epochs`` epochs in total.
 
     Epoch ``e`` visits the training set in a permutation drawn from ``seed`` and ``e`` alone, so a run
@@ -177,9 +198,18 @@ def train(model: nn.Module, x_train: ArrayLike, y_train: ArrayLike, *, epochs: i
 class _Loop:
     """The per-batch work of :func:`train`, kept apart so the hot loop reads top to bottom."""
 
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor,
-                 batch_size: int, masked: list[tuple[torch.Tensor, torch.Tensor]], reporter: Reporter | None,
-                 prefix: str, step_offset: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        batch_size: int,
+        masked: list[tuple[torch.Tensor, torch.Tensor]],
+        reporter: Reporter | None,
+        prefix: str,
+        step_offset: int,
+    ) -> None:
         self.model, self.opt, self.xs, self.ys, self.batch_size = model, opt, xs, ys, batch_size
         self.masked, self.reporter, self.prefix = masked, reporter, prefix
         self.steps_per_epoch = math.ceil(len(xs) / batch_size)
@@ -196,11 +226,18 @@ class _Loop:
         # Detached losses wait in a list and are summed once per reported point: per-batch tensor adds
         # (or ``.item()``, a sync on a GPU) would cost a tiny model a noticeable share of its step time.
         losses: list[torch.Tensor] = []
-        model, opt, xs, ys, batch, masked, every = (self.model, self.opt, self.xs, self.ys, self.batch_size,
-                                                    self.masked, self.loss_every)
+        model, opt, xs, ys, batch, masked, every = (
+            self.model,
+            self.opt,
+            self.xs,
+            self.ys,
+            self.batch_size,
+            self.masked,
+            self.loss_every,
+        )
         for b, start in enumerate(range(0, len(order), batch), start=1):
             self._check_stop()
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             loss = F.cross_entropy(model(xs[idx]), ys[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -227,8 +264,9 @@ class _Loop:
             self.reporter.metric(f"{self.prefix}train_loss", torch.stack(window).mean().item(), step)
 
 
-def _bind_masks(model: nn.Module, masks: dict[str, torch.Tensor] | None,
-                device: str | torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _bind_masks(
+    model: nn.Module, masks: dict[str, torch.Tensor] | None, device: str | torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if not masks:
         return []
     params = dict(model.named_parameters())
@@ -250,8 +288,9 @@ def _apply_masks(masked: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         torch._foreach_mul_([p for p, _ in masked], [m for _, m in masked])
 
 
-def _restore(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR,
-             state: dict[str, Any] | None, start_epoch: int) -> int:
+def _restore(
+    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any] | None, start_epoch: int
+) -> int:
     """Load optimizer/scheduler state for a resume; returns the first epoch to run."""
     if state:
         opt.load_state_dict(state["optimizer"])

@@ -98,8 +98,11 @@ def run_episode(start: T.Tree, choose: Chooser, *, max_depth: int, primitives: t
             mask = [p in primitives for p in T.PRIMITIVES]
             c = _decide(ep, choose, "edge", tree, key, mask)
             if T.PRIMITIVES[c] != "identity":
-                tree = _do(ep, tree, {"type": "replace_identity", "path": list(key[:-1]), "branch": key[-1],
-                                      "op": T.PRIMITIVES[c]})
+                tree = _do(
+                    ep,
+                    tree,
+                    {"type": "replace_identity", "path": list(key[:-1]), "branch": key[-1], "op": T.PRIMITIVES[c]},
+                )
     ep.tree = tree
     return ep
 
@@ -117,9 +120,11 @@ def _do(ep: Episode, tree: T.Tree, op: T.Op) -> T.Tree:
 
 def random_chooser(rng: torch.Generator) -> Chooser:
     """Uniform choices among the allowed ones: random sampling of the same tree space."""
+
     def choose(action: str, tree: T.Tree, key: tuple[int, ...], mask: list[bool]) -> int:
         allowed = [i for i, ok in enumerate(mask) if ok]
         return allowed[int(torch.randint(len(allowed), (1,), generator=rng))]
+
     return choose
 
 
@@ -160,8 +165,12 @@ class TreeEncoder(nn.Module):
             state = (torch.stack([h for h, _ in kids]).mean(0), torch.stack([c for _, c in kids]).mean(0))
         else:
             state = (torch.zeros(1, self.hidden), torch.zeros(1, self.hidden))
-        token = torch.cat([self.edge_embed.weight[EDGE_TOKENS.index(op)],
-                           self.node_embed.weight[T.NODE_TYPES.index(T.node_type(child))]]).unsqueeze(0)
+        token = torch.cat(
+            [
+                self.edge_embed.weight[EDGE_TOKENS.index(op)],
+                self.node_embed.weight[T.NODE_TYPES.index(T.node_type(child))],
+            ]
+        ).unsqueeze(0)
         up[key] = self.up(token, state)
 
 
@@ -176,27 +185,35 @@ class Controller(nn.Module):
         super().__init__()
         self.encoder = TreeEncoder()
         width = 2 * HIDDEN
-        self.actors = nn.ModuleDict({"merge": _actor(width, len(T.MERGE_CHOICES)), "insert": _actor(width, 2),
-                                     "edge": _actor(width, len(T.PRIMITIVES))})
+        self.actors = nn.ModuleDict(
+            {
+                "merge": _actor(width, len(T.MERGE_CHOICES)),
+                "insert": _actor(width, 2),
+                "edge": _actor(width, len(T.PRIMITIVES)),
+            }
+        )
 
-    def distribution(self, action: str, tree: T.Tree, key: tuple[int, ...],
-                     mask: list[bool]) -> torch.distributions.Categorical:
+    def distribution(
+        self, action: str, tree: T.Tree, key: tuple[int, ...], mask: list[bool]
+    ) -> torch.distributions.Categorical:
         state = self.encoder(tree)[key]
         logits = self.actors[action](state)
         logits = logits.masked_fill(~torch.tensor(mask), float("-inf"))
         return torch.distributions.Categorical(logits=logits)
 
-    def sample(self, start: T.Tree, *, rng: torch.Generator, max_depth: int,
-               primitives: tuple[str, ...]) -> Episode:
+    def sample(self, start: T.Tree, *, rng: torch.Generator, max_depth: int, primitives: tuple[str, ...]) -> Episode:
         """One episode with choices drawn from the policy (no gradients kept)."""
+
         def choose(action: str, tree: T.Tree, key: tuple[int, ...], mask: list[bool]) -> int:
             with torch.no_grad():
                 probs = self.distribution(action, tree, key, mask).probs
             return int(torch.multinomial(probs, 1, generator=rng))
+
         return run_episode(start, choose, max_depth=max_depth, primitives=primitives)
 
-    def replay(self, start: T.Tree, episode: Episode, *, max_depth: int,
-               primitives: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def replay(
+        self, start: T.Tree, episode: Episode, *, max_depth: int, primitives: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum of log-probabilities and of entropies of ``episode``'s decisions under the current policy."""
         forced = iter(episode.decisions)
         log_probs: list[torch.Tensor] = []
@@ -218,15 +235,23 @@ class Controller(nn.Module):
 class Reinforce:
     """REINFORCE with a moving-average baseline and an entropy bonus (reference ``ReinforceTrainer``)."""
 
-    def __init__(self, controller: Controller, *, lr: float = 6e-3, entropy: float = 1e-2,
-                 baseline_decay: float = 0.95) -> None:
+    def __init__(
+        self, controller: Controller, *, lr: float = 6e-3, entropy: float = 1e-2, baseline_decay: float = 0.95
+    ) -> None:
         self.controller = controller
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=lr)
         self.entropy, self.decay = entropy, baseline_decay
         self.baseline: float | None = None
 
-    def update(self, start: T.Tree, episodes: list[Episode], rewards: list[float], *, max_depth: int,
-               primitives: tuple[str, ...]) -> dict[str, float]:
+    def update(
+        self,
+        start: T.Tree,
+        episodes: list[Episode],
+        rewards: list[float],
+        *,
+        max_depth: int,
+        primitives: tuple[str, ...],
+    ) -> dict[str, float]:
         """One gradient step on ``episodes`` and their ``rewards``; returns the loss and the new baseline.
 
         Each reward is compared with the baseline as it stood before that reward, then folded into it:
@@ -247,8 +272,11 @@ class Reinforce:
         return {"loss": float(loss.detach()), "baseline": float(self.baseline if self.baseline is not None else 0.0)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "baseline": self.baseline}
+        return {
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "baseline": self.baseline,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])

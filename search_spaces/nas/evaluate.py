@@ -24,8 +24,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.1
 
 
-def build_candidate(arch: dict[str, Any], state_dict: dict[str, torch.Tensor], ops: list[dict[str, Any]],
-                    calib_x: torch.Tensor | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+def build_candidate(
+    arch: dict[str, Any], state_dict: dict[str, torch.Tensor], ops: list[dict[str, Any]], calib_x: torch.Tensor | None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The parent network with ``ops`` applied to every cell (weights inherited); returns it and its arch."""
     from search_spaces.nas import network as N
     from search_spaces.nas import transforms
@@ -53,14 +54,26 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
         net, arch = build_candidate(task["arch"], task["state_dict"], task["ops"], data["x_train"][:256])
         size = counting.count(net, tuple(task["arch"]["input_shape"]))
         if task.get("max_params") is not None and size["params"] > task["max_params"]:
-            return {"val_acc": 0.0, "seconds": 0.0, "params": size["params"], "macs": size["macs"],
-                    "over_budget": True}
+            return {"val_acc": 0.0, "seconds": 0.0, "params": size["params"], "macs": size["macs"], "over_budget": True}
         stop = _StopOnly(should_stop) if should_stop is not None else None
-        trainer.train(net, data["x_train"], data["y_train"], epochs=task["epochs"], lr=task["lr"],
-                      batch_size=task["batch_size"], seed=task["seed"], reporter=stop)
+        trainer.train(
+            net,
+            data["x_train"],
+            data["y_train"],
+            epochs=task["epochs"],
+            lr=task["lr"],
+            batch_size=task["batch_size"],
+            seed=task["seed"],
+            reporter=stop,
+        )
         acc = trainer.evaluate(net, data["x_val"], data["y_val"])
-        result = {"val_acc": acc, "seconds": time.perf_counter() - started, "params": size["params"],
-                  "macs": size["macs"], "over_budget": False}
+        result = {
+            "val_acc": acc,
+            "seconds": time.perf_counter() - started,
+            "params": size["params"],
+            "macs": size["macs"],
+            "over_budget": False,
+        }
         if task.get("return_weights"):
             result["state_dict"] = models.cpu_state(net)
             result["arch"] = arch
@@ -77,8 +90,13 @@ class _StopOnly:
         pass
 
 
-def evaluate_many(tasks: list[dict[str, Any]], *, workers: int = 1, should_stop: Callable[[], bool] | None = None,
-                  on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def evaluate_many(
+    tasks: list[dict[str, Any]],
+    *,
+    workers: int = 1,
+    should_stop: Callable[[], bool] | None = None,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Evaluate ``tasks`` serially (``workers`` ≤ 1) or in up to ``workers`` subprocesses at once.
 
     ``on_result(index, result)`` is called as each finishes, in task order for a serial run; a pool reports in
@@ -101,9 +119,14 @@ def evaluate_many(tasks: list[dict[str, Any]], *, workers: int = 1, should_stop:
 
 
 class _Pool:
-    def __init__(self, tmp: Path, tasks: list[dict[str, Any]], workers: int,
-                 should_stop: Callable[[], bool] | None,
-                 on_result: Callable[[int, dict[str, Any]], None] | None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        tasks: list[dict[str, Any]],
+        workers: int,
+        should_stop: Callable[[], bool] | None,
+        on_result: Callable[[int, dict[str, Any]], None] | None,
+    ) -> None:
         self.tmp, self.tasks, self.workers = tmp, tasks, workers
         self.should_stop, self.on_result = should_stop, on_result
         self.running: dict[int, subprocess.Popen[bytes]] = {}
@@ -138,7 +161,11 @@ class _Pool:
         with open(self.tmp / f"task{index}.log", "wb") as log:
             self.running[index] = subprocess.Popen(
                 [sys.executable, "-m", "search_spaces.nas.evaluate", str(task_path), str(self.tmp / f"out{index}.pt")],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(_PROJECT_ROOT))
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(_PROJECT_ROOT),
+            )
 
     def _collect(self) -> None:
         for index, process in list(self.running.items()):

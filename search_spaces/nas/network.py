@@ -26,8 +26,15 @@ from torch import nn
 
 from search_spaces.nas import tree as T
 
-DEFAULT_ARCH: dict[str, Any] = {"base": "resnet", "stem": 16, "widths": [16, 32], "blocks_per_stage": 1,
-                                "growth": 12, "dense_layers": [3, 3], "tree": T.leaf("sep3x3")}
+DEFAULT_ARCH: dict[str, Any] = {
+    "base": "resnet",
+    "stem": 16,
+    "widths": [16, 32],
+    "blocks_per_stage": 1,
+    "growth": 12,
+    "dense_layers": [3, 3],
+    "tree": T.leaf("sep3x3"),
+}
 
 
 def gconv_groups(c_in: int, c_out: int) -> int:
@@ -41,8 +48,13 @@ class ConvOp(nn.Sequential):
     def __init__(self, kind: str, c_in: int, c_out: int) -> None:
         k = 1 if kind == "conv1x1" else 3
         groups = gconv_groups(c_in, c_out) if kind == "gconv3x3" else 1
-        super().__init__(OrderedDict(conv=nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=False),
-                                     bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()))
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=False),
+                bn=nn.BatchNorm2d(c_out),
+                relu=nn.ReLU(),
+            )
+        )
         self.kind, self.c_in, self.c_out = kind, c_in, c_out
 
 
@@ -51,9 +63,14 @@ class SepConvOp(nn.Sequential):
 
     def __init__(self, kind: str, c_in: int, c_out: int) -> None:
         k = int(kind[3])
-        super().__init__(OrderedDict(dw=nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
-                                     pw=nn.Conv2d(c_in, c_out, 1, bias=False),
-                                     bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()))
+        super().__init__(
+            OrderedDict(
+                dw=nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
+                pw=nn.Conv2d(c_in, c_out, 1, bias=False),
+                bn=nn.BatchNorm2d(c_out),
+                relu=nn.ReLU(),
+            )
+        )
         self.kind, self.c_in, self.c_out = kind, c_in, c_out
 
 
@@ -123,9 +140,13 @@ class TreeNode(nn.Module):
         return outs[0]
 
     def to_json(self) -> T.Tree:
-        return {"split": self.split, "merge": self.merge,
-                "branches": [{"op": b.edge.kind, "child": b.child.to_json() if b.child is not None else None}
-                             for b in self.branches]}
+        return {
+            "split": self.split,
+            "merge": self.merge,
+            "branches": [
+                {"op": b.edge.kind, "child": b.child.to_json() if b.child is not None else None} for b in self.branches
+            ],
+        }
 
 
 def build_node(node: T.Tree, c_in: int, c_out: int) -> TreeNode:
@@ -138,9 +159,13 @@ def build_node(node: T.Tree, c_in: int, c_out: int) -> TreeNode:
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(conv=nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2,
-                                                    bias=False),
-                                     bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()))
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+            bn=nn.BatchNorm2d(c_out),
+            relu=nn.ReLU(),
+        )
+    )
 
 
 class ResidualCellBlock(nn.Module):
@@ -176,8 +201,11 @@ def complete(arch: dict[str, Any]) -> dict[str, Any]:
             raise T.TreeError(f"{key} must be an integer in 1..4096")
     for key in ("widths", "dense_layers"):
         value = full[key]
-        if not isinstance(value, list) or not value or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value)
+        ):
             raise T.TreeError(f"{key} must be a non-empty list of integers in 1..4096")
     T.validate(full["tree"], max_depth=3)
     for c_in, c_out in cell_widths(full):
@@ -229,8 +257,9 @@ def build_network(arch: dict[str, Any]) -> nn.Module:
                 layers[f"block{s}_{k}"] = DenseCellLayer(tree, c, arch["growth"])
                 c += arch["growth"]
     pool = nn.Sequential(OrderedDict(avg=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))
-    return nn.Sequential(OrderedDict(features=nn.Sequential(layers), pool=pool,
-                                     classifier=nn.Linear(c, arch["num_classes"])))
+    return nn.Sequential(
+        OrderedDict(features=nn.Sequential(layers), pool=pool, classifier=nn.Linear(c, arch["num_classes"]))
+    )
 
 
 def cells(net: nn.Module) -> Iterator[TreeNode]:

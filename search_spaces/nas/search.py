@@ -74,10 +74,19 @@ class SearchConfig:
         return cls(**values)
 
     def base_arch(self, info: Any) -> dict[str, Any]:
-        return N.complete({"input_shape": list(info.input_shape), "num_classes": info.num_classes,
-                           "base": self.base, "stem": self.stem, "widths": list(self.widths),
-                           "blocks_per_stage": self.blocks_per_stage, "growth": self.growth,
-                           "dense_layers": list(self.dense_layers), "tree": T.leaf(self.base_op)})
+        return N.complete(
+            {
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "base": self.base,
+                "stem": self.stem,
+                "widths": list(self.widths),
+                "blocks_per_stage": self.blocks_per_stage,
+                "growth": self.growth,
+                "dense_layers": list(self.dense_layers),
+                "tree": T.leaf(self.base_op),
+            }
+        )
 
 
 @dataclass
@@ -93,9 +102,18 @@ class _State:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "arch": json.dumps(self.arch), "parent": self.parent,
-                    "base": json.dumps(self.base), "update": self.update, "history": json.dumps(self.history or []),
-                    "rl": self.rl or {}}, buffer)
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "arch": json.dumps(self.arch),
+                "parent": self.parent,
+                "base": json.dumps(self.base),
+                "update": self.update,
+                "history": json.dumps(self.history or []),
+                "rl": self.rl or {},
+            },
+            buffer,
+        )
         return buffer.getvalue()
 
     @classmethod
@@ -105,8 +123,14 @@ class _State:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if payload.get("format") != CHECKPOINT_FORMAT:
             return None
-        return cls(json.loads(payload["arch"]), payload["parent"], json.loads(payload["base"]), payload["update"],
-                   json.loads(payload["history"]), payload["rl"] or None)
+        return cls(
+            json.loads(payload["arch"]),
+            payload["parent"],
+            json.loads(payload["base"]),
+            payload["update"],
+            json.loads(payload["history"]),
+            payload["rl"] or None,
+        )
 
 
 def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, splits: Any = None) -> dict[str, Any]:
@@ -118,15 +142,21 @@ def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, spli
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed, max_train=cfg.max_train)
     if splits.info.modality != "image":
         raise ValueError("pathlevel_nas searches convolutional cells and needs image data")
-    data = {"x_train": torch.from_numpy(splits.x_train), "y_train": torch.from_numpy(splits.y_train),
-            "x_val": torch.from_numpy(splits.x_val), "y_val": torch.from_numpy(splits.y_val)}
+    data = {
+        "x_train": torch.from_numpy(splits.x_train),
+        "y_train": torch.from_numpy(splits.y_train),
+        "x_val": torch.from_numpy(splits.x_val),
+        "y_val": torch.from_numpy(splits.y_val),
+    }
     state = _State.from_bytes(reporter.load_checkpoint())
     if state is None:
         state = _train_base(cfg, splits, data, reporter)
         reporter.save_checkpoint(state.to_bytes())
     if cfg.max_params is not None and state.base["params"] > cfg.max_params:
-        raise ValueError(f"max_params {cfg.max_params:,} is below the base network's own {state.base['params']:,} "
-                         "parameters: no grown cell can fit; raise max_params or choose a smaller base")
+        raise ValueError(
+            f"max_params {cfg.max_params:,} is below the base network's own {state.base['params']:,} "
+            "parameters: no grown cell can fit; raise max_params or choose a smaller base"
+        )
     search = _Search(cfg, state, data, reporter)
     search.run()
     reporter.progress(SEARCH_SHARE[1], "final training of the best cell")
@@ -144,13 +174,28 @@ def _train_base(cfg: SearchConfig, splits: Any, data: dict[str, torch.Tensor], r
     def on_epoch(epoch: int, result: Any) -> None:
         reporter.progress(SEARCH_SHARE[0] * (epoch + 1) / cfg.base_epochs, f"base network epoch {epoch + 1}")
 
-    trainer.train(net, data["x_train"], data["y_train"], epochs=cfg.base_epochs, lr=cfg.lr,
-                  batch_size=cfg.batch_size, seed=cfg.seed, x_val=data["x_val"], y_val=data["y_val"],
-                  reporter=reporter, metric_prefix="base_", on_epoch_end=on_epoch)
+    trainer.train(
+        net,
+        data["x_train"],
+        data["y_train"],
+        epochs=cfg.base_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        x_val=data["x_val"],
+        y_val=data["y_val"],
+        reporter=reporter,
+        metric_prefix="base_",
+        on_epoch_end=on_epoch,
+    )
     size = counting.count(net, tuple(arch["input_shape"]))
-    base = {"val_acc": trainer.evaluate(net, splits.x_val, splits.y_val),
-            "test_acc": trainer.evaluate(net, splits.x_test, splits.y_test),
-            "params": size["params"], "macs": size["macs"], "seconds": time.perf_counter() - started}
+    base = {
+        "val_acc": trainer.evaluate(net, splits.x_val, splits.y_val),
+        "test_acc": trainer.evaluate(net, splits.x_test, splits.y_test),
+        "params": size["params"],
+        "macs": size["macs"],
+        "seconds": time.perf_counter() - started,
+    }
     parent = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return _State(arch=arch, parent=parent, base=base, update=0, history=[])
 
@@ -161,8 +206,9 @@ class _Search:
     def __init__(self, cfg: SearchConfig, state: _State, data: dict[str, torch.Tensor], reporter: Reporter) -> None:
         self.cfg, self.state, self.data, self.reporter = cfg, state, data, reporter
         torch.manual_seed(cfg.seed)  # the controller's initial weights
-        self.rl = C.Reinforce(C.Controller(), lr=cfg.controller_lr, entropy=cfg.entropy_weight,
-                              baseline_decay=cfg.baseline_decay)
+        self.rl = C.Reinforce(
+            C.Controller(), lr=cfg.controller_lr, entropy=cfg.entropy_weight, baseline_decay=cfg.baseline_decay
+        )
         if state.rl:
             self.rl.load_state_dict(state.rl)
         self.history: list[dict[str, Any]] = list(state.history or [])
@@ -183,11 +229,11 @@ class _Search:
         cfg = self.cfg
         for _ in range(MAX_RESAMPLES):  # the reference resamples until the cell changed
             if cfg.sampler == "random":
-                ep = C.run_episode(self.start, C.random_chooser(rng), max_depth=cfg.max_depth,
-                                   primitives=cfg.primitives)
+                ep = C.run_episode(
+                    self.start, C.random_chooser(rng), max_depth=cfg.max_depth, primitives=cfg.primitives
+                )
             else:
-                ep = self.rl.controller.sample(self.start, rng=rng, max_depth=cfg.max_depth,
-                                               primitives=cfg.primitives)
+                ep = self.rl.controller.sample(self.start, rng=rng, max_depth=cfg.max_depth, primitives=cfg.primitives)
             if ep.ops:
                 return ep
         return ep
@@ -207,7 +253,8 @@ class _Search:
                 entries[k] = {**record.metrics, "tree": ep.tree}
                 self.cache.setdefault(T.canonical(ep.tree), entries[k])
             elif T.canonical(ep.tree) in self.cache or any(
-                    T.canonical(ep.tree) == T.canonical(episodes[i].tree) for i in range(j)):
+                T.canonical(ep.tree) == T.canonical(episodes[i].tree) for i in range(j)
+            ):
                 entries[k] = None  # type: ignore[assignment]  # filled from the cache once its twin is scored
             else:
                 to_run.append(k)
@@ -238,22 +285,43 @@ class _Search:
 
     def _task(self, k: int, ep: C.Episode) -> dict[str, Any]:
         cfg = self.cfg
-        return {"arch": self.state.arch, "state_dict": self.state.parent, "ops": ep.ops, "data": self.data,
-                "epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "batch_size": cfg.batch_size,
-                "seed": cfg.seed * 1_000_003 + k, "max_params": cfg.max_params}
+        return {
+            "arch": self.state.arch,
+            "state_dict": self.state.parent,
+            "ops": ep.ops,
+            "data": self.data,
+            "epochs": cfg.finetune_epochs,
+            "lr": cfg.finetune_lr,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed * 1_000_003 + k,
+            "max_params": cfg.max_params,
+        }
 
     def _record(self, k: int, ep: C.Episode, result: dict[str, Any], *, cached: bool) -> dict[str, Any]:
         """Report trial ``k`` (one sampled network) and its metric points; returns its history entry."""
         acc = float(result["val_acc"])
-        entry = {"tree": ep.tree, "cell": T.describe(ep.tree), "val_acc": acc, "reward": C.reward(acc),
-                 "params": int(result["params"]), "macs": int(result["macs"]),
-                 "finetune_s": 0.0 if cached else float(result["seconds"]),
-                 "over_budget": bool(result.get("over_budget", False)), "cached": cached}
+        entry = {
+            "tree": ep.tree,
+            "cell": T.describe(ep.tree),
+            "val_acc": acc,
+            "reward": C.reward(acc),
+            "params": int(result["params"]),
+            "macs": int(result["macs"]),
+            "finetune_s": 0.0 if cached else float(result["seconds"]),
+            "over_budget": bool(result.get("over_budget", False)),
+            "cached": cached,
+        }
         now = time.time()
         state = "pruned" if entry["over_budget"] else "complete"
-        self.reporter.trial(k, params={"tree": ep.tree, "cell": entry["cell"]}, state=state, values=[acc],
-                            metrics=json_safe({key: entry[key] for key in entry if key != "tree"}),
-                            started=now - entry["finetune_s"], finished=now)
+        self.reporter.trial(
+            k,
+            params={"tree": ep.tree, "cell": entry["cell"]},
+            state=state,
+            values=[acc],
+            metrics=json_safe({key: entry[key] for key in entry if key != "tree"}),
+            started=now - entry["finetune_s"],
+            finished=now,
+        )
         best = max([h["val_acc"] for h in self.history] + [e["val_acc"] for e in self.cache.values()] + [acc])
         self.reporter.metric("reward", entry["reward"], k, trial=k)
         self.reporter.metric("best_val_acc", best, k)
@@ -263,15 +331,25 @@ class _Search:
         return entry
 
 
-def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch.Tensor], inputs: JobInputs,
-            reporter: Reporter, search: _Search) -> dict[str, Any]:
+def _finish(
+    cfg: SearchConfig,
+    state: _State,
+    splits: Any,
+    data: dict[str, torch.Tensor],
+    inputs: JobInputs,
+    reporter: Reporter,
+    search: _Search,
+) -> dict[str, Any]:
     from search_spaces.kit import counting, models, trainer
     from search_spaces.nas.draw import tree_svg
 
     scored = [h for h in search.history if not h.get("over_budget")]
     # Every sampled network over max_params: the base cell itself is the best network within the budget.
-    best = (max(scored, key=lambda h: h["val_acc"]) if scored
-            else {"val_acc": state.base["val_acc"], "episode": {"ops": []}})
+    best = (
+        max(scored, key=lambda h: h["val_acc"])
+        if scored
+        else {"val_acc": state.base["val_acc"], "episode": {"ops": []}}
+    )
     ops = best["episode"]["ops"]
     torch.manual_seed(cfg.seed)
     net, arch = E.build_candidate(state.arch, state.parent, ops, data["x_train"][:256])
@@ -283,15 +361,32 @@ def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch
                 raise JobCancelled()
             share = (1 - SEARCH_SHARE[1]) / 2
             reporter.progress(SEARCH_SHARE[1] + share * (offset + (epoch + 1) / cfg.final_epochs), "final training")
+
         return on_epoch
 
-    inherited = trainer.train(net, data["x_train"], data["y_train"], epochs=cfg.final_epochs, lr=cfg.lr,
-                              batch_size=cfg.batch_size, seed=final_seed, on_epoch_end=progress(0))
+    inherited = trainer.train(
+        net,
+        data["x_train"],
+        data["y_train"],
+        epochs=cfg.final_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=final_seed,
+        on_epoch_end=progress(0),
+    )
     test_inherited = trainer.evaluate(net, splits.x_test, splits.y_test)
     trainer.set_seed(cfg.seed)
     scratch = N.build_network(arch)
-    from_scratch = trainer.train(scratch, data["x_train"], data["y_train"], epochs=cfg.final_epochs, lr=cfg.lr,
-                                 batch_size=cfg.batch_size, seed=final_seed, on_epoch_end=progress(1))
+    from_scratch = trainer.train(
+        scratch,
+        data["x_train"],
+        data["y_train"],
+        epochs=cfg.final_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=final_seed,
+        on_epoch_end=progress(1),
+    )
     test_scratch = trainer.evaluate(scratch, splits.x_test, splits.y_test)
     size = counting.count(net, tuple(arch["input_shape"]))
 
@@ -306,8 +401,9 @@ def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch
     controller_path = out / "controller.pt"
     torch.save(search.rl.state_dict(), controller_path)
     history_path = out / "search_history.json"
-    history_path.write_text(json.dumps(json_safe([{k: v for k, v in h.items() if k != "episode"}
-                                                  for h in search.history]), indent=1))
+    history_path.write_text(
+        json.dumps(json_safe([{k: v for k, v in h.items() if k != "episode"} for h in search.history]), indent=1)
+    )
     reporter.artifact("best_model.pt", model_path, "model")
     reporter.artifact("best_tree.json", tree_path, "config")
     reporter.artifact("best_tree.svg", svg_path, "plot")
@@ -318,15 +414,23 @@ def _finish(cfg: SearchConfig, state: _State, splits: Any, data: dict[str, torch
     quarter = max(1, len(accs) // 4)
     rewards = [h["reward"] for h in search.history]
     result = {
-        "best_tree": arch["tree"], "best_cell": T.describe(arch["tree"]), "best_val_acc": best["val_acc"],
-        "test_acc": test_inherited, "test_acc_from_scratch": test_scratch, "final_epochs": cfg.final_epochs,
-        "final_train_s": inherited.seconds, "scratch_train_s": from_scratch.seconds,
-        "params": size["params"], "macs": size["macs"],
+        "best_tree": arch["tree"],
+        "best_cell": T.describe(arch["tree"]),
+        "best_val_acc": best["val_acc"],
+        "test_acc": test_inherited,
+        "test_acc_from_scratch": test_scratch,
+        "final_epochs": cfg.final_epochs,
+        "final_train_s": inherited.seconds,
+        "scratch_train_s": from_scratch.seconds,
+        "params": size["params"],
+        "macs": size["macs"],
         "base": {"cell": T.describe(state.arch["tree"]), **state.base},
-        "networks": len(search.history), "sampler": cfg.sampler,
+        "networks": len(search.history),
+        "sampler": cfg.sampler,
         "mean_reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "mean_reward_last_quarter": sum(rewards[-quarter:]) / quarter,
-        "mean_val_acc": sum(accs) / len(accs), "output_model": "best_model.pt",
+        "mean_val_acc": sum(accs) / len(accs),
+        "output_model": "best_model.pt",
         "within_max_params": len(scored),
     }
     reporter.progress(1.0, "done")

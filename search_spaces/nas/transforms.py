@@ -162,8 +162,7 @@ def calibrate(net: nn.Module, x: torch.Tensor) -> int:
     if not flagged:
         return 0
     seen: dict[nn.Module, Any] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, _out: seen.__setitem__(mod, inp[0].detach()))
-             for m in flagged]
+    hooks = [m.register_forward_hook(lambda mod, inp, _out: seen.__setitem__(mod, inp[0].detach())) for m in flagged]
     was_training = net.training
     net.eval()
     try:

@@ -151,6 +151,7 @@ def describe(node: Tree | None) -> str:
 
 # --- the transformations on JSON ----------------------------------------------------------------------
 
+
 def concat_split_type(op: str) -> str:
     """How split-and-concat feeds the branches: channel-wise edges split the input, layers copy it."""
     return "split" if op in CHANNELWISE else "copy"

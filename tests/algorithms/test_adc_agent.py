@@ -13,32 +13,67 @@ from search_spaces.adc.env import STATE_DIM, EnvSettings, PruningEnv
 from search_spaces.adc.latency import LatencyTable
 
 # A latency model as the latency mode measures it (ms per batch: α·MACs + β per layer, plus an overhead).
-_TABLE = LatencyTable({"c1": (2e-6, 0.001), "c2": (1e-6, 0.002), "dw": (4e-6, 0.001), "c3": (1.5e-6, 0.001),
-                       "fc": (3e-6, 0.0005)}, 0.002)
+_TABLE = LatencyTable(
+    {"c1": (2e-6, 0.001), "c2": (1e-6, 0.002), "dw": (4e-6, 0.001), "c3": (1.5e-6, 0.001), "fc": (3e-6, 0.0005)}, 0.002
+)
 LATENCY = LatencyTable.from_json(_TABLE.to_json()).resource()
 
 
-def _conv(name: str, c_in: int, c_out: int, hw: int, in_unit: int | None, out_unit: int | None,
-          kind: str = g.CONV) -> g.Layer:
-    return g.Layer(name, kind, c_in, c_out, 3, 1, c_in if kind == g.DEPTHWISE else 1, (hw, hw), (hw, hw),
-                   False, f"{name}_bn", in_unit, out_unit)
+def _conv(
+    name: str, c_in: int, c_out: int, hw: int, in_unit: int | None, out_unit: int | None, kind: str = g.CONV
+) -> g.Layer:
+    return g.Layer(
+        name,
+        kind,
+        c_in,
+        c_out,
+        3,
+        1,
+        c_in if kind == g.DEPTHWISE else 1,
+        (hw, hw),
+        (hw, hw),
+        False,
+        f"{name}_bn",
+        in_unit,
+        out_unit,
+    )
 
 
 def _hand_made() -> g.Graph:
     """conv 3→16 | conv 16→32 | depthwise 32 | conv 32→24 | linear 24→10, four units (one with a follower)."""
-    layers = (_conv("c1", 3, 16, 16, None, 0), _conv("c2", 16, 32, 8, 0, 1), _conv("dw", 32, 32, 8, 1, 1, g.DEPTHWISE),
-              _conv("c3", 32, 24, 4, 1, 2),
-              g.Layer("fc", g.LINEAR, 24, 10, 1, 1, 1, (1, 1), (1, 1), True, None, 2, None))
+    layers = (
+        _conv("c1", 3, 16, 16, None, 0),
+        _conv("c2", 16, 32, 8, 0, 1),
+        _conv("dw", 32, 32, 8, 1, 1, g.DEPTHWISE),
+        _conv("c3", 32, 24, 4, 1, 2),
+        g.Layer("fc", g.LINEAR, 24, 10, 1, 1, 1, (1, 1), (1, 1), True, None, 2, None),
+    )
     units = (g.Unit(0, "c1", (), "c2", 16), g.Unit(1, "c2", ("dw",), "c3", 32), g.Unit(2, "c3", (), "fc", 24))
     return g.Graph("hand", (3, 16, 16), layers, units)
 
 
-def _env(target: float, *, resource: g.Resource = g.FLOPS, round_to: int = 1, fill: bool = True,
-         reward: str = "error") -> PruningEnv:
-    settings = EnvSettings(target_ratio=target, min_keep=0.2, channel_round=round_to, reward=reward, reconstruct=False,
-                           recalibrate_bn=False, fill_budget=fill)
-    return PruningEnv(nn.Identity(), _hand_made(), resource, settings, stats=None, bn_batches=[],
-                      x_val=torch.zeros(1), y_val=torch.zeros(1))
+def _env(
+    target: float, *, resource: g.Resource = g.FLOPS, round_to: int = 1, fill: bool = True, reward: str = "error"
+) -> PruningEnv:
+    settings = EnvSettings(
+        target_ratio=target,
+        min_keep=0.2,
+        channel_round=round_to,
+        reward=reward,
+        reconstruct=False,
+        recalibrate_bn=False,
+        fill_budget=fill,
+    )
+    return PruningEnv(
+        nn.Identity(),
+        _hand_made(),
+        resource,
+        settings,
+        stats=None,
+        bn_batches=[],
+        x_val=torch.zeros(1),
+        y_val=torch.zeros(1),
+    )
 
 
 @pytest.mark.parametrize("resource", [g.FLOPS, g.PARAMS, LATENCY], ids=["flops", "params", "latency"])
@@ -79,7 +114,7 @@ def test_greedy_actions_hit_the_wall_and_fill_ends_at_the_target() -> None:
     assert total > env.graph.total(low, g.FLOPS)
     for u, (n, c) in enumerate(zip(filled, env.channels, strict=True)):  # no single channel more fits
         if n < c:
-            assert env.graph.total(filled[:u] + [n + 1] + filled[u + 1:], g.FLOPS) > env.budget
+            assert env.graph.total(filled[:u] + [n + 1] + filled[u + 1 :], g.FLOPS) > env.budget
     uniform = env.uniform_counts()
     assert env.graph.total(uniform, g.FLOPS) <= env.budget
     assert abs(env.graph.total(uniform, g.FLOPS) / env.budget - 1) < 0.05
@@ -129,8 +164,13 @@ def test_ddpg_checkpoint_round_trip_continues_identically() -> None:
     settings = AgentSettings(warmup_episodes=0, batch_size=8, replay_factor=5)
     agent = DDPG(STATE_DIM, 3, settings, seed=2)
     rng = np.random.default_rng(3)
-    agent.remember([(rng.random(STATE_DIM).astype(np.float32), 0.5, rng.random(STATE_DIM).astype(np.float32), False)
-                    for _ in range(6)], reward=-0.3)
+    agent.remember(
+        [
+            (rng.random(STATE_DIM).astype(np.float32), 0.5, rng.random(STATE_DIM).astype(np.float32), False)
+            for _ in range(6)
+        ],
+        reward=-0.3,
+    )
     agent.update()
     buffer = io.BytesIO()
     torch.save(agent.state_dict(), buffer)

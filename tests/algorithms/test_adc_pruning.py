@@ -24,10 +24,22 @@ from search_spaces.kit import counting
 from search_spaces.kit.models import ModelError, build_model, complete_arch, load_model, save_model
 
 ARCHS = {
-    "vgg": {"name": "vgg", "input_shape": [1, 12, 12], "num_classes": 5, "widths": [8, 12], "convs_per_stage": 2,
-            "fc": [10]},
-    "mobilenet": {"name": "mobilenet", "input_shape": [2, 8, 8], "num_classes": 4, "stem": 8, "widths": [12, 16],
-                  "strides": [1, 2]},
+    "vgg": {
+        "name": "vgg",
+        "input_shape": [1, 12, 12],
+        "num_classes": 5,
+        "widths": [8, 12],
+        "convs_per_stage": 2,
+        "fc": [10],
+    },
+    "mobilenet": {
+        "name": "mobilenet",
+        "input_shape": [2, 8, 8],
+        "num_classes": 4,
+        "stem": 8,
+        "widths": [12, 16],
+        "strides": [1, 2],
+    },
     "mlp": {"name": "mlp", "input_shape": [6], "num_classes": 3, "hidden": [12, 10], "batchnorm": True},
     "resnet": {"name": "resnet", "input_shape": [1, 8, 8], "num_classes": 3, "widths": [8, 12]},
 }
@@ -65,18 +77,24 @@ def test_units_per_family() -> None:
         model, arch = _trained_like(name)
         return [(u.producer, u.followers, u.consumer) for u in g.build_graph(model, arch).units]
 
-    assert units("vgg") == [("features.stage1_1.conv", (), "features.stage1_2.conv"),
-                            ("features.stage1_2.conv", (), "features.stage2_1.conv"),
-                            ("features.stage2_1.conv", (), "features.stage2_2.conv"),
-                            ("features.stage2_2.conv", (), "classifier.fc1"),
-                            ("classifier.fc1", (), "classifier.out")]
-    assert units("mobilenet") == [("features.stem.conv", ("features.block1.dw.conv",), "features.block1.pw.conv"),
-                                  ("features.block1.pw.conv", ("features.block2.dw.conv",), "features.block2.pw.conv"),
-                                  ("features.block2.pw.conv", (), "classifier.out")]
+    assert units("vgg") == [
+        ("features.stage1_1.conv", (), "features.stage1_2.conv"),
+        ("features.stage1_2.conv", (), "features.stage2_1.conv"),
+        ("features.stage2_1.conv", (), "features.stage2_2.conv"),
+        ("features.stage2_2.conv", (), "classifier.fc1"),
+        ("classifier.fc1", (), "classifier.out"),
+    ]
+    assert units("mobilenet") == [
+        ("features.stem.conv", ("features.block1.dw.conv",), "features.block1.pw.conv"),
+        ("features.block1.pw.conv", ("features.block2.dw.conv",), "features.block2.pw.conv"),
+        ("features.block2.pw.conv", (), "classifier.out"),
+    ]
     assert units("mlp") == [("fc1", (), "fc2"), ("fc2", (), "out")]
     # Residual sums tie every other width: only the inner width of each block is a unit.
-    assert units("resnet") == [("features.stage1_1.conv1", (), "features.stage1_1.conv2"),
-                               ("features.stage2_1.conv1", (), "features.stage2_1.conv2")]
+    assert units("resnet") == [
+        ("features.stage1_1.conv1", (), "features.stage1_1.conv2"),
+        ("features.stage2_1.conv1", (), "features.stage2_1.conv2"),
+    ]
 
 
 def _masked(model: nn.Module, graph: g.Graph, keep: list[torch.Tensor]) -> nn.Module:
@@ -112,8 +130,10 @@ def test_physically_smaller_model_equals_masked_model(name: str, seed: int) -> N
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), _masked(model, graph, keep)(x), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(pruned(x), model(x), atol=1e-4) or counts == graph.full_counts
-    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters()) \
+    assert (
+        sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
         or counts == graph.full_counts
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
@@ -160,8 +180,9 @@ def test_kit_per_layer_width_keys_are_checked() -> None:
     assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [3, 4, 5, 6]
     with pytest.raises(ModelError, match="conv_widths"):
         build_model({**base, "conv_widths": [3, 4, 5]})
-    res = build_model({"name": "resnet", "input_shape": [1, 8, 8], "num_classes": 3, "widths": [4, 6],
-                       "mid_widths": [2, 5]})
+    res = build_model(
+        {"name": "resnet", "input_shape": [1, 8, 8], "num_classes": 3, "widths": [4, 6], "mid_widths": [2, 5]}
+    )
     assert [m.conv1.out_channels for m in res.modules() if hasattr(m, "conv1")] == [2, 5]
     with pytest.raises(ModelError, match="no parameter"):
         build_model({"name": "mlp", "input_shape": [4], "num_classes": 3, "conv_widths": [2]})
@@ -186,7 +207,7 @@ def test_least_squares_lowers_the_reconstruction_error(name: str) -> None:
     unit = graph.units[1]
     layer = graph.layer(unit.consumer)
     x_rows = _consumer_rows(model, unit, torch.randn(64, *arch["input_shape"]), seed=0)
-    group = 1 if layer.kind == g.LINEAR else layer.kernel ** 2
+    group = 1 if layer.kind == g.LINEAR else layer.kernel**2
     stats = ConsumerStats(x_rows.T @ x_rows, group, layer.bias, len(x_rows))
     weight = full_weight(model.get_submodule(unit.consumer), layer.bias)
     keep = g.select_channels(model, graph, [c // 2 for c in graph.full_counts])[1]
@@ -216,13 +237,21 @@ def test_reconstruction_and_bn_recalibration_rescue_a_trained_network() -> None:
     model.eval()
     graph = g.build_graph(model, arch)
     x_train = torch.from_numpy(splits.x_train)
-    batches = [x_train[i:i + 64] for i in range(0, 256, 64)]
+    batches = [x_train[i : i + 64] for i in range(0, 256, 64)]
     stats = collect_stats(model, graph, batches, points=10, seed=0)
     x_val, y_val = torch.from_numpy(splits.x_val), torch.from_numpy(splits.y_val)
     accuracy = {}
     for fixed in (False, True):
-        env = PruningEnv(model, graph, g.FLOPS, EnvSettings(target_ratio=0.25, reconstruct=fixed, recalibrate_bn=fixed),
-                         stats=stats, bn_batches=batches, x_val=x_val, y_val=y_val)
+        env = PruningEnv(
+            model,
+            graph,
+            g.FLOPS,
+            EnvSettings(target_ratio=0.25, reconstruct=fixed, recalibrate_bn=fixed),
+            stats=stats,
+            bn_batches=batches,
+            x_val=x_val,
+            y_val=y_val,
+        )
         outcome = env.evaluate(env.uniform_counts())
         assert outcome.cost_ratio <= 0.25
         accuracy[fixed] = outcome.accuracy

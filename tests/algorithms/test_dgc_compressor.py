@@ -45,7 +45,7 @@ def test_sampled_threshold_selects_about_k_per_tensor(density: float, dist: str)
             start, numel, _ = plan.spans[s]
             chosen = torch.zeros(numel, dtype=torch.bool)
             chosen[indices[(indices >= start) & (indices < start + numel)] - start] = True
-            part = importance[start:start + numel]
+            part = importance[start : start + numel]
             if 0 < count < numel:
                 assert part[chosen].min() >= part[~chosen].max()
 
@@ -74,8 +74,11 @@ def test_ties_at_zero_fall_back_to_an_exact_top_k() -> None:
 @pytest.mark.parametrize("factor_masking", [True, False])
 def test_residuals_conserve_the_gradient_mass(momentum_correction: bool, factor_masking: bool) -> None:
     """Sent + still accumulated == everything accumulated: nothing is lost, only delayed (§3.1)."""
-    comp = DGCCompressor(SHAPES, _settings(momentum_correction=momentum_correction, factor_masking=factor_masking,
-                                           sparsity=0.999), world_size=1)
+    comp = DGCCompressor(
+        SHAPES,
+        _settings(momentum_correction=momentum_correction, factor_masking=factor_masking, sparsity=0.999),
+        world_size=1,
+    )
     sent = torch.zeros(comp.total)
     added = torch.zeros(comp.total)
     for step in range(12):
@@ -122,9 +125,17 @@ def test_density_one_with_momentum_correction_is_momentum_sgd(weight_decay: floa
     lr, momentum = 0.1, 0.9
     opt = torch.optim.SGD(reference.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     params = list(dgc.parameters())
-    comp = DGCCompressor([p.shape for p in params], _settings(sparsity=0.0, momentum=momentum, factor_masking=False,
-                                                              weight_decay=weight_decay, dense_vectors=dense_vectors),
-                         world_size=1)
+    comp = DGCCompressor(
+        [p.shape for p in params],
+        _settings(
+            sparsity=0.0,
+            momentum=momentum,
+            factor_masking=False,
+            weight_decay=weight_decay,
+            dense_vectors=dense_vectors,
+        ),
+        world_size=1,
+    )
     g = torch.Generator().manual_seed(3)
     for _ in range(6):
         x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
@@ -218,12 +229,12 @@ def test_dense_vectors_send_one_dimensional_tensors_whole_and_keep_their_momentu
         piece = comp.compress(_grads(SHAPES, step))
     assert piece.dense is not None and piece.dense.numel() == comp.dense_total
     assert int(piece.indices.max()) < comp.sparse_total
-    assert torch.all(comp.v[comp.sparse_total:] == 0)  # sent
-    assert comp.u is not None and torch.all(comp.u[comp.sparse_total:] != 0)  # never masked
+    assert torch.all(comp.v[comp.sparse_total :] == 0)  # sent
+    assert comp.u is not None and torch.all(comp.u[comp.sparse_total :] != 0)  # never masked
     payload = C.encode(piece)
     assert payload.numel() == piece.nbytes == piece.indices.numel() * 8 + comp.dense_total * 4
     back = C.decode(payload, "fp32", comp.dense_total)
     assert back.dense is not None and torch.equal(back.dense, piece.dense)
     # The sum lands where each tensor lives.
     aggregated = comp.aggregate([piece])
-    torch.testing.assert_close(aggregated[comp.sparse_total:], piece.dense)
+    torch.testing.assert_close(aggregated[comp.sparse_total :], piece.dense)

@@ -74,9 +74,19 @@ def _spec(splits: datasets.Splits, **overrides: Any) -> dd.TrainSpec:
     buffer = io.BytesIO()
     torch.save(models.build_model(arch).state_dict(), buffer)
     fields: dict[str, Any] = {
-        "arch": arch, "initial_state": buffer.getvalue(), "x_train": splits.x_train, "y_train": splits.y_train,
-        "x_val": splits.x_val, "y_val": splits.y_val, "phases": (dd.PhaseStart("dgc"), dd.PhaseStart("dense")),
-        "workers": 2, "epochs": 2, "batch_size": 16, "lr": 0.1, "threads_per_worker": 1}
+        "arch": arch,
+        "initial_state": buffer.getvalue(),
+        "x_train": splits.x_train,
+        "y_train": splits.y_train,
+        "x_val": splits.x_val,
+        "y_val": splits.y_val,
+        "phases": (dd.PhaseStart("dgc"), dd.PhaseStart("dense")),
+        "workers": 2,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.1,
+        "threads_per_worker": 1,
+    }
     return dd.TrainSpec(**{**fields, **overrides})
 
 
@@ -147,6 +157,7 @@ def test_lr_schedule() -> None:
 
 # --- the job kind, through the shared suite's checks -------------------------------------------------------
 
+
 def _inputs(tmp_path: Path) -> JobInputs:
     return JobInputs(seed=0, dataset=KIND.default_dataset, workdir=tmp_path)
 
@@ -168,8 +179,9 @@ def test_schema_is_valid_and_documented() -> None:
         KIND.validate({"warmup_epochs": 6})
     assert "warmup_sparsity" in exc.value.errors
     with pytest.raises(ConfigError) as exc:
-        KIND.validate({"workers": 4, "rendezvous": {"address": "10.0.0.1", "port": 29500, "world_size": 6,
-                                                    "rank_offset": 4}})
+        KIND.validate(
+            {"workers": 4, "rendezvous": {"address": "10.0.0.1", "port": 29500, "world_size": 6, "rank_offset": 4}}
+        )
     assert "rendezvous" in exc.value.errors
 
 
@@ -178,8 +190,13 @@ def test_the_module_imports_no_torch() -> None:
     import sys
 
     code = "import sys, search_spaces.dgc_train; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.strip() == "False", out.stderr
 
 
@@ -199,8 +216,9 @@ def test_tiny_run_stores_trials_metrics_artifacts(tiny_run: tuple[dict[str, Any]
         assert trial["state"] == "complete"
         assert trial["params"] == {"mode": "dgc" if number < epochs else "dense", "epoch": number % epochs}
         assert trial["values"] == [trial["metrics"]["accuracy"]]
-        assert {"accuracy", "loss", "bytes_per_worker", "density", "compression_ratio", "compute_s",
-                "comm_s"} <= set(trial["metrics"])
+        assert {"accuracy", "loss", "bytes_per_worker", "density", "compression_ratio", "compute_s", "comm_s"} <= set(
+            trial["metrics"]
+        )
     densities = [reporter.trials[e]["metrics"]["density"] for e in range(epochs)]
     assert densities == sorted(densities, reverse=True) and densities[0] < 0.3  # the warm-up
     assert {name for name, *_ in reporter.metrics} >= {"dgc/train_loss", "dense/train_loss", "dgc/val_acc"}
@@ -227,7 +245,8 @@ def test_cancel_is_honoured_and_no_worker_survives(tmp_path: Path) -> None:
 
 
 def test_resume_does_not_redo_finished_epochs_and_ends_where_an_uninterrupted_run_does(
-        tmp_path: Path, tiny_run: tuple[dict[str, Any], MemoryReporter]) -> None:
+    tmp_path: Path, tiny_run: tuple[dict[str, Any], MemoryReporter]
+) -> None:
     config = KIND.validate(KIND.tiny_config)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -244,8 +263,9 @@ def test_resume_does_not_redo_finished_epochs_and_ends_where_an_uninterrupted_ru
     # Same shards, batches, sampling and compressor state: the resumed model is the uninterrupted one.
     uninterrupted = tiny_run[1]
     resumed_model = torch.load(tmp_path / "b" / "dgc_model.pt", weights_only=True)["state_dict"]
-    straight_model = torch.load(next(p for n, p, _ in uninterrupted.artifacts if n == "dgc_model.pt"),
-                                weights_only=True)["state_dict"]
+    straight_model = torch.load(
+        next(p for n, p, _ in uninterrupted.artifacts if n == "dgc_model.pt"), weights_only=True
+    )["state_dict"]
     for name, tensor in straight_model.items():
         torch.testing.assert_close(resumed_model[name], tensor, rtol=0, atol=0)
     assert result["dgc"]["val_accuracy"] == tiny_run[0]["dgc"]["val_accuracy"]

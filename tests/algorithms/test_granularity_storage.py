@@ -18,16 +18,19 @@ def flags(text: str) -> list[bool]:
     return [ch == "1" for ch in text]
 
 
-@pytest.mark.parametrize(("pattern", "index_bits", "expected"), [
-    ("1001", 4, (2, 0)),
-    ("0000", 4, (0, 0)),
-    ("1" + "0" * 3 + "1", 2, (2, 0)),    # gap 3 = 2**2 - 1 still fits
-    ("1" + "0" * 4 + "1", 2, (2, 1)),    # gap 4 overflows: one padding entry
-    ("1" + "0" * 7 + "1", 2, (2, 1)),    # pad after 3 skipped, pad occupies 1, then gap 3 fits
-    ("1" + "0" * 8 + "1", 2, (2, 2)),
-    ("0" * 4 + "1", 2, (1, 1)),          # the leading gap counts from the layer start
-    ("1" + "0" * 9 + "1" + "000", 2, (2, 2)),  # trailing zeros cost nothing
-])
+@pytest.mark.parametrize(
+    ("pattern", "index_bits", "expected"),
+    [
+        ("1001", 4, (2, 0)),
+        ("0000", 4, (0, 0)),
+        ("1" + "0" * 3 + "1", 2, (2, 0)),  # gap 3 = 2**2 - 1 still fits
+        ("1" + "0" * 4 + "1", 2, (2, 1)),  # gap 4 overflows: one padding entry
+        ("1" + "0" * 7 + "1", 2, (2, 1)),  # pad after 3 skipped, pad occupies 1, then gap 3 fits
+        ("1" + "0" * 8 + "1", 2, (2, 2)),
+        ("0" * 4 + "1", 2, (1, 1)),  # the leading gap counts from the layer start
+        ("1" + "0" * 9 + "1" + "000", 2, (2, 2)),  # trailing zeros cost nothing
+    ],
+)
 def test_relative_index_entries(pattern: str, index_bits: int, expected: tuple[int, int]) -> None:
     assert relative_index_entries(flags(pattern), index_bits) == expected
 
@@ -59,17 +62,23 @@ def test_index_saving_of_kernels_at_equal_sparsity() -> None:
     fine_mask[::2] = 1
     kernel = sparse_layer_storage("w", kernel_mask, 9, value_bits=8, index_bits=4)
     fine = sparse_layer_storage("w", fine_mask, 1, value_bits=8, index_bits=4)
-    assert kernel.compressed_bits == 2 * (4 + 9 * 8)   # 152: two entries, one index each
-    assert fine.compressed_bits == 18 * (4 + 8)        # 216: eighteen entries
+    assert kernel.compressed_bits == 2 * (4 + 9 * 8)  # 152: two entries, one index each
+    assert fine.compressed_bits == 18 * (4 + 8)  # 216: eighteen entries
     assert kernel.compressed_bits < fine.compressed_bits
 
 
 def test_model_storage_ratio_with_a_dense_classifier() -> None:
     conv_mask = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1])  # groups of 3: kept, gap 2, kept
-    report = model_storage({"conv.weight": 12, "out.weight": 6}, {"conv.weight": conv_mask},
-                           {"conv.weight": 3}, value_bits=8, index_bits=4, dense_value_bits=32)
-    conv_bits = 2 * (4 + 3 * 8)       # 56
-    out_bits = 6 * 8                  # 48: dense at 8 bits, no index
+    report = model_storage(
+        {"conv.weight": 12, "out.weight": 6},
+        {"conv.weight": conv_mask},
+        {"conv.weight": 3},
+        value_bits=8,
+        index_bits=4,
+        dense_value_bits=32,
+    )
+    conv_bits = 2 * (4 + 3 * 8)  # 56
+    out_bits = 6 * 8  # 48: dense at 8 bits, no index
     assert report.compressed_bits == conv_bits + out_bits
     assert report.dense_bits == 18 * 32
     assert report.compression_ratio == pytest.approx(18 * 32 / (conv_bits + out_bits))

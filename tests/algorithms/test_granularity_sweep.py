@@ -63,8 +63,10 @@ def test_schema_defaults_and_checks() -> None:
 
 
 def test_module_top_imports_no_torch() -> None:
-    code = ("import sys, search_spaces.granularity_sweep, search_spaces.granularity.storage; "
-            "sys.exit(int(any(m in sys.modules for m in ('torch', 'optuna'))))")
+    code = (
+        "import sys, search_spaces.granularity_sweep, search_spaces.granularity.storage; "
+        "sys.exit(int(any(m in sys.modules for m in ('torch', 'optuna'))))"
+    )
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
 
@@ -128,8 +130,9 @@ def test_resume_with_sqlite_study(tmp_path: Path, first_run: tuple[MemoryReporte
     assert result["trials"]["complete"] == 5
 
 
-def test_a_helper_shares_the_jobs_study_and_its_count(tmp_path: Path,
-                                                       first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+def test_a_helper_shares_the_jobs_study_and_its_count(
+    tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
     """The job (``run``) and a helper (``run_helper``, another worker process in the service) on one
     RDB study: together they run n_trials, each trial once; the helper starts from the job's checkpoint."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -160,8 +163,9 @@ def test_a_helper_shares_the_jobs_study_and_its_count(tmp_path: Path,
     assert result["trials"]["complete"] == 6 and not helper.artifacts
 
 
-def test_two_workers_on_one_study_run_n_not_2n(tmp_path: Path,
-                                                first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+def test_two_workers_on_one_study_run_n_not_2n(
+    tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
     from search_spaces.granularity.sweep import SweepConfig, run_sweep
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -171,8 +175,12 @@ def test_two_workers_on_one_study_run_n_not_2n(tmp_path: Path,
 
     def worker(index: int) -> None:
         try:
-            run_sweep(settings, inputs(tmp_path / f"w{index}", optuna_storage=url, study_name="shared"),
-                      reporters[index], worker_index=index)
+            run_sweep(
+                settings,
+                inputs(tmp_path / f"w{index}", optuna_storage=url, study_name="shared"),
+                reporters[index],
+                worker_index=index,
+            )
         except BaseException as exc:  # pragma: no cover - shown by the assert below
             errors.append(exc)
 
@@ -188,19 +196,31 @@ def test_two_workers_on_one_study_run_n_not_2n(tmp_path: Path,
     assert sorted(ran) == [0, 1, 2, 3, 4]
 
 
-def test_single_objective_mode_stores_pruned_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+def test_single_objective_mode_stores_pruned_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
     # A pruner that gives up on every trial at its first reported epoch makes the pruned path certain.
     monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **_: optuna.pruners.ThresholdPruner(lower=2.0))
     reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
-    result = KIND.run(config(mode="single", target_compression=6.0, n_trials=2, granularities=["fine", "kernel"],
-                             retrain_epochs=2, prune_steps=2), inputs(tmp_path), reporter)
+    result = KIND.run(
+        config(
+            mode="single",
+            target_compression=6.0,
+            n_trials=2,
+            granularities=["fine", "kernel"],
+            retrain_epochs=2,
+            prune_steps=2,
+        ),
+        inputs(tmp_path),
+        reporter,
+    )
     assert [t["state"] for t in reporter.trials.values()] == ["pruned", "pruned"]
     assert result["trials"] == {"complete": 0, "pruned": 2, "failed": 0}
 
 
-def test_single_objective_mode_reaches_the_budget(tmp_path: Path,
-                                                 first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+def test_single_objective_mode_reaches_the_budget(
+    tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
     reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
     KIND.run(config(mode="single", target_compression=6.0, n_trials=2), inputs(tmp_path), reporter)
     for trial in reporter.trials.values():
@@ -208,8 +228,9 @@ def test_single_objective_mode_reaches_the_budget(tmp_path: Path,
         assert trial["metrics"]["meets_budget"] and trial["metrics"]["compression_ratio"] >= 6.0
 
 
-def test_input_model_is_pruned_without_pretraining(tmp_path: Path,
-                                                   first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+def test_input_model_is_pruned_without_pretraining(
+    tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
     reporter, result, workdir = first_run
     model_file = workdir / result["output_model"]  # a pruned model of the first run, in the kit's format
     again = MemoryReporter()

@@ -14,12 +14,24 @@ from search_spaces.hls.project import ActivationLayer, AppliedConfig, DenseLayer
 Q16 = FixedType(16, 6)
 
 
-def dense(name: str, n_in: int, n_out: int, rf: int = 1, *, bits: int = 16, strategy: str = "latency",
-          zeros: int = 0) -> DenseLayer:
+def dense(
+    name: str, n_in: int, n_out: int, rf: int = 1, *, bits: int = 16, strategy: str = "latency", zeros: int = 0
+) -> DenseLayer:
     w = FixedType(bits, 6)
-    return DenseLayer(name=name, n_in=n_in, n_out=n_out, reuse_factor=rf, strategy=strategy, n_zeros=zeros,
-                      multiplier_limit=math.ceil(n_in * n_out / rf) - zeros // rf, weight=w, bias=w,
-                      accum=FixedType(32, 12), input=Q16, result=FixedType(18, 8))
+    return DenseLayer(
+        name=name,
+        n_in=n_in,
+        n_out=n_out,
+        reuse_factor=rf,
+        strategy=strategy,
+        n_zeros=zeros,
+        multiplier_limit=math.ceil(n_in * n_out / rf) - zeros // rf,
+        weight=w,
+        bias=w,
+        accum=FixedType(32, 12),
+        input=Q16,
+        result=FixedType(18, 8),
+    )
 
 
 def jet_tagger(rf: int = 1, *, strategy: str = "latency", bits: int = 16) -> AppliedConfig:
@@ -27,8 +39,14 @@ def jet_tagger(rf: int = 1, *, strategy: str = "latency", bits: int = 16) -> App
     layers = [dense(f"fc{i}", a, b, rf, bits=bits, strategy=strategy) for i, (a, b) in enumerate(shapes, 1)]
     acts = [ActivationLayer(f"relu{i}", "relu", b, rf, Q16, Q16) for i, (_, b) in enumerate(shapes[:-1], 1)]
     acts.append(ActivationLayer("softmax", "softmax", 5, rf, FixedType(18, 8), Q16))
-    return AppliedConfig(part="xcku115-flvb2104-2-i", clock_period_ns=5.0, io_type="io_parallel", dense=layers,
-                         activations=acts, input=Q16)
+    return AppliedConfig(
+        part="xcku115-flvb2104-2-i",
+        clock_period_ns=5.0,
+        io_type="io_parallel",
+        dense=layers,
+        activations=acts,
+        input=Q16,
+    )
 
 
 def test_dsp_falls_as_one_over_reuse_factor() -> None:

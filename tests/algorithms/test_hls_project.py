@@ -18,8 +18,9 @@ hls4ml = pytest.importorskip("hls4ml")
 
 
 def _write(model: nn.Sequential, tmp_path: Path, rf: dict[str, int], strategy: str = "Latency") -> Path:
-    cfg = hls4ml.utils.config_from_pytorch_model(model, input_shape=(16,), granularity="name",
-                                                 default_precision="ap_fixed<16,6>", backend="Vitis")
+    cfg = hls4ml.utils.config_from_pytorch_model(
+        model, input_shape=(16,), granularity="name", default_precision="ap_fixed<16,6>", backend="Vitis"
+    )
     cfg["Model"]["Strategy"] = strategy
     for name, value in rf.items():
         cfg["LayerName"][name]["ReuseFactor"] = value
@@ -27,17 +28,24 @@ def _write(model: nn.Sequential, tmp_path: Path, rf: dict[str, int], strategy: s
         cfg["LayerName"][name]["Precision"]["result"] = "ap_fixed<20,8,AP_RND,AP_SAT>"
     out = tmp_path / "prj"
     with contextlib.redirect_stdout(io.StringIO()):
-        hm = hls4ml.converters.convert_from_pytorch_model(model, hls_config=cfg, output_dir=str(out), backend="Vitis",
-                                                          io_type="io_parallel", part="xczu3eg-sbva484-1-e",
-                                                          clock_period=4)
+        hm = hls4ml.converters.convert_from_pytorch_model(
+            model,
+            hls_config=cfg,
+            output_dir=str(out),
+            backend="Vitis",
+            io_type="io_parallel",
+            part="xczu3eg-sbva484-1-e",
+            clock_period=4,
+        )
         hm.write()
     return out
 
 
 def _mlp() -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(OrderedDict(fc1=nn.Linear(16, 8), relu1=nn.ReLU(), fc2=nn.Linear(8, 5),
-                                     softmax=nn.Softmax(dim=1))).eval()
+    return nn.Sequential(
+        OrderedDict(fc1=nn.Linear(16, 8), relu1=nn.ReLU(), fc2=nn.Linear(8, 5), softmax=nn.Softmax(dim=1))
+    ).eval()
 
 
 def test_invalid_reuse_factor_is_read_back_as_applied(tmp_path: Path) -> None:

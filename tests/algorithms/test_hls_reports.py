@@ -19,12 +19,16 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-@pytest.mark.parametrize(("name", "dsp", "lut", "ff", "bram", "util_dsp", "util_lut"), [
-    ("pruned_cnn_csynth.rpt", 5414, 245466, 52549, 100, 44, 14),
-    ("quantized_pruned_cnn_csynth.rpt", 340, 263280, 43847, 100, 2, 15),
-])
-def test_csynth_rpt_numbers_equal_the_file(name: str, dsp: int, lut: int, ff: int, bram: int, util_dsp: int,
-                                           util_lut: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "dsp", "lut", "ff", "bram", "util_dsp", "util_lut"),
+    [
+        ("pruned_cnn_csynth.rpt", 5414, 245466, 52549, 100, 44, 14),
+        ("quantized_pruned_cnn_csynth.rpt", 340, 263280, 43847, 100, 2, 15),
+    ],
+)
+def test_csynth_rpt_numbers_equal_the_file(
+    name: str, dsp: int, lut: int, ff: int, bram: int, util_dsp: int, util_lut: int
+) -> None:
     [report] = read_upload(name, fixture(name))
     assert report.source == "vivado_hls"
     assert report.part == "xcu250-figd2104-2L-e"
@@ -35,12 +39,16 @@ def test_csynth_rpt_numbers_equal_the_file(name: str, dsp: int, lut: int, ff: in
     assert report.raw["available"]["DSP48E"] == 12288 and report.raw["pipeline"] == "dataflow"
 
 
-@pytest.mark.parametrize(("name", "lut", "ff", "tiles", "dsp", "util_lut", "util_dsp"), [
-    ("pruned_cnn_vivado_synth.rpt", 123948, 43435, 42, 5386, 7.17, 43.83),
-    ("quantized_pruned_cnn_vivado_synth.rpt", 118931, 30702, 34, 353, 6.88, 2.87),
-])
-def test_vivado_synth_numbers_equal_the_file(name: str, lut: int, ff: int, tiles: int, dsp: int, util_lut: float,
-                                             util_dsp: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "lut", "ff", "tiles", "dsp", "util_lut", "util_dsp"),
+    [
+        ("pruned_cnn_vivado_synth.rpt", 123948, 43435, 42, 5386, 7.17, 43.83),
+        ("quantized_pruned_cnn_vivado_synth.rpt", 118931, 30702, 34, 353, 6.88, 2.87),
+    ],
+)
+def test_vivado_synth_numbers_equal_the_file(
+    name: str, lut: int, ff: int, tiles: int, dsp: int, util_lut: float, util_dsp: float
+) -> None:
     [report] = read_upload(name, fixture(name))
     assert report.source == "vivado_synth"
     assert (report.lut, report.ff, report.dsp) == (lut, ff, dsp)
@@ -79,8 +87,10 @@ def test_csynth_xml() -> None:
 
 
 def test_hostile_xml_is_refused() -> None:
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
-            b"<profile>&lol2;</profile>")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        b"<profile>&lol2;</profile>"
+    )
     with pytest.raises(ReportError, match="not a readable XML report"):
         read_upload("myproject_csynth.xml", bomb)
 
@@ -110,8 +120,9 @@ def _tar(members: dict[str, bytes], links: dict[str, str] | None = None) -> byte
 REPORT_DIR = {
     "prj/project.tcl": b'set project_name "myproject"\nset part "xcu250-figd2104-2L-e"\n',
     "prj/myproject_prj/solution1/syn/report/myproject_csynth.rpt": fixture("pruned_cnn_csynth.rpt"),
-    "prj/myproject_prj/solution1/syn/report/dense_config17_csynth.rpt":
-        fixture("quantized_pruned_cnn_csynth.rpt").replace(b"'myproject'", b"'dense_config17'"),
+    "prj/myproject_prj/solution1/syn/report/dense_config17_csynth.rpt": fixture(
+        "quantized_pruned_cnn_csynth.rpt"
+    ).replace(b"'myproject'", b"'dense_config17'"),
     "prj/vivado_synth.rpt": fixture("pruned_cnn_vivado_synth.rpt"),
     "prj/firmware/myproject.cpp": b"// not read",
 }
@@ -126,11 +137,14 @@ def test_report_directory_archive(pack) -> None:
     assert by_source["vivado_synth"].lut == 123948
 
 
-@pytest.mark.parametrize(("members", "message"), [
-    ({"../evil_csynth.rpt": b"x"}, "outside the archive"),
-    ({"/etc/cron.d/evil_csynth.rpt": b"x"}, "outside the archive"),
-    ({"reports/readme.txt": b"nothing here"}, "no \\*_csynth.rpt"),
-])
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"../evil_csynth.rpt": b"x"}, "outside the archive"),
+        ({"/etc/cron.d/evil_csynth.rpt": b"x"}, "outside the archive"),
+        ({"reports/readme.txt": b"nothing here"}, "no \\*_csynth.rpt"),
+    ],
+)
 def test_bad_archives_are_refused(members: dict[str, bytes], message: str) -> None:
     for pack in (_zip, _tar):
         with pytest.raises(ReportError, match=message):
@@ -139,8 +153,9 @@ def test_bad_archives_are_refused(members: dict[str, bytes], message: str) -> No
 
 def test_links_in_tar_are_refused() -> None:
     with pytest.raises(ReportError, match="link"):
-        read_upload("r.tar.gz", _tar({"a_csynth.rpt": fixture("pruned_cnn_csynth.rpt")},
-                                     links={"b_csynth.rpt": "/etc/passwd"}))
+        read_upload(
+            "r.tar.gz", _tar({"a_csynth.rpt": fixture("pruned_cnn_csynth.rpt")}, links={"b_csynth.rpt": "/etc/passwd"})
+        )
 
 
 def test_oversize_and_bombs_are_refused() -> None:

@@ -19,8 +19,9 @@ pytest.importorskip("hls4ml")
 
 
 def _stack(scale: float = 1.0) -> nn.Sequential:
-    model = nn.Sequential(OrderedDict(fc1=nn.Linear(4, 3), relu1=nn.ReLU(), fc2=nn.Linear(3, 2),
-                                      softmax=nn.Softmax(dim=1)))
+    model = nn.Sequential(
+        OrderedDict(fc1=nn.Linear(4, 3), relu1=nn.ReLU(), fc2=nn.Linear(3, 2), softmax=nn.Softmax(dim=1))
+    )
     with torch.no_grad():
         model.fc1.weight.fill_(0.5 * scale)
         model.fc2.weight.fill_(-0.25)
@@ -48,8 +49,9 @@ def test_a_job_whose_every_trial_overflows_fails_with_the_reason(tmp_path: Path)
     config = kind.validate({"n_trials": 3, "integer_bits": [4, 6], "total_bits": [16], "max_train": 500})
     reporter = MemoryReporter()
     with pytest.raises(sw.SweepError, match="every trial failed .*overflows"):
-        kind.run(config, JobInputs(dataset="jets_synthetic", model_path=tmp_path / "big.pt", workdir=tmp_path),
-                 reporter)
+        kind.run(
+            config, JobInputs(dataset="jets_synthetic", model_path=tmp_path / "big.pt", workdir=tmp_path), reporter
+        )
     assert [t["state"] for t in reporter.trials.values()] == ["failed"] * 3
     assert all("overflows" in t["metrics"]["error"] for t in reporter.trials.values())
 

@@ -21,7 +21,8 @@ SMALL_BUILTINS = ["digits", "mnist5k", "wine", "breast_cancer", "jets_synthetic"
 
 def _all_rows(splits: datasets.Splits) -> np.ndarray:
     return np.concatenate([splits.x_train, splits.x_val, splits.x_test]).reshape(
-        len(splits.y_train) + len(splits.y_val) + len(splits.y_test), -1)
+        len(splits.y_train) + len(splits.y_val) + len(splits.y_test), -1
+    )
 
 
 @pytest.mark.parametrize("name", SMALL_BUILTINS)
@@ -93,8 +94,7 @@ def test_unknown_name_and_bad_fractions_are_refused() -> None:
         load("digits", val_fraction=0.6, test_fraction=0.5)
 
 
-def test_fashion_mnist_availability_names_the_debian_package(monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+def test_fashion_mnist_availability_names_the_debian_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", tmp_path)
     ok, reason = datasets.available("fashion_mnist")
     assert not ok and "dataset-fashion-mnist" in reason
@@ -148,13 +148,16 @@ def test_jets_synthetic_is_fixed_and_learnable_but_not_trivial() -> None:
 
 
 def test_datasets_module_imports_neither_torch_nor_sklearn() -> None:
-    code = ("import sys; import search_spaces.kit.datasets as d; d.BUILTIN; d.available('digits'); "
-            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    code = (
+        "import sys; import search_spaces.kit.datasets as d; d.BUILTIN; d.available('digits'); "
+        "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 # --- uploads ------------------------------------------------------------------------------------------
+
 
 def _labels(n: int, k: int = 3) -> np.ndarray:
     return np.arange(n) % k
@@ -165,8 +168,13 @@ def test_npz_tabular_upload(tmp_path: Path) -> None:
     path = tmp_path / "tab.npz"
     np.savez(path, x=rng.normal(5, 2, (40, 6)), y=_labels(40))
     summary = inspect(path)
-    assert summary == {"modality": "tabular", "input_shape": [6], "num_classes": 3, "num_samples": 40,
-                       "class_counts": [14, 13, 13]}
+    assert summary == {
+        "modality": "tabular",
+        "input_shape": [6],
+        "num_classes": 3,
+        "num_samples": 40,
+        "class_counts": [14, 13, 13],
+    }
     splits = load(path=path)
     assert splits.info.modality == "tabular" and splits.x_train.shape[1:] == (6,)
     np.testing.assert_allclose(splits.x_train.mean(axis=0), 0, atol=1e-5)

@@ -75,32 +75,42 @@ def test_named_modules_meet_conv_and_linear_layers_in_forward_order(name: str) -
 
 def test_default_arch_is_complete_and_json_serialisable() -> None:
     arch = default_arch("vgg", BUILTIN["digits"])
-    assert arch == {"name": "vgg", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [16, 32, 64],
-                    "convs_per_stage": 1, "fc": []}
+    assert arch == {
+        "name": "vgg",
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+        "widths": [16, 32, 64],
+        "convs_per_stage": 1,
+        "fc": [],
+    }
     assert json.loads(json.dumps(arch)) == arch
     assert complete_arch(arch) == arch
 
 
-@pytest.mark.parametrize(("arch", "match"), [
-    (_arch("transformer", [1, 8, 8]), "unknown architecture"),
-    (_arch("vgg", [1, 8, 8], widht=[4]), "no parameter widht"),
-    (_arch("vgg", [16]), "image input"),
-    (_arch("vgg", [1, 8, 8], widths=[]), "widths"),
-    (_arch("vgg", [1, 8, 8], widths=[4, "8"]), "widths"),
-    (_arch("mlp", [16], num_classes=1), "num_classes"),
-    (_arch("mlp", [16], hidden=[0]), "hidden"),
-    (_arch("mlp", [16], batchnorm="yes"), "batchnorm"),
-    (_arch("mobilenet", [1, 8, 8], strides=[1, 2]), "stride"),
-    (_arch("mobilenet", [1, 8, 8], width_mult=0), "width_mult"),
-    ({"input_shape": [16], "num_classes": 3}, "unknown architecture"),
-    ({"name": "mlp", "num_classes": 3}, "input_shape"),
-])
+@pytest.mark.parametrize(
+    ("arch", "match"),
+    [
+        (_arch("transformer", [1, 8, 8]), "unknown architecture"),
+        (_arch("vgg", [1, 8, 8], widht=[4]), "no parameter widht"),
+        (_arch("vgg", [16]), "image input"),
+        (_arch("vgg", [1, 8, 8], widths=[]), "widths"),
+        (_arch("vgg", [1, 8, 8], widths=[4, "8"]), "widths"),
+        (_arch("mlp", [16], num_classes=1), "num_classes"),
+        (_arch("mlp", [16], hidden=[0]), "hidden"),
+        (_arch("mlp", [16], batchnorm="yes"), "batchnorm"),
+        (_arch("mobilenet", [1, 8, 8], strides=[1, 2]), "stride"),
+        (_arch("mobilenet", [1, 8, 8], width_mult=0), "width_mult"),
+        ({"input_shape": [16], "num_classes": 3}, "unknown architecture"),
+        ({"name": "mlp", "num_classes": 3}, "input_shape"),
+    ],
+)
 def test_bad_architectures_get_clear_errors(arch: dict[str, object], match: str) -> None:
     with pytest.raises(ModelError, match=match):
         build_model(arch)
 
 
 # --- files --------------------------------------------------------------------------------------------
+
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(1)
@@ -150,10 +160,12 @@ class _Boom:
 def test_malicious_pickles_are_refused_without_running(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     boom = _Boom(marker)
-    files = {"torch_zip.pt": lambda p: torch.save(boom, p),
-             "nested.pt": lambda p: torch.save({"arch": _arch("mlp", [16]), "state_dict": {"w": boom}}, p),
-             "legacy.pt": lambda p: torch.save(boom, p, _use_new_zipfile_serialization=False),
-             "plain.pkl": lambda p: p.write_bytes(pickle.dumps(boom))}
+    files = {
+        "torch_zip.pt": lambda p: torch.save(boom, p),
+        "nested.pt": lambda p: torch.save({"arch": _arch("mlp", [16]), "state_dict": {"w": boom}}, p),
+        "legacy.pt": lambda p: torch.save(boom, p, _use_new_zipfile_serialization=False),
+        "plain.pkl": lambda p: p.write_bytes(pickle.dumps(boom)),
+    }
     for name, write in files.items():
         path = tmp_path / name
         write(path)
@@ -182,14 +194,19 @@ def test_non_tensor_payloads_are_refused(tmp_path: Path) -> None:
 
 # --- counting -----------------------------------------------------------------------------------------
 
+
 def test_count_matches_hand_computed_conv_and_linear() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4 * 8 * 8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    )
     conv_macs = 8 * 8 * 4 * (1 * 3 * 3)  # output positions × output channels × kernel volume
     linear_macs = 256 * 10
     params = (4 * 9 + 4) + (4 + 4) + (256 * 10 + 10)
-    assert counting.count(model, (1, 8, 8)) == {"params": params, "macs": conv_macs + linear_macs,
-                                                 "flops": 2 * (conv_macs + linear_macs)}
+    assert counting.count(model, (1, 8, 8)) == {
+        "params": params,
+        "macs": conv_macs + linear_macs,
+        "flops": 2 * (conv_macs + linear_macs),
+    }
 
 
 def test_count_depthwise_and_strided_convolutions() -> None:

@@ -58,8 +58,9 @@ def test_jets_mlp_is_learnable_but_not_solved() -> None:
     splits = datasets.load("jets_synthetic", seed=0)
     set_seed(0)
     model = build_model(default_arch("mlp", splits.info))
-    result = train(model, splits.x_train, splits.y_train, epochs=6, lr=0.05, batch_size=128,
-                   x_val=splits.x_val, y_val=splits.y_val)
+    result = train(
+        model, splits.x_train, splits.y_train, epochs=6, lr=0.05, batch_size=128, x_val=splits.x_val, y_val=splits.y_val
+    )
     assert result.val_acc is not None and 0.65 < result.val_acc < 0.9
 
 
@@ -88,8 +89,19 @@ def test_metrics_are_prefixed_stepped_and_throttled(wine: datasets.Splits) -> No
     reporter = MemoryReporter()
     n = len(wine.y_train)
     steps = math.ceil(n / 8)
-    train(_mlp(wine), wine.x_train, wine.y_train, epochs=3, lr=0.05, batch_size=8, x_val=wine.x_val,
-          y_val=wine.y_val, reporter=reporter, metric_prefix="trial3/", step_offset=1000)
+    train(
+        _mlp(wine),
+        wine.x_train,
+        wine.y_train,
+        epochs=3,
+        lr=0.05,
+        batch_size=8,
+        x_val=wine.x_val,
+        y_val=wine.y_val,
+        reporter=reporter,
+        metric_prefix="trial3/",
+        step_offset=1000,
+    )
     names = {name for name, *_ in reporter.metrics}
     assert names == {"trial3/train_loss", "trial3/val_acc"}
     val_steps = [step for name, _, step, _ in reporter.metrics if name == "trial3/val_acc"]
@@ -174,8 +186,17 @@ def test_start_epoch_continues_the_learning_rate_schedule(wine: datasets.Splits)
 
 def test_adam_constant_schedule_and_bad_options(wine: datasets.Splits) -> None:
     model = _mlp(wine)
-    result = train(model, wine.x_train, wine.y_train, epochs=5, lr=0.01, optimizer="adam", schedule="constant",
-                   x_val=wine.x_val, y_val=wine.y_val)
+    result = train(
+        model,
+        wine.x_train,
+        wine.y_train,
+        epochs=5,
+        lr=0.01,
+        optimizer="adam",
+        schedule="constant",
+        x_val=wine.x_val,
+        y_val=wine.y_val,
+    )
     assert result.val_acc is not None and result.val_acc > 0.8
     assert result.state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)
     with pytest.raises(ValueError, match="optimizer"):

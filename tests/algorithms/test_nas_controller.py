@@ -14,13 +14,22 @@ torch.set_num_threads(1)
 
 TREES = {
     1: T.leaf("sep3x3"),
-    2: T.apply_all(T.leaf("sep3x3"), [{"type": "set_merge", "path": [], "merge": "add", "branches": 3},
-                                      {"type": "insert_node", "path": [], "branch": 1}]),
-    3: T.apply_all(T.leaf("conv1x1"), [
-        {"type": "set_merge", "path": [], "merge": "concat", "branches": 2},
-        {"type": "insert_node", "path": [], "branch": 0},
-        {"type": "set_merge", "path": [0], "merge": "add", "branches": 2},
-        {"type": "insert_node", "path": [0], "branch": 1}]),
+    2: T.apply_all(
+        T.leaf("sep3x3"),
+        [
+            {"type": "set_merge", "path": [], "merge": "add", "branches": 3},
+            {"type": "insert_node", "path": [], "branch": 1},
+        ],
+    ),
+    3: T.apply_all(
+        T.leaf("conv1x1"),
+        [
+            {"type": "set_merge", "path": [], "merge": "concat", "branches": 2},
+            {"type": "insert_node", "path": [], "branch": 0},
+            {"type": "set_merge", "path": [0], "merge": "add", "branches": 2},
+            {"type": "insert_node", "path": [0], "branch": 1},
+        ],
+    ),
 }
 
 
@@ -71,8 +80,10 @@ def _edges(node: T.Tree):
 
 def test_same_generator_seed_gives_the_same_episode() -> None:
     ctrl = C.Controller()
-    eps = [ctrl.sample(TREES[1], rng=torch.Generator().manual_seed(5), max_depth=3, primitives=T.PRIMITIVES)
-           for _ in range(2)]
+    eps = [
+        ctrl.sample(TREES[1], rng=torch.Generator().manual_seed(5), max_depth=3, primitives=T.PRIMITIVES)
+        for _ in range(2)
+    ]
     assert eps[0].decisions == eps[1].decisions
 
 

@@ -16,8 +16,18 @@ torch.set_num_threads(1)
 
 def _net(base: str, start: str = "sep3x3") -> nn.Module:
     torch.manual_seed(0)
-    net = N.build_network({"input_shape": [1, 8, 8], "num_classes": 10, "base": base, "stem": 8,
-                           "widths": [8, 12], "growth": 6, "dense_layers": [2, 2], "tree": T.leaf(start)})
+    net = N.build_network(
+        {
+            "input_shape": [1, 8, 8],
+            "num_classes": 10,
+            "base": base,
+            "stem": 8,
+            "widths": [8, 12],
+            "growth": 6,
+            "dense_layers": [2, 2],
+            "tree": T.leaf(start),
+        }
+    )
     for m in net.modules():  # non-trivial BatchNorm statistics, as after training
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -46,8 +56,10 @@ CASES = {
     "split_and_concat_layer": [{"type": "set_merge", "path": [], "merge": "concat", "branches": 2}],
     "split_and_concat_identity": [*PREFIX, {"type": "set_merge", "path": [0], "merge": "concat", "branches": 2}],
     "insert_node": PREFIX,
-    **{f"identity_to_{op}": [*PREFIX, {"type": "replace_identity", "path": [0], "branch": 0, "op": op}]
-       for op in ("conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3")},
+    **{
+        f"identity_to_{op}": [*PREFIX, {"type": "replace_identity", "path": [0], "branch": 0, "op": op}]
+        for op in ("conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3")
+    },
 }
 
 
@@ -59,14 +71,16 @@ def test_transformation_preserves_the_function(base: str, case: str) -> None:
 
 
 def test_a_long_chain_of_transformations_preserves_the_function() -> None:
-    ops = [{"type": "set_merge", "path": [], "merge": "concat", "branches": 2},
-           {"type": "insert_node", "path": [], "branch": 1},
-           {"type": "set_merge", "path": [1], "merge": "add", "branches": 3},
-           {"type": "replace_identity", "path": [1], "branch": 0, "op": "sep7x7"},
-           {"type": "replace_identity", "path": [1], "branch": 2, "op": "gconv3x3"},
-           {"type": "insert_node", "path": [1], "branch": 1},
-           {"type": "set_merge", "path": [1, 1], "merge": "concat", "branches": 2},
-           {"type": "replace_identity", "path": [1, 1], "branch": 1, "op": "conv1x1"}]
+    ops = [
+        {"type": "set_merge", "path": [], "merge": "concat", "branches": 2},
+        {"type": "insert_node", "path": [], "branch": 1},
+        {"type": "set_merge", "path": [1], "merge": "add", "branches": 3},
+        {"type": "replace_identity", "path": [1], "branch": 0, "op": "sep7x7"},
+        {"type": "replace_identity", "path": [1], "branch": 2, "op": "gconv3x3"},
+        {"type": "insert_node", "path": [1], "branch": 1},
+        {"type": "set_merge", "path": [1, 1], "merge": "concat", "branches": 2},
+        {"type": "replace_identity", "path": [1, 1], "branch": 1, "op": "conv1x1"},
+    ]
     net = _net("resnet")
     assert _same_function(net, ops) < 1e-5
     X.calibrate(net, torch.rand(32, 1, 8, 8))  # data statistics keep the identity in eval mode
@@ -96,8 +110,17 @@ def test_calibrated_identity_layer_is_close_to_identity_in_training_mode() -> No
 def test_a_grown_network_is_a_kit_model(tmp_path) -> None:
     net = _net("densenet")
     X.apply_to_network(net, CASES["split_and_concat_layer"])
-    arch = {"name": "pathlevel", "input_shape": [1, 8, 8], "num_classes": 10, "base": "densenet", "stem": 8,
-            "widths": [8, 12], "growth": 6, "dense_layers": [2, 2], "tree": N.network_tree(net)}
+    arch = {
+        "name": "pathlevel",
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+        "base": "densenet",
+        "stem": 8,
+        "widths": [8, 12],
+        "growth": 6,
+        "dense_layers": [2, 2],
+        "tree": N.network_tree(net),
+    }
     models.save_model(net, arch, tmp_path / "m.pt")
     loaded, full = models.load_model(tmp_path / "m.pt")
     x = torch.rand(3, 1, 8, 8)

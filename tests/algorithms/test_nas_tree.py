@@ -11,14 +11,17 @@ from search_spaces.nas import network as N
 from search_spaces.nas import tree as T
 from search_spaces.nas.draw import tree_svg
 
-GROWN = T.apply_all(T.leaf("sep3x3"), [
-    {"type": "set_merge", "path": [], "merge": "add", "branches": 3},
-    {"type": "insert_node", "path": [], "branch": 2},
-    {"type": "set_merge", "path": [2], "merge": "concat", "branches": 2},
-    {"type": "replace_identity", "path": [2], "branch": 0, "op": "avgpool3x3"},
-    {"type": "insert_node", "path": [2], "branch": 1},
-    {"type": "replace_identity", "path": [2, 1], "branch": 0, "op": "conv1x1"},
-])
+GROWN = T.apply_all(
+    T.leaf("sep3x3"),
+    [
+        {"type": "set_merge", "path": [], "merge": "add", "branches": 3},
+        {"type": "insert_node", "path": [], "branch": 2},
+        {"type": "set_merge", "path": [2], "merge": "concat", "branches": 2},
+        {"type": "replace_identity", "path": [2], "branch": 0, "op": "avgpool3x3"},
+        {"type": "insert_node", "path": [2], "branch": 1},
+        {"type": "replace_identity", "path": [2, 1], "branch": 0, "op": "conv1x1"},
+    ],
+)
 
 
 def test_grown_tree_has_the_expected_shape_and_depth() -> None:
@@ -29,23 +32,35 @@ def test_grown_tree_has_the_expected_shape_and_depth() -> None:
 
 @pytest.mark.parametrize("base", ["resnet", "densenet"])
 def test_tree_json_round_trip_through_a_built_network(base: str) -> None:
-    arch = {"input_shape": [1, 8, 8], "num_classes": 3, "base": base, "stem": 8, "widths": [8, 10], "growth": 6,
-            "dense_layers": [2, 1], "tree": GROWN}
+    arch = {
+        "input_shape": [1, 8, 8],
+        "num_classes": 3,
+        "base": base,
+        "stem": 8,
+        "widths": [8, 10],
+        "growth": 6,
+        "dense_layers": [2, 1],
+        "tree": GROWN,
+    }
     text = json.dumps(arch["tree"])
     net = N.build_network(arch)
     assert N.network_tree(net) == json.loads(text) == GROWN
     assert all(cell.to_json() == GROWN for cell in N.cells(net))
-    assert T.canonical(N.build_network({**arch, "tree": json.loads(text)}).features[-1].cell.to_json()) == \
-        T.canonical(GROWN)
+    assert T.canonical(N.build_network({**arch, "tree": json.loads(text)}).features[-1].cell.to_json()) == T.canonical(
+        GROWN
+    )
     assert net(torch.rand(2, 1, 8, 8)).shape == (2, 3)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"split": None, "merge": "add", "branches": [{"op": "sep3x3", "child": None}]}, "add node"),
-    ({"split": None, "merge": None, "branches": [{"op": "conv9x9", "child": None}]}, "unknown primitive"),
-    ({"split": None, "merge": None, "branches": []}, "non-empty"),
-    ({"merge": None, "branches": [{"op": "sep3x3", "child": None}]}, "exactly the keys"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"split": None, "merge": "add", "branches": [{"op": "sep3x3", "child": None}]}, "add node"),
+        ({"split": None, "merge": None, "branches": [{"op": "conv9x9", "child": None}]}, "unknown primitive"),
+        ({"split": None, "merge": None, "branches": []}, "non-empty"),
+        ({"merge": None, "branches": [{"op": "sep3x3", "child": None}]}, "exactly the keys"),
+    ],
+)
 def test_malformed_trees_are_refused(bad: dict, match: str) -> None:
     with pytest.raises(T.TreeError, match=match):
         T.validate(bad)
@@ -79,12 +94,31 @@ def test_svg_drawing_names_every_edge() -> None:
 def test_svg_merges_lie_below_every_edge_and_nested_merges_above_their_parent() -> None:
     import re
 
-    nested = {"split": "copy", "merge": "add", "branches": [
-        {"op": "sep3x3", "child": None},
-        {"op": "sep3x3", "child": {"split": "copy", "merge": "add", "branches": [
-            {"op": "sep5x5", "child": {"split": "copy", "merge": "concat", "branches": [
-                {"op": "maxpool3x3", "child": None}, {"op": "sep5x5", "child": None}]}},
-            {"op": "identity", "child": None}]}}]}
+    nested = {
+        "split": "copy",
+        "merge": "add",
+        "branches": [
+            {"op": "sep3x3", "child": None},
+            {
+                "op": "sep3x3",
+                "child": {
+                    "split": "copy",
+                    "merge": "add",
+                    "branches": [
+                        {
+                            "op": "sep5x5",
+                            "child": {
+                                "split": "copy",
+                                "merge": "concat",
+                                "branches": [{"op": "maxpool3x3", "child": None}, {"op": "sep5x5", "child": None}],
+                            },
+                        },
+                        {"op": "identity", "child": None},
+                    ],
+                },
+            },
+        ],
+    }
     svg = tree_svg(nested)
     box_bottoms = [float(y) + 26 for y in re.findall(r'<rect x="[^"]+" y="([^"]+)" width="96"', svg)]
     merges = [float(y) for y in re.findall(r'<circle cx="[^"]+" cy="([^"]+)"', svg)]

@@ -45,5 +45,6 @@ schema = schemathesis.openapi.from_dict(_served_schema()).exclude(path_regex=r"^
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_request_gets_a_server_error(case, pg_stack: Stack, fuzz_client: ApiClient) -> None:  # noqa: ANN001
     response = case.call(base_url=pg_stack.base_url, headers=dict(fuzz_client.session.headers), timeout=30)
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: " \
-                                        f"{response.text[:500]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+    )

@@ -92,8 +92,9 @@ def test_cancel_of_a_queued_job_is_immediate(stack: Stack) -> None:
 def test_kill_9_of_the_worker_resumes_from_checkpoint_without_redoing_trials(stack: Stack) -> None:
     client = _alice(stack)
     job = client.submit("mlp_sweep", SLOW)
-    wait_for(lambda: len([t for t in client.trials(job["id"]) if t["state"] == "complete"]) >= 2, 90,
-             "two finished trials")
+    wait_for(
+        lambda: len([t for t in client.trials(job["id"]) if t["state"] == "complete"]) >= 2, 90, "two finished trials"
+    )
     before = {t["number"]: t for t in client.trials(job["id"]) if t["state"] == "complete"}
     stack.kill("worker")  # SIGKILL to the worker and its pool child: no chance to clean up
     assert client.job(job["id"])["status"] == "running"  # orphaned, until the heartbeat goes stale
@@ -104,8 +105,9 @@ def test_kill_9_of_the_worker_resumes_from_checkpoint_without_redoing_trials(sta
     after = {t["number"]: t for t in client.trials(job["id"])}
     assert sorted(after) == list(range(SLOW["trials"]))
     for number, trial in before.items():
-        assert after[number]["attempt"] == 1 and after[number]["started_at"] == trial["started_at"], \
+        assert after[number]["attempt"] == 1 and after[number]["started_at"] == trial["started_at"], (
             f"trial {number} was run again"
+        )
     assert any(t["attempt"] == 2 for t in after.values())
     assert done["result"]["best_val_accuracy"] >= max(t["values"][0] for t in before.values())
 
@@ -162,8 +164,9 @@ def test_a_submit_while_the_broker_is_unreachable_is_accepted_and_runs_later(sta
 def test_a_graceful_worker_stop_hands_its_job_back_and_it_resumes(stack: Stack) -> None:
     client = _alice(stack)
     job = client.submit("mlp_sweep", SLOW)
-    wait_for(lambda: len([t for t in client.trials(job["id"]) if t["state"] == "complete"]) >= 2, 90,
-             "two finished trials")
+    wait_for(
+        lambda: len([t for t in client.trials(job["id"]) if t["state"] == "complete"]) >= 2, 90, "two finished trials"
+    )
     t0 = time.monotonic()
     stack.kill("worker", 15, group=False)  # SIGTERM to the main process: Celery's warm shutdown
     assert time.monotonic() - t0 < 10, "the shutdown waited for the whole job"

@@ -60,8 +60,13 @@ def test_parallel_trials_spread_one_study_over_two_workers(stack: Stack) -> None
     try:
         client = stack.client("alice", USERS["alice"])
         # trials long enough (about half a second) that the helper, which starts in a few seconds, gets some
-        config = {**registry.get_kind("granularity_sweep").tiny_config, "n_trials": 16, "prune_steps": 3,
-                  "retrain_epochs": 3, "parallel_trials": 2}
+        config = {
+            **registry.get_kind("granularity_sweep").tiny_config,
+            "n_trials": 16,
+            "prune_steps": 3,
+            "retrain_epochs": 3,
+            "parallel_trials": 2,
+        }
         job = client.wait_status(client.submit("granularity_sweep", config)["id"], {"succeeded", "failed"}, 240)
         assert job["status"] == "succeeded", job["error"]
         trials = client.trials(job["id"])

@@ -77,8 +77,10 @@ def test_fifty_clients_for_a_minute(pg_stack: Stack) -> None:
     assert not failures, failures[:10]
     p50, p95 = statistics.median(latencies), statistics.quantiles(latencies, n=20)[-1]
     total = sum(len(v) for v in submitted.values())
-    print(f"\nload: {len(latencies)} requests, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms, {total} jobs submitted")
+    print(
+        f"\nload: {len(latencies)} requests, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms, {total} jobs submitted"
+    )
     assert total >= CLIENTS
     assert p95 < 2.0 and max(latencies) < 10.0
     for username, password in users:
@@ -88,6 +90,7 @@ def test_fifty_clients_for_a_minute(pg_stack: Stack) -> None:
         def all_finished() -> bool:
             jobs = client.get("/api/v1/jobs/?page_size=1000").json()["results"]  # noqa: B023
             return sorted(j["id"] for j in jobs) == sorted(mine) and all(  # noqa: B023
-                j["status"] == "succeeded" for j in jobs)
+                j["status"] == "succeeded" for j in jobs
+            )
 
         wait_for(all_finished, 180, f"every job of {username} to be stored once and to succeed", interval=1)

@@ -21,8 +21,13 @@ KINDS = sorted(registry.KINDS)
 
 def _inputs(kind_name: str, tmp_path: Path, seed: int = 0) -> JobInputs:
     kind = registry.get_kind(kind_name)
-    return JobInputs(seed=seed, dataset=kind.default_dataset, workdir=tmp_path,
-                     optuna_storage=f"sqlite:///{tmp_path / 'optuna.sqlite3'}", study_name="contract")
+    return JobInputs(
+        seed=seed,
+        dataset=kind.default_dataset,
+        workdir=tmp_path,
+        optuna_storage=f"sqlite:///{tmp_path / 'optuna.sqlite3'}",
+        study_name="contract",
+    )
 
 
 @pytest.mark.parametrize("name", KINDS)

@@ -14,22 +14,25 @@ def _post(api, body):  # noqa: ANN001, ANN202
     return api.post("/api/v1/jobs/", body, format="json")
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "no_such_kind"}, "kind"),
-    ({}, "kind"),
-    ({"kind": "mlp_sweep", "config": {"trials": "many"}}, "config.trials"),
-    ({"kind": "mlp_sweep", "config": {"trials": 0}}, "config.trials"),
-    ({"kind": "mlp_sweep", "config": {"trials": 10_000}}, "config.trials"),
-    ({"kind": "mlp_sweep", "config": {"epochs": 1.5}}, "config.epochs"),
-    ({"kind": "mlp_sweep", "config": {"hidden_min": 100, "hidden_max": 10}}, "config.hidden_min"),
-    ({"kind": "mlp_sweep", "config": {"unknown_option": 1}}, "config.unknown_option"),
-    ({"kind": "mlp_sweep", "config": [1, 2]}, "config"),
-    ({"kind": "mlp_sweep", "dataset": "no_such_dataset"}, "dataset"),
-    ({"kind": "mlp_sweep", "dataset": "999999"}, "dataset"),
-    ({"kind": "mlp_sweep", "parent": 999999}, "parent"),
-    ({"kind": "mlp_sweep", "model": 999999}, "model"),
-    ({"kind": "mlp_sweep", "config": {"trials": 200, "epochs": 2000, "hidden_max": 1024}}, "config"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "no_such_kind"}, "kind"),
+        ({}, "kind"),
+        ({"kind": "mlp_sweep", "config": {"trials": "many"}}, "config.trials"),
+        ({"kind": "mlp_sweep", "config": {"trials": 0}}, "config.trials"),
+        ({"kind": "mlp_sweep", "config": {"trials": 10_000}}, "config.trials"),
+        ({"kind": "mlp_sweep", "config": {"epochs": 1.5}}, "config.epochs"),
+        ({"kind": "mlp_sweep", "config": {"hidden_min": 100, "hidden_max": 10}}, "config.hidden_min"),
+        ({"kind": "mlp_sweep", "config": {"unknown_option": 1}}, "config.unknown_option"),
+        ({"kind": "mlp_sweep", "config": [1, 2]}, "config"),
+        ({"kind": "mlp_sweep", "dataset": "no_such_dataset"}, "dataset"),
+        ({"kind": "mlp_sweep", "dataset": "999999"}, "dataset"),
+        ({"kind": "mlp_sweep", "parent": 999999}, "parent"),
+        ({"kind": "mlp_sweep", "model": 999999}, "model"),
+        ({"kind": "mlp_sweep", "config": {"trials": 200, "epochs": 2000, "hidden_max": 1024}}, "config"),
+    ],
+)
 def test_bad_submit_is_a_400_with_field_errors_and_creates_nothing(alice_api, body, field) -> None:  # noqa: ANN001
     r = _post(alice_api, body)
     assert r.status_code == 400, r.content
@@ -71,8 +74,10 @@ def test_token_auth_round_trip(alice) -> None:  # noqa: ANN001
     assert r.status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Token {r.json()['token']}")
     assert client.get("/api/v1/jobs/").status_code == 200
-    assert APIClient().post("/api/v1/auth/token/", {"username": "alice", "password": "x"},
-                            format="json").status_code == 400
+    assert (
+        APIClient().post("/api/v1/auth/token/", {"username": "alice", "password": "x"}, format="json").status_code
+        == 400
+    )
 
 
 def test_job_kinds_lists_schema_and_defaults(alice_api) -> None:  # noqa: ANN001
@@ -95,9 +100,17 @@ def test_openapi_schema_and_docs_are_served_offline(alice_api) -> None:  # noqa:
     schema = alice_api.get("/api/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ["/api/v1/jobs/", "/api/v1/jobs/{id}/cancel/", "/api/v1/jobs/{id}/metrics/",
-                 "/api/v1/artifacts/{id}/download/", "/api/v1/fpga-reports/", "/api/v1/datasets/",
-                 "/api/v1/models/", "/api/v1/job-kinds/", "/api/v1/auth/token/"]:
+    for path in [
+        "/api/v1/jobs/",
+        "/api/v1/jobs/{id}/cancel/",
+        "/api/v1/jobs/{id}/metrics/",
+        "/api/v1/artifacts/{id}/download/",
+        "/api/v1/fpga-reports/",
+        "/api/v1/datasets/",
+        "/api/v1/models/",
+        "/api/v1/job-kinds/",
+        "/api/v1/auth/token/",
+    ]:
         assert path in paths, path
     docs = alice_api.get("/api/docs/")
     assert docs.status_code == 200
@@ -114,6 +127,5 @@ def test_session_auth_submit_needs_csrf_and_works_with_it(alice) -> None:  # noq
     assert refused.status_code == 403 and Job.objects.count() == 0
     browser.get("/submit/")  # sets the CSRF cookie, as the page does
     token = browser.cookies["csrftoken"].value
-    r = browser.post("/api/v1/jobs/", {"kind": "mlp_sweep"}, content_type="application/json",
-                     HTTP_X_CSRFTOKEN=token)
+    r = browser.post("/api/v1/jobs/", {"kind": "mlp_sweep"}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert r.status_code == 201, r.content

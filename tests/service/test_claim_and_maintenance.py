@@ -58,4 +58,3 @@ def test_queued_jobs_with_an_old_message_are_reenqueued(job) -> None:  # noqa: A
     assert services.jobs_reenqueue_lost() == 1
     job.refresh_from_db()
     assert timezone.now() - job.enqueued_at < dt.timedelta(minutes=1)
-

@@ -19,11 +19,27 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "vivado"
 def sweep_job(alice) -> Job:  # noqa: ANN001
     job = Job.objects.create(owner=alice, kind="hls4ml_sweep", config={}, status=JobStatus.SUCCEEDED)
     trial = Trial.objects.create(job=job, number=3, params={"strategy": "Latency"}, state="complete")
-    FpgaReport.objects.create(job=job, trial=trial, source="estimate", part="xcu250-figd2104-2L-e", clock_period_ns=5.0,
-                              reuse_factor={"fc1": 4}, precision={"fc1": {"weight": "ap_fixed<16,6>"}},
-                              strategy="latency", io_type="io_parallel", dsp=5000, lut=200000, ff=50000, bram=90,
-                              latency_cycles=900, latency_ns=4500.0, initiation_interval=4,
-                              utilisation={"dsp": 40.7}, fixed_point_accuracy=0.75, float_accuracy=0.76)
+    FpgaReport.objects.create(
+        job=job,
+        trial=trial,
+        source="estimate",
+        part="xcu250-figd2104-2L-e",
+        clock_period_ns=5.0,
+        reuse_factor={"fc1": 4},
+        precision={"fc1": {"weight": "ap_fixed<16,6>"}},
+        strategy="latency",
+        io_type="io_parallel",
+        dsp=5000,
+        lut=200000,
+        ff=50000,
+        bram=90,
+        latency_cycles=900,
+        latency_ns=4500.0,
+        initiation_interval=4,
+        utilisation={"dsp": 40.7},
+        fixed_point_accuracy=0.75,
+        float_accuracy=0.76,
+    )
     return job
 
 
@@ -51,8 +67,10 @@ def test_an_archive_gives_one_report_per_tool(alice_api, sweep_job: Job) -> None
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("prj/project.tcl", 'set project_name "myproject"\n')
-        z.writestr("prj/myproject_prj/solution1/syn/report/myproject_csynth.rpt",
-                   (FIXTURES / "quantized_pruned_cnn_csynth.rpt").read_bytes())
+        z.writestr(
+            "prj/myproject_prj/solution1/syn/report/myproject_csynth.rpt",
+            (FIXTURES / "quantized_pruned_cnn_csynth.rpt").read_bytes(),
+        )
         z.writestr("prj/vivado_synth.rpt", (FIXTURES / "quantized_pruned_cnn_vivado_synth.rpt").read_bytes())
     r = _post(alice_api, sweep_job.pk, 3, "reports.zip", buffer.getvalue())
     assert r.status_code == 201, r.content
@@ -61,12 +79,21 @@ def test_an_archive_gives_one_report_per_tool(alice_api, sweep_job: Job) -> None
     assert by_source["vivado_synth"]["bram"] == 68.0
 
 
-@pytest.mark.parametrize(("name", "data", "field", "message"), [
-    ("evil.zip", None, "file", "outside the archive"),
-    ("myproject_csynth.rpt", b"\x89PNG\r\n\x1a\n", "file", "expected a"),
-])
-def test_bad_files_are_refused_and_nothing_is_stored(alice_api, sweep_job: Job, name: str, data: bytes | None,  # noqa: ANN001
-                                                     field: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data", "field", "message"),
+    [
+        ("evil.zip", None, "file", "outside the archive"),
+        ("myproject_csynth.rpt", b"\x89PNG\r\n\x1a\n", "file", "expected a"),
+    ],
+)
+def test_bad_files_are_refused_and_nothing_is_stored(
+    alice_api,
+    sweep_job: Job,
+    name: str,
+    data: bytes | None,  # noqa: ANN001
+    field: str,
+    message: str,
+) -> None:
     if data is None:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as z:

@@ -21,20 +21,22 @@ def alices_job(alice, tmp_path, settings):  # noqa: ANN001, ANN201
     return job
 
 
-@pytest.mark.parametrize("method, path", [
-    ("get", "/api/v1/jobs/{id}/"),
-    ("get", "/api/v1/jobs/{id}/trials/"),
-    ("get", "/api/v1/jobs/{id}/metrics/"),
-    ("get", "/api/v1/jobs/{id}/artifacts/"),
-    ("post", "/api/v1/jobs/{id}/cancel/"),
-    ("post", "/api/v1/jobs/{id}/rerun/"),
-    ("get", "/api/v1/artifacts/{artifact}/"),
-    ("get", "/api/v1/artifacts/{artifact}/download/"),
-    ("get", "/api/v1/fpga-reports/{report}/"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/v1/jobs/{id}/"),
+        ("get", "/api/v1/jobs/{id}/trials/"),
+        ("get", "/api/v1/jobs/{id}/metrics/"),
+        ("get", "/api/v1/jobs/{id}/artifacts/"),
+        ("post", "/api/v1/jobs/{id}/cancel/"),
+        ("post", "/api/v1/jobs/{id}/rerun/"),
+        ("get", "/api/v1/artifacts/{artifact}/"),
+        ("get", "/api/v1/artifacts/{artifact}/download/"),
+        ("get", "/api/v1/fpga-reports/{report}/"),
+    ],
+)
 def test_another_users_objects_answer_404(bob_api, alices_job, method, path) -> None:  # noqa: ANN001
-    url = path.format(id=alices_job.pk, artifact=alices_job.artifacts.get().pk,
-                      report=alices_job.fpga_reports.get().pk)
+    url = path.format(id=alices_job.pk, artifact=alices_job.artifacts.get().pk, report=alices_job.fpga_reports.get().pk)
     r = getattr(bob_api, method)(url)
     assert r.status_code == 404, (url, r.status_code)
     assert Job.objects.count() == 1 and Job.objects.get().status == "queued"
@@ -58,11 +60,15 @@ def test_a_parent_job_of_another_user_is_refused(bob_api, alices_job) -> None:  
     assert r.status_code == 400 and "parent" in r.json()
 
 
-def test_plots_are_shown_inline_only_sandboxed_and_other_files_always_download(alice_api, alices_job,  # noqa: ANN001
-                                                                               tmp_path) -> None:
+def test_plots_are_shown_inline_only_sandboxed_and_other_files_always_download(
+    alice_api,
+    alices_job,  # noqa: ANN001
+    tmp_path,
+) -> None:
     (tmp_path / "tree.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
-    plot = Artifact.objects.create(job=alices_job, name="tree.svg", kind="plot", file="tree.svg", size_bytes=42,
-                                   sha256="y")
+    plot = Artifact.objects.create(
+        job=alices_job, name="tree.svg", kind="plot", file="tree.svg", size_bytes=42, sha256="y"
+    )
     r = alice_api.get(f"/api/v1/artifacts/{plot.pk}/download/?inline=1")
     assert r.status_code == 200 and r["Content-Type"] == "image/svg+xml"
     assert "attachment" not in r.get("Content-Disposition", "")

@@ -66,12 +66,15 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(alice_api, tmp_pa
     assert ModelFile.objects.count() == 0
 
 
-@pytest.mark.parametrize("content, arch", [
-    (b"not a torch file", MLP),
-    (_bytes({"fc.weight": torch.zeros(3, 3)}), MLP),  # does not fit the architecture
-    (_bytes(build_model(MLP).state_dict()), None),  # bare weights without an architecture
-    (_bytes(build_model(MLP).state_dict()), {"name": "no_such_net", "input_shape": [16], "num_classes": 5}),
-])
+@pytest.mark.parametrize(
+    "content, arch",
+    [
+        (b"not a torch file", MLP),
+        (_bytes({"fc.weight": torch.zeros(3, 3)}), MLP),  # does not fit the architecture
+        (_bytes(build_model(MLP).state_dict()), None),  # bare weights without an architecture
+        (_bytes(build_model(MLP).state_dict()), {"name": "no_such_net", "input_shape": [16], "num_classes": 5}),
+    ],
+)
 def test_bad_model_files_are_refused_with_a_message(alice_api, media, content, arch) -> None:  # noqa: ANN001
     r = _upload(alice_api, content, arch)
     assert r.status_code == 400, r.content

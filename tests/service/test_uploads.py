@@ -27,14 +27,16 @@ def _npz(**arrays) -> bytes:  # noqa: ANN003
 
 
 def _upload(api, name: str, content: bytes):  # noqa: ANN001, ANN202
-    return api.post("/api/v1/datasets/", {"name": "mine", "file": SimpleUploadedFile(name, content)},
-                    format="multipart")
+    return api.post(
+        "/api/v1/datasets/", {"name": "mine", "file": SimpleUploadedFile(name, content)}, format="multipart"
+    )
 
 
 def test_a_good_npz_is_kept_with_its_shape_and_balance(alice_api, media) -> None:  # noqa: ANN001
     rng = np.random.default_rng(0)
-    r = _upload(alice_api, "jets.npz", _npz(x=rng.normal(size=(60, 16)).astype(np.float32),
-                                             y=np.repeat(np.arange(3), 20)))
+    r = _upload(
+        alice_api, "jets.npz", _npz(x=rng.normal(size=(60, 16)).astype(np.float32), y=np.repeat(np.arange(3), 20))
+    )
     assert r.status_code == 201, r.content
     data = r.json()
     assert data["modality"] == "tabular" and data["input_shape"] == [16] and data["num_classes"] == 3
@@ -53,16 +55,19 @@ def test_a_good_csv_is_kept(alice_api) -> None:  # noqa: ANN001
     assert r.json()["num_classes"] == 2 and r.json()["input_shape"] == [2]
 
 
-@pytest.mark.parametrize("name, content, needle", [
-    ("evil.npz", _npz(x=np.array([{"a": 1}] * 20, dtype=object), y=np.zeros(20, dtype=int)), "pickle"),
-    ("evil.npz", pickle.dumps({"x": 1}), ""),
-    ("fake.npz", b"this is not a zip file at all", ""),
-    ("labels.npz", _npz(x=np.zeros((20, 4)), y=np.full(20, 0.5)), ""),
-    ("short.npz", _npz(x=np.zeros((20, 4)), y=np.zeros(19, dtype=int)), ""),
-    ("nan.npz", _npz(x=np.full((20, 4), np.nan), y=np.arange(20) % 2), ""),
-    ("one-class.npz", _npz(x=np.zeros((20, 4)), y=np.zeros(20, dtype=int)), ""),
-    ("data.exe", b"MZ...", "npz"),
-])
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("evil.npz", _npz(x=np.array([{"a": 1}] * 20, dtype=object), y=np.zeros(20, dtype=int)), "pickle"),
+        ("evil.npz", pickle.dumps({"x": 1}), ""),
+        ("fake.npz", b"this is not a zip file at all", ""),
+        ("labels.npz", _npz(x=np.zeros((20, 4)), y=np.full(20, 0.5)), ""),
+        ("short.npz", _npz(x=np.zeros((20, 4)), y=np.zeros(19, dtype=int)), ""),
+        ("nan.npz", _npz(x=np.full((20, 4), np.nan), y=np.arange(20) % 2), ""),
+        ("one-class.npz", _npz(x=np.zeros((20, 4)), y=np.zeros(20, dtype=int)), ""),
+        ("data.exe", b"MZ...", "npz"),
+    ],
+)
 def test_bad_uploads_are_refused_and_nothing_is_written(alice_api, media, name, content, needle) -> None:  # noqa: ANN001
     r = _upload(alice_api, name, content)
     assert r.status_code == 400, r.content

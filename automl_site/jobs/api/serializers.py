@@ -13,9 +13,28 @@ from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPo
 class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
-        fields = ["id", "kind", "name", "status", "progress", "progress_message", "config", "dataset", "model",
-                  "parent", "result", "error", "budget", "attempts", "cancel_requested", "worker_host",
-                  "created_at", "started_at", "finished_at", "heartbeat_at"]
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "status",
+            "progress",
+            "progress_message",
+            "config",
+            "dataset",
+            "model",
+            "parent",
+            "result",
+            "error",
+            "budget",
+            "attempts",
+            "cancel_requested",
+            "worker_host",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
         read_only_fields = fields
 
 
@@ -23,12 +42,23 @@ class JobSubmitSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     config = serializers.JSONField(required=False, default=dict)
-    dataset = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
-                                    help_text="a dataset id or a built-in dataset key such as 'digits'")
-    model = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
-                                     help_text="an uploaded model's id")
-    parent = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
-                                      help_text="a succeeded job whose output model is this job's input")
+    dataset = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="a dataset id or a built-in dataset key such as 'digits'",
+    )
+    model = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, help_text="an uploaded model's id"
+    )
+    parent = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="a succeeded job whose output model is this job's input",
+    )
 
     def validate_config(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -50,8 +80,17 @@ class JobKindSerializer(serializers.Serializer):
 class TrialSerializer(serializers.ModelSerializer):
     class Meta:
         model = Trial
-        fields = ["number", "params", "values", "metrics", "state", "attempt", "started_at", "finished_at",
-                  "duration_seconds"]
+        fields = [
+            "number",
+            "params",
+            "values",
+            "metrics",
+            "state",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
 
 
 class MetricPointSerializer(serializers.ModelSerializer):
@@ -83,10 +122,16 @@ class FpgaReportSerializer(serializers.ModelSerializer):
 
 class FpgaReportImportSerializer(serializers.Serializer):
     job = serializers.IntegerField(min_value=1, help_text="your job the report belongs to")
-    trial = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None,
-                                     help_text="trial number whose archived project was synthesised")
-    file = serializers.FileField(help_text="*_csynth.rpt, *_csynth.xml, vivado_synth.rpt, or a .zip/.tar.gz of "
-                                           "the report directory")
+    trial = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="trial number whose archived project was synthesised",
+    )
+    file = serializers.FileField(
+        help_text="*_csynth.rpt, *_csynth.xml, vivado_synth.rpt, or a .zip/.tar.gz of the report directory"
+    )
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -94,8 +139,21 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "builtin", "is_builtin", "description", "modality", "input_shape", "num_classes",
-                  "num_samples", "class_counts", "size_bytes", "sha256", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "builtin",
+            "is_builtin",
+            "description",
+            "modality",
+            "input_shape",
+            "num_classes",
+            "num_samples",
+            "class_counts",
+            "size_bytes",
+            "sha256",
+            "created_at",
+        ]
 
     def get_is_builtin(self, obj: Dataset) -> bool:
         return bool(obj.builtin)
@@ -115,8 +173,12 @@ class ModelFileSerializer(serializers.ModelSerializer):
 class ModelUploadSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     file = serializers.FileField(help_text="a state_dict saved with torch.save (loaded with weights_only=True)")
-    architecture = serializers.CharField(required=False, allow_blank=True, default="",
-                                         help_text="JSON: built-in architecture config, if the file lacks one")
+    architecture = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="JSON: built-in architecture config, if the file lacks one",
+    )
 
     def validate_architecture(self, value: str) -> dict[str, Any] | None:
         if not value:

@@ -49,13 +49,18 @@ class JobKindViewSet(viewsets.ViewSet):
     lookup_value_regex = "[a-z0-9_]+"
 
     @extend_schema(responses=s.JobKindSerializer(many=True))
-
     @staticmethod
     def _describe(kind: Any) -> dict[str, Any]:
-        return {"name": kind.name, "title": kind.title, "description": kind.description, "schema": kind.schema,
-                "defaults": kind.defaults(), "accepts_model": kind.accepts_model,
-                "modalities": list(getattr(kind, "modalities", ("image", "tabular"))),
-                "default_dataset": getattr(kind, "default_dataset", "digits")}
+        return {
+            "name": kind.name,
+            "title": kind.title,
+            "description": kind.description,
+            "schema": kind.schema,
+            "defaults": kind.defaults(),
+            "accepts_model": kind.accepts_model,
+            "modalities": list(getattr(kind, "modalities", ("image", "tabular"))),
+            "default_dataset": getattr(kind, "default_dataset", "digits"),
+        }
 
     def list(self, request: Request) -> Response:
         kinds = [self._describe(k) for k in registry.KINDS.values()]
@@ -91,9 +96,14 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         data.is_valid(raise_exception=True)
         v = data.validated_data
         job = services.job_submit(
-            owner=request.user, kind=v["kind"], name=v["name"], config=v["config"], dataset=v["dataset"],
+            owner=request.user,
+            kind=v["kind"],
+            name=v["name"],
+            config=v["config"],
+            dataset=v["dataset"],
             model=self._own_or_400(ModelFile, v["model"], "model"),
-            parent=self._own_or_400(Job, v["parent"], "parent"))
+            parent=self._own_or_400(Job, v["parent"], "parent"),
+        )
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: s.JobSerializer})
@@ -116,10 +126,19 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
 
     @extend_schema(
         parameters=[OpenApiParameter("since", int, description="only points with an id above this one")],
-        responses={200: inline_serializer("MetricPage", {
-            "count": serializers.IntegerField(), "next": serializers.CharField(allow_null=True),
-            "previous": serializers.CharField(allow_null=True), "last_id": serializers.IntegerField(),
-            "results": s.MetricPointSerializer(many=True)})})
+        responses={
+            200: inline_serializer(
+                "MetricPage",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.CharField(allow_null=True),
+                    "previous": serializers.CharField(allow_null=True),
+                    "last_id": serializers.IntegerField(),
+                    "results": s.MetricPointSerializer(many=True),
+                },
+            )
+        },
+    )
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
@@ -132,8 +151,15 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         points = points[:MAX_METRIC_POINTS]
         last_id = points[-1].id if points else since
         next_url = request.build_absolute_uri(f"?since={last_id}") if more else None
-        return Response({"count": len(points), "next": next_url, "previous": None, "last_id": last_id,
-                         "results": s.MetricPointSerializer(points, many=True).data})
+        return Response(
+            {
+                "count": len(points),
+                "next": next_url,
+                "previous": None,
+                "last_id": last_id,
+                "results": s.MetricPointSerializer(points, many=True).data,
+            }
+        )
 
     @extend_schema(responses={200: s.ArtifactSerializer(many=True)})
     @action(detail=True, methods=["get"], filterset_class=None)
@@ -151,9 +177,17 @@ class ArtifactViewSet(OwnedMixin, mixins.RetrieveModelMixin, viewsets.GenericVie
     owned_model = Artifact
     selector = staticmethod(selectors.artifact_list)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes}, parameters=[OpenApiParameter(
-        "inline", bool, description="show a plot (.svg, .html, .png) in the browser instead of downloading it; "
-                                    "served sandboxed (no access to this site's cookies or pages)")])
+    @extend_schema(
+        responses={(200, "application/octet-stream"): bytes},
+        parameters=[
+            OpenApiParameter(
+                "inline",
+                bool,
+                description="show a plot (.svg, .html, .png) in the browser instead of downloading it; "
+                "served sandboxed (no access to this site's cookies or pages)",
+            )
+        ],
+    )
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         artifact = self.get_object()
@@ -191,9 +225,12 @@ class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     def create(self, request: Request) -> Response:
         data = s.FpgaReportImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rows = services.fpga_report_import(owner=request.user, job_id=data.validated_data["job"],
-                                           trial_number=data.validated_data["trial"],
-                                           upload=data.validated_data["file"])
+        rows = services.fpga_report_import(
+            owner=request.user,
+            job_id=data.validated_data["job"],
+            trial_number=data.validated_data["trial"],
+            upload=data.validated_data["file"],
+        )
         return Response(s.FpgaReportSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
 
@@ -210,8 +247,9 @@ class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def create(self, request: Request) -> Response:
         data = s.DatasetUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = services.dataset_upload(owner=request.user, name=data.validated_data["name"],
-                                      upload=data.validated_data["file"])
+        row = services.dataset_upload(
+            owner=request.user, name=data.validated_data["name"], upload=data.validated_data["file"]
+        )
         return Response(s.DatasetSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
@@ -229,8 +267,7 @@ class ModelFileViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         data = s.ModelUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        row = services.model_upload(owner=request.user, name=v["name"], upload=v["file"],
-                                    architecture=v["architecture"])
+        row = services.model_upload(
+            owner=request.user, name=v["name"], upload=v["file"], architecture=v["architecture"]
+        )
         return Response(s.ModelFileSerializer(row).data, status=status.HTTP_201_CREATED)
-
-

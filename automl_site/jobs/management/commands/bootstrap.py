@@ -36,12 +36,17 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"admin account {username!r} exists (its password was set before)")
         if demo and not Job.objects.exists():
-            job = job_submit(owner=user, kind="mlp_sweep", name="demo: MLP sweep on digits",
-                             config={"trials": 12, "epochs": 30})
+            job = job_submit(
+                owner=user, kind="mlp_sweep", name="demo: MLP sweep on digits", config={"trials": 12, "epochs": 30}
+            )
             self.stdout.write(f"queued demo job #{job.pk}")
             # About a minute on two cores: FPGA reports, estimates vs reuse factor, interactive plots.
-            job = job_submit(owner=user, kind="hls4ml_sweep", name="demo: hls4ml sweep of the jet tagger",
-                             config={"n_trials": 12, "epochs": 10})
+            job = job_submit(
+                owner=user,
+                kind="hls4ml_sweep",
+                name="demo: hls4ml sweep of the jet tagger",
+                config={"n_trials": 12, "epochs": 10},
+            )
             self.stdout.write(f"queued demo job #{job.pk}")
         port = os.environ.get("PORT", "8000")
         self.stdout.write(f"open http://127.0.0.1:{port}/ (API docs at /api/docs/, admin at /admin/)")
