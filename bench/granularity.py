@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
-from search_spaces.granularity.pruning import GRANULARITIES  # noqa: E402
+from search_spaces.kit.pruning import GRANULARITIES  # noqa: E402
 
 
 def main() -> None:
@@ -141,8 +141,8 @@ def main() -> None:
 def print_storage_only(dense: object, args: argparse.Namespace) -> None:
     """The index saving alone: compression ratio of each granularity's masks on the dense weights at equal
     sparsity (no retraining, so no accuracy): one index entry per group instead of per weight."""
-    from search_spaces.granularity.pruning import prunable_weights, prune_model
     from search_spaces.granularity.sweep import SweepConfig, measure_storage
+    from search_spaces.kit.pruning import prunable_weights, prune_model
 
     settings = SweepConfig(value_bits=args.value_bits, index_bits=args.index_bits)
     levels = (0.5, 0.7, 0.9)

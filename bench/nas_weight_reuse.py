@@ -41,10 +41,10 @@ def main() -> None:
     import torch
 
     from search_spaces.kit import datasets, trainer
+    from search_spaces.kit import pathlevel as N
+    from search_spaces.kit import tree_cells as T
     from search_spaces.nas import controller as C
     from search_spaces.nas import evaluate as E
-    from search_spaces.nas import network as N
-    from search_spaces.nas import tree as T
     from search_spaces.nas.search import SearchConfig, _train_base
 
     torch.set_num_threads(1)

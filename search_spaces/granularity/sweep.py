@@ -34,7 +34,9 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
-from search_spaces.granularity.pruning import (
+from search_spaces.granularity.storage import StorageReport, model_storage
+from search_spaces.kit.models import TrainedModel, cpu_state
+from search_spaces.kit.pruning import (
     GRANULARITIES,
     NORMS,
     Masks,
@@ -45,8 +47,6 @@ from search_spaces.granularity.pruning import (
     prunable_weights,
     prune_and_retrain,
 )
-from search_spaces.granularity.storage import StorageReport, model_storage
-from search_spaces.kit.models import TrainedModel, cpu_state
 from search_spaces.kit.studies import rdb_storage
 from search_spaces.kit.trainer import torch_threads as threads
 

@@ -34,11 +34,11 @@ from optuna.trial import TrialState
 from torch import nn
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
-from search_spaces.granularity.pruning import group_mask
 from search_spaces.hls import estimate as est
 from search_spaces.hls.parts import Part, get_part
 from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
 from search_spaces.kit import datasets, models, trainer
+from search_spaces.kit.pruning import group_mask
 from search_spaces.kit.studies import rdb_storage
 
 PRETRAIN_SHARE = 0.15

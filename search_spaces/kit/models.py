@@ -56,7 +56,7 @@ _COMMON = ("name", "input_shape", "num_classes")
 # Optional per-layer widths (see the module docstring); left out of DEFAULTS so default dicts stay as they were.
 OPTIONAL: dict[str, tuple[str, ...]] = {"vgg": ("conv_widths",), "resnet": ("mid_widths",), "mobilenet": (), "mlp": ()}
 # ``pathlevel``: a residual or dense base network whose blocks hold a tree cell found by ``pathlevel_nas``
-# (search_spaces/nas/network.py); not a reference architecture, so it stays out of ARCHITECTURES.
+# (search_spaces/kit/pathlevel.py); not a reference architecture, so it stays out of ARCHITECTURES.
 DEFAULTS["pathlevel"] = {
     "base": "resnet",
     "stem": 16,
@@ -172,7 +172,7 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
 
 
 def _check_pathlevel(arch: dict[str, Any]) -> None:
-    from search_spaces.nas import network
+    from search_spaces.kit import pathlevel as network
 
     if len(arch["input_shape"]) != 3:
         raise ModelError(f"pathlevel needs image input C×H×W; got input_shape {arch['input_shape']}")
@@ -183,7 +183,7 @@ def _check_pathlevel(arch: dict[str, Any]) -> None:
 
 
 def _pathlevel(arch: dict[str, Any]) -> nn.Module:
-    from search_spaces.nas import network
+    from search_spaces.kit import pathlevel as network
 
     return network.build_network({k: v for k, v in arch.items() if k != "name"})
 

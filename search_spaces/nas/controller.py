@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.nas import tree as T
+from search_spaces.kit import tree_cells as T
 
 EMBED, HIDDEN, ACTOR_UNITS = 10, 100, 500
 EDGE_TOKENS = ("root", *T.PRIMITIVES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from search_spaces.nas import tree as T
+from search_spaces.kit import tree_cells as T
 
 COL, ROW, BOX_W, BOX_H = 110, 64, 96, 26
 _COLOURS = {

@@ -28,9 +28,9 @@ def build_candidate(
     arch: dict[str, Any], state_dict: dict[str, torch.Tensor], ops: list[dict[str, Any]], calib_x: torch.Tensor | None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The parent network with ``ops`` applied to every cell (weights inherited); returns it and its arch."""
-    from search_spaces.nas import network as N
+    from search_spaces.kit import pathlevel as N
+    from search_spaces.kit import tree_cells as T
     from search_spaces.nas import transforms
-    from search_spaces.nas import tree as T
 
     net = N.build_network(arch)
     net.load_state_dict(state_dict)

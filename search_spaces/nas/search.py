@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.kit import pathlevel as N
+from search_spaces.kit import tree_cells as T
 from search_spaces.nas import controller as C
 from search_spaces.nas import evaluate as E
-from search_spaces.nas import network as N
-from search_spaces.nas import tree as T
 
 CHECKPOINT_FORMAT = "pathlevel_nas/1"
 MAX_RESAMPLES = 50

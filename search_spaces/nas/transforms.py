@@ -1,9 +1,9 @@
 """Path-level transformations on a built network that keep its function (paper §3).
 
 Each function changes one node of one cell in place; :func:`apply_to_network` applies a JSON op (see
-:mod:`.tree`) to every cell of a network, so the network and its JSON tree stay in step. All transformed
-networks compute the same outputs as before (in eval mode, up to float rounding), except when an identity edge
-becomes a pooling layer, which the reference accepts as not function-preserving.
+:mod:`search_spaces.kit.tree_cells`) to every cell of a network, so the network and its JSON tree stay in step.
+All transformed networks compute the same outputs as before (in eval mode, up to float rounding), except when an
+identity edge becomes a pooling layer, which the reference accepts as not function-preserving.
 
 * :func:`replicate_and_add` — a leaf edge becomes N copies of itself whose outputs are averaged;
 * :func:`split_and_concat` — a leaf edge's output channels (filters, BatchNorm entries) are shared out among
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.nas import network as N
-from search_spaces.nas import tree as T
+from search_spaces.kit import pathlevel as N
+from search_spaces.kit import tree_cells as T
 
 
 def node_at(cell: N.TreeNode, path: list[int]) -> N.TreeNode:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from search_spaces.granularity.pruning import (
+from search_spaces.kit.pruning import (
     GRANULARITIES,
     group_mask,
     group_saliency,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from search_spaces.kit import tree_cells as T
 from search_spaces.nas import controller as C
-from search_spaces.nas import tree as T
 
 torch.set_num_threads(1)
 

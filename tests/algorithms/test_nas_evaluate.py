@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from search_spaces.kit import datasets
+from search_spaces.kit import pathlevel as N
+from search_spaces.kit import tree_cells as T
 from search_spaces.nas import evaluate as E
-from search_spaces.nas import network as N
-from search_spaces.nas import tree as T
 
 torch.set_num_threads(1)
 

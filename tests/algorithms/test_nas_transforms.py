@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from search_spaces.kit import models
-from search_spaces.nas import network as N
+from search_spaces.kit import pathlevel as N
+from search_spaces.kit import tree_cells as T
 from search_spaces.nas import transforms as X
-from search_spaces.nas import tree as T
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from search_spaces.nas import network as N
-from search_spaces.nas import tree as T
+from search_spaces.kit import pathlevel as N
+from search_spaces.kit import tree_cells as T
 from search_spaces.nas.draw import tree_svg
 
 GROWN = T.apply_all(

@@ -9,7 +9,7 @@ The arch dict (also the kit's ``"pathlevel"`` model family) is::
     {"input_shape": [C, H, W], "num_classes": K, "base": "resnet" | "densenet", "stem": 16,
      "widths": [16, 32], "blocks_per_stage": 1,      # resnet: block = x + cell(x), cells C → C
      "growth": 12, "dense_layers": [3, 3],           # densenet: layer = concat(x, cell(x)), cells C → growth
-     "tree": <cell JSON, see .tree>}
+     "tree": <cell JSON, see .tree_cells>}
 
 Every block holds its own cell with its own weights; all cells share the tree.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.nas import tree as T
+from search_spaces.kit import tree_cells as T
 
 DEFAULT_ARCH: dict[str, Any] = {
     "base": "resnet",

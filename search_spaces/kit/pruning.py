@@ -6,7 +6,7 @@ Mao et al., "Exploring the Regularity of Sparse Structure in Convolutional Neura
 * ``fine``   (0-D) — single weights;
 * ``vector`` (1-D) — one row of a kernel: the S weights ``W[k, c, r, :]``. The paper allows a row or a
   column; we take the row because it is contiguous in PyTorch's row-major layout, so a group is one
-  run of the flattened tensor and one entry of the sparse format (see :mod:`.storage`);
+  run of the flattened tensor and one entry of the sparse format (see :mod:`search_spaces.granularity.storage`);
 * ``kernel`` (2-D) — one R×S kernel ``W[k, c, :, :]``;
 * ``filter`` (3-D) — one whole C×R×S filter ``W[k, :, :, :]``.
 

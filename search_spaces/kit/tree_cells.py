@@ -17,7 +17,7 @@ The transformations (paper §3, reference ``TreeNode.set_merge_type / insert_nod
 * ``replace_identity``: *identity → layer*, an identity edge becomes a primitive initialised as identity.
 
 Ops are plain dicts ``{"type", "path", ...}`` where ``path`` lists branch indices from the root to the node the
-op applies to, so the same list transforms the JSON here and a built network in :mod:`.transforms`.
+op applies to, so the same list transforms the JSON here and a built network in :mod:`search_spaces.nas.transforms`.
 """
 
 from __future__ import annotations
