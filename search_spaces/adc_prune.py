@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
@@ -49,7 +49,7 @@ class AdcPrune(JobKind):
         "reward. The best policy is fine-tuned and compared with uniform pruning at the same budget. "
         "The pruned models are physically smaller and can feed other jobs."
     )
-    accepts_model = True
+    input_families = ("vgg", "mobilenet", "resnet", "mlp")
     default_dataset = "digits"
     modalities = ("image", "tabular")
     tiny_config: dict[str, Any] = {
@@ -237,6 +237,16 @@ class AdcPrune(JobKind):
             },
         },
     }
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The fine-tuned AMC model: the input model's family with fewer channels per layer, or the built-in
+        ``model`` (an MLP on tabular data) pruned."""
+        if input_arch is not None:
+            return input_arch
+        family = "mlp" if data.modality == "tabular" else config["model"]
+        return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

@@ -136,6 +136,34 @@ def check_stop(reporter: Reporter) -> None:
         raise JobCancelled()
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """A dataset as a model sees it: its modality (``image``/``tabular``), one sample's shape and its classes."""
+
+    modality: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def shape_problems(arch: dict[str, Any], data: DataShape) -> list[str]:
+    """Why a model with architecture ``arch`` cannot read samples shaped like ``data`` or predict its classes.
+
+    The kit's MLP flattens its input, so for it only the number of features must agree."""
+    problems = []
+    model_shape = tuple(int(d) for d in arch.get("input_shape") or ())
+    if arch.get("name") == "mlp":
+        fits = math.prod(model_shape) == math.prod(data.input_shape)
+    else:
+        fits = model_shape == tuple(data.input_shape)
+    if not fits:
+        problems.append(
+            f"the model takes input of shape {list(model_shape)}; the dataset's samples are {list(data.input_shape)}"
+        )
+    if arch.get("num_classes") != data.num_classes:
+        problems.append(f"the model predicts {arch.get('num_classes')} classes; the dataset has {data.num_classes}")
+    return problems
+
+
 class JobKind(ABC):
     """One kind of job: its config schema with defaults, its budget, and its run function.
 
@@ -147,14 +175,44 @@ class JobKind(ABC):
     title: str
     description: str
     schema: dict[str, Any]
-    # Whether the kind can read a parent job's / an uploaded model as its input.
-    accepts_model: bool = False
+    # The kit architecture families (``search_spaces.kit.models``) a job of this kind can start from, given as
+    # a parent job's output model or an uploaded one; empty: the kind takes no input model.
+    input_families: tuple[str, ...] = ()
     # The built-in dataset a job of this kind uses when none is named, and the modalities it takes.
     default_dataset: str = "digits"
     modalities: tuple[str, ...] = ("image", "tabular")
     # A config that runs to completion in seconds (at least 3 trials): the shared job-kind test suite,
     # the smoke tests and the benchmarks use it.
     tiny_config: dict[str, Any] = {}
+
+    @property
+    def accepts_model(self) -> bool:
+        """Whether a parent job's or an uploaded model can be this kind's input."""
+        return bool(self.input_families)
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """What the model a job of this kind produces will be: a (partial) kit architecture dict with at least
+        ``name``, ``input_shape`` and ``num_classes``, or ``None`` when the kind produces no model other jobs can
+        start from. ``input_arch`` is the input model's architecture (``None``: the kind trains its own).
+
+        The declaration lets the service and the tests know which chains of kinds fit together; the job's result
+        carries the real one under ``output_arch``, next to ``output_model`` (the artifact's name)."""
+        return None
+
+    def input_model_problems(self, arch: dict[str, Any], data: DataShape) -> list[str]:
+        """Why a model with architecture ``arch`` cannot be this kind's input on a dataset shaped ``data``; empty
+        when it can. Checked at submit for a parent's output and an upload, so the worker never meets a model it
+        cannot use. Kinds with more conditions extend it."""
+        if not self.input_families:
+            return [f"{self.name} does not take an input model"]
+        problems = []
+        family = arch.get("name")
+        if family not in self.input_families:
+            problems.append(f"{self.name} takes a {' or '.join(self.input_families)} model; this one is a {family}")
+        problems += shape_problems(arch, data)
+        return problems
 
     def defaults(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v["default"]) for k, v in self.schema["properties"].items() if "default" in v}

@@ -25,7 +25,7 @@ import math
 import time
 from typing import Any
 
-from search_spaces.base import JobCancelled, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, Reporter
 
 _WARMUP = [0.75, 0.9375, 0.984375, 0.996, 0.999]
 _ARCHITECTURES = ["vgg", "resnet", "mobilenet", "mlp"]
@@ -45,7 +45,7 @@ class DgcTrain(JobKind):
         "baseline with the same seed and schedule. Reports accuracy, bytes sent, compression ratio, "
         "compute vs communication time and the projected time on a given link, per epoch and overall."
     )
-    accepts_model = True
+    input_families = tuple(_ARCHITECTURES)
     default_dataset = "digits"
     modalities = ("image",)
     tiny_config: dict[str, Any] = {"workers": 2, "epochs": 3, "max_train": 400}
@@ -257,6 +257,15 @@ class DgcTrain(JobKind):
         if config["max_train"] is not None and config["max_train"] < world:
             errors["max_train"] = [f"every worker needs a sample: at least {world}"]
         return errors
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The model trained with compressed gradients: the input model's architecture, or the built-in ``model``."""
+        if input_arch is not None:
+            return input_arch
+        family = "mlp" if data.modality == "tabular" else config["model"]
+        return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
 
     def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
         """CPU-minutes on the 2-core machine: start-up, then each run's epochs at mnist5k's epoch cost
@@ -556,7 +565,7 @@ def _summarise(
         "link_gbps": config["link_gbps"],
         "dgc": runs["dgc"],
         "dense": runs.get("dense"),
-        "output_model": "dgc_model.pt",
+        **models.output_entry("dgc_model.pt", arch),
     }
     if "dense" in runs:
         dgc, dense = runs["dgc"], runs["dense"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
 
 _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
@@ -40,7 +40,7 @@ class GranularitySweep(JobKind):
         "the relative sparse index, and reports the accuracy / compression-ratio Pareto set and the "
         "best compression per granularity at the accuracy threshold."
     )
-    accepts_model = True
+    input_families = ("vgg", "resnet", "mobilenet", "mlp", "pathlevel")
     default_dataset = "digits"
     tiny_config: dict[str, Any] = {"n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1}
     modalities = ("image", "tabular")
@@ -200,6 +200,16 @@ class GranularitySweep(JobKind):
             },
         },
     }
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The best pruned model: the input model's architecture with zeros (masks are not a new family), or the kit's
+        VGG-style CNN (an MLP on tabular data) trained in the job."""
+        if input_arch is not None:
+            return input_arch
+        family = "mlp" if data.modality == "tabular" else "vgg"
+        return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

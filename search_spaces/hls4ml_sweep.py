@@ -14,9 +14,10 @@ The algorithm lives in :mod:`search_spaces.hls`; only light imports here.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from search_spaces.base import JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
 from search_spaces.hls.parts import CHOICES as PART_CHOICES
 
 _RF = [1, 2, 4, 8, 16, 32, 64]
@@ -35,7 +36,7 @@ class Hls4mlSweep(JobKind):
         "estimating DSP, LUT, FF, BRAM, latency and initiation interval on the chosen part. Stores one "
         "FPGA report per trial; synthesis reports can be imported beside the estimates."
     )
-    accepts_model = True
+    input_families = ("mlp",)
     default_dataset = "jets_synthetic"
     modalities = ("tabular", "image")
     tiny_config: dict[str, Any] = {
@@ -193,6 +194,20 @@ class Hls4mlSweep(JobKind):
             },
         },
     }
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The float MLP the sweep converted (the input model, or the built-in one of ``hidden`` widths)."""
+        if input_arch is not None:
+            return input_arch
+        features = math.prod(data.input_shape)
+        return {
+            "name": "mlp",
+            "input_shape": [features],
+            "hidden": list(config["hidden"]),
+            "num_classes": data.num_classes,
+        }
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

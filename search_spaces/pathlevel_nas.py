@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
 
 _PRIMITIVES = ["identity", "conv1x1", "sep3x3", "sep5x5", "sep7x7", "maxpool3x3", "avgpool3x3", "gconv3x3"]
 _LAYERS = ["conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3"]
@@ -247,6 +247,20 @@ class PathlevelNas(JobKind):
         if config["base_op"] == "gconv3x3" and config["base"] == "resnet" and any(w % 2 for w in config["widths"]):
             errors["widths"] = ["a group-convolution base cell needs even widths"]
         return errors
+
+    def output_arch(
+        self, config: dict[str, Any], data: DataShape, input_arch: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The base network with the best cell found: a kit ``pathlevel`` model (its tree is known only at the end)."""
+        base = {k: config[k] for k in ("base", "stem", "blocks_per_stage", "growth")}
+        lists = {k: list(config[k]) for k in ("widths", "dense_layers")}
+        return {
+            "name": "pathlevel",
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            **base,
+            **lists,
+        }
 
     def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
         """CPU-minutes on the 2-core machine: base epochs, each sampled network's fine-tune (grown cells cost

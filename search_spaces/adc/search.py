@@ -435,7 +435,7 @@ def _summarise(
         "params": counted["params"],
         "latency_ms": measure_latency(dense, shape),
     }
-    output_model = None
+    output_model, output_arch = None, None
     steps = len(policies)
     for i, (name, counts) in enumerate(policies.items()):
         check_stop(reporter)
@@ -483,7 +483,7 @@ def _summarise(
         models.save_model(model, arch, workdir / file)
         reporter.artifact(file, workdir / file, "model")
         if name == "amc":
-            output_model = file
+            output_model, output_arch = file, arch
         rows[name] = row
     agent_file = workdir / "agent.pt"
     torch.save(
@@ -519,7 +519,7 @@ def _summarise(
         "amc_cost_error": amc["cost_ratio"] / target - 1 if settings.reward == "error" else None,
         "amc_vs_uniform_val_accuracy": amc["val_accuracy"] - rows["uniform"]["val_accuracy"],
         "latency_speedup": rows["original"]["latency_ms"] / amc["latency_ms"],
-        "output_model": output_model,
+        **models.output_entry(output_model, output_arch),
         "plots": plots,
         "settings": asdict(settings),
     }

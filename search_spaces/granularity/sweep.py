@@ -763,7 +763,7 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
             for r in pareto_set(rows)
         ],
         "best_by_granularity": best_out,
-        "output_model": output_model,
+        **models.output_entry(output_model, run.dense.arch),
         "plots": plots,
         "sweep_seconds": time.time() - run.started,
     }

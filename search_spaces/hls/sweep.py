@@ -724,7 +724,7 @@ def summarise(run: _Run) -> dict[str, Any]:
             "best_accuracy": brief(best) if best else None,
             "archived_trials": archived,
             "estimate_note": est.ACCURACY_NOTE,
-            "output_model": "float_model.pt",
+            **models.output_entry("float_model.pt", run.net.arch),
         }
     )
 

@@ -364,6 +364,14 @@ class TrainedModel:
         return cls.from_dict(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
 
 
+def output_entry(artifact: str | None, arch: dict[str, Any] | None) -> dict[str, Any]:
+    """The two result keys that make a job's model the input of another: ``output_model`` (the artifact's name)
+    and ``output_arch`` (its complete architecture, which the service checks a child job against at submit)."""
+    if artifact is None or arch is None:
+        return {"output_model": None, "output_arch": None}
+    return {"output_model": artifact, "output_arch": complete_arch(arch)}
+
+
 # --- files --------------------------------------------------------------------------------------------
 
 

@@ -430,7 +430,7 @@ def _finish(
         "mean_reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "mean_reward_last_quarter": sum(rewards[-quarter:]) / quarter,
         "mean_val_acc": sum(accs) / len(accs),
-        "output_model": "best_model.pt",
+        **models.output_entry("best_model.pt", {"name": "pathlevel", **arch}),
         "within_max_params": len(scored),
     }
     reporter.progress(1.0, "done")
