@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
 
 
 def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
-    return Job.objects.filter(owner=user).select_related("dataset")
+    children = Prefetch("children", queryset=Job.objects.only("id", "parent_id").order_by("id"))
+    return Job.objects.filter(owner=user).select_related("dataset").prefetch_related(children)
 
 
 def trial_list(*, job: Job) -> QuerySet[Trial]:

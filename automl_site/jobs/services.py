@@ -32,7 +32,7 @@ from automl_site.jobs.models import (
     Trial,
 )
 from search_spaces import registry
-from search_spaces.base import ConfigError, JobCancelled, JobInputs, json_safe
+from search_spaces.base import ConfigError, DataShape, JobCancelled, JobInputs, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ def job_submit(
     model: ModelFile | None = None,
     parent: Job | None = None,
 ) -> Job:
-    """Validate a job whole and queue it; nothing is written unless all of it is valid."""
+    """Validate a job whole and queue it; nothing is written unless all of it is valid.
+
+    A child job (``parent`` given, no ``dataset``) works on its parent's dataset; its input model, the parent's
+    output or an upload, must be one the kind declares it takes, shaped for the dataset."""
     if kind not in registry.KINDS:
         raise ServiceError({"kind": f"unknown kind {kind!r}; one of: {', '.join(sorted(registry.KINDS))}"})
     job_kind = registry.get_kind(kind)
@@ -94,19 +97,16 @@ def job_submit(
         config = job_kind.validate(config)
     except ConfigError as exc:
         raise ServiceError({f"config.{k}" if k != "config" else "config": v for k, v in exc.errors.items()}) from None
+    if dataset is None and parent is not None and parent.owner_id == owner.pk and parent.dataset_id is not None:
+        dataset = parent.dataset
     dataset_row = _resolve_dataset(owner=owner, kind_name=kind, dataset=dataset)
     errors: dict[str, list[str] | str] = {}
-    if (model is not None or parent is not None) and not job_kind.accepts_model:
-        errors["parent" if parent is not None else "model"] = f"{kind} does not take an input model"
-    if model is not None and model.owner_id != owner.pk:
-        errors["model"] = "no such model"
-    if parent is not None:
-        if parent.owner_id != owner.pk:
-            errors["parent"] = "no such job"
-        elif parent.status != JobStatus.SUCCEEDED or not (parent.result or {}).get("output_model"):
-            errors["parent"] = f"job {parent.pk} has no output model (status {parent.status})"
     if model is not None and parent is not None:
         errors["model"] = "give either model or parent, not both"
+    elif parent is not None:
+        errors.update(job_input_problems(owner=owner, kind=kind, dataset=dataset_row, parent=parent))
+    elif model is not None:
+        errors.update(job_input_problems(owner=owner, kind=kind, dataset=dataset_row, model=model))
     budget = job_kind.budget(config, dataset_row.builtin or None)
     if budget > _conf("MAX_BUDGET_PER_JOB"):
         errors["config"] = (
@@ -138,6 +138,54 @@ def job_submit(
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
+
+
+def job_input_problems(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    dataset: Dataset,
+    parent: Job | None = None,
+    model: ModelFile | None = None,
+) -> dict[str, list[str]]:
+    """Why ``parent``'s output model (or the uploaded ``model``) cannot be the input of a ``kind`` job on
+    ``dataset``, per field (``parent``/``model``); empty when it can. The submit check and the parent picker's
+    list both use it, so a job the form offers is one the service accepts."""
+    job_kind = registry.get_kind(kind)
+    field = "parent" if parent is not None else "model"
+    if not job_kind.accepts_model:
+        return {field: [f"{kind} does not take an input model"]}
+    if parent is not None:
+        if parent.owner_id != owner.pk:
+            return {"parent": ["no such job"]}
+        result = parent.result or {}
+        if parent.status != JobStatus.SUCCEEDED or not result.get("output_model"):
+            return {"parent": [f"job {parent.pk} has no output model (status {parent.status})"]}
+        arch = result.get("output_arch")
+        if not isinstance(arch, dict):
+            return {"parent": [f"job {parent.pk}'s result does not say what its model is; re-run it"]}
+        where = f"job {parent.pk} ({parent.kind}) gives a {arch.get('name')} model"
+    else:
+        assert model is not None
+        if model.owner_id != owner.pk:
+            return {"model": ["no such model"]}
+        arch = model.architecture
+        where = f"model {model.pk} is a {arch.get('name')}"
+    data = DataShape(dataset.modality, tuple(dataset.input_shape), dataset.num_classes)
+    problems = job_kind.input_model_problems(arch, data)
+    if problems:
+        return {field: [f"{where} that {kind} cannot start from on {dataset.name!r}: {'; '.join(problems)}"]}
+    return {}
+
+
+def job_parent_fits(*, owner: AbstractBaseUser, kind: str, parent: Job, dataset: Dataset | int | str | None) -> bool:
+    """Whether ``job_submit`` would take ``parent`` as the input of a ``kind`` job on ``dataset`` (``None``: the
+    parent's own dataset), as far as the input model goes."""
+    try:
+        row = _resolve_dataset(owner=owner, kind_name=kind, dataset=dataset if dataset is not None else parent.dataset)
+    except ServiceError:
+        return False
+    return not job_input_problems(owner=owner, kind=kind, dataset=row, parent=parent)
 
 
 def job_enqueue(*, job_id: int) -> bool:

@@ -11,6 +11,10 @@ from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPo
 
 
 class JobSerializer(serializers.ModelSerializer):
+    children = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="jobs that took this job's output model as their input"
+    )
+
     class Meta:
         model = Job
         fields = [
@@ -24,6 +28,7 @@ class JobSerializer(serializers.ModelSerializer):
             "dataset",
             "model",
             "parent",
+            "children",
             "result",
             "error",
             "budget",

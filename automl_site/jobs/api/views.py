@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -24,10 +25,33 @@ MAX_METRIC_POINTS = 5000
 class JobFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=lambda: [(k, k) for k in registry.KINDS])
     status = django_filters.ChoiceFilter(choices=JobStatus.choices)
+    parent_for = django_filters.ChoiceFilter(
+        choices=lambda: [(k, k) for k in registry.KINDS],
+        method="filter_parent_for",
+        label="only jobs whose output model a job of this kind can start from (the submit check's own rule), on "
+        "the job's own dataset or on for_dataset",
+    )
+    for_dataset = django_filters.CharFilter(
+        method="filter_noop", label="with parent_for: the dataset (id or built-in key) the child job will use"
+    )
 
     class Meta:
         model = Job
-        fields = ["kind", "status"]
+        fields = ["kind", "status", "parent_for", "for_dataset"]
+
+    def filter_noop(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        return queryset
+
+    def filter_parent_for(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        user = self.request.user
+        dataset = self.data.get("for_dataset") or None
+        candidates = queryset.filter(status=JobStatus.SUCCEEDED, result__has_key="output_arch")
+        fitting = [
+            job.pk
+            for job in candidates.select_related("dataset")
+            if services.job_parent_fits(owner=user, kind=value, parent=job, dataset=dataset)
+        ]
+        return queryset.filter(pk__in=fitting)
 
 
 class OwnedMixin:
