@@ -36,10 +36,13 @@ run: deps system-deps-run
 	exec $(VENV)/bin/honcho --procfile Procfile start
 
 test: deps-dev system-deps-test
+	$(MAKE) lint
 	$(PY) -m pytest
 
 lint: deps-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy search_spaces
 
 bench: deps-dev
 	$(PY) bench/dispatch.py
