@@ -59,6 +59,8 @@ class JobInputs:
 
     seed: int = 0
     device: str = "cpu"
+    # PyTorch intra-op threads the job may use: the worker's setting (AUTOML_TORCH_THREADS), not the kind's.
+    threads: int = 1
     dataset: str | None = None
     dataset_path: Path | None = None
     model_path: Path | None = None
@@ -178,6 +180,8 @@ class JobKind(ABC):
     # The kit architecture families (``search_spaces.kit.models``) a job of this kind can start from, given as
     # a parent job's output model or an uploaded one; empty: the kind takes no input model.
     input_families: tuple[str, ...] = ()
+    # Whether a job of this kind stores FPGA resource reports (the job page keeps their section open).
+    fpga_reports: bool = False
     # The built-in dataset a job of this kind uses when none is named, and the modalities it takes.
     default_dataset: str = "digits"
     modalities: tuple[str, ...] = ("image", "tabular")

@@ -37,6 +37,7 @@ class Hls4mlSweep(JobKind):
         "FPGA report per trial; synthesis reports can be imported beside the estimates."
     )
     input_families = ("mlp",)
+    fpga_reports = True
     default_dataset = "jets_synthetic"
     modalities = ("tabular", "image")
     tiny_config: dict[str, Any] = {

@@ -1,10 +1,8 @@
-"""The Celery application: settings come from Django's settings under the CELERY_ namespace."""
+"""The Celery worker's application: the service's own (``automl_site.jobs.queue``) with this package's tasks."""
 
 from __future__ import annotations
 
 import os
-
-from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "automl_site.settings")
 
@@ -17,6 +15,9 @@ _threads = os.environ.get("AUTOML_TORCH_THREADS", "1")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, _threads)
 
-app = Celery("automl")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+from automl_site.jobs.queue import celery_app  # noqa: E402 - after the thread settings above
+
+app = celery_app()
+app.set_current()
+app.set_default()
 app.autodiscover_tasks(["workers"])

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 )
 def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Run one job. A duplicate delivery is harmless: only the task that claims the job runs it."""
-    from automl_site.jobs.services import job_execute
+    from workers.runner import job_execute
 
     outcome = job_execute(job_id=job_id, task_id=self.request.id or "", host=self.request.hostname or "")
     log.info("job %s: %s", job_id, outcome)
@@ -43,7 +43,7 @@ def run_job(self, job_id: int) -> str:  # noqa: ANN001 - Celery's bound task
 )
 def run_job_helper(self, job_id: int, index: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Help a running job (best effort: a lost helper only means less parallelism)."""
-    from automl_site.jobs.services import job_help
+    from workers.runner import job_help
 
     outcome = job_help(job_id=job_id, index=index)
     log.info("job %s helper %s: %s", job_id, index, outcome)

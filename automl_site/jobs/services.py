@@ -1,7 +1,7 @@
 """Writes: every change to jobs, datasets and models goes through one of these functions.
 
 Keyword-only arguments, ``<entity>_<action>`` names (HackSoft Django-Styleguide). Views and tasks only
-call them; the algorithms never see the ORM (they get a :class:`DbReporter`).
+call them; the algorithms never see the ORM (the worker hands them a reporter, ``workers/reporting.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from automl_site.jobs import queue
+from automl_site.jobs.files import store_file_atomically
 from automl_site.jobs.models import (
     ACTIVE_STATUSES,
-    Artifact,
     Dataset,
     FpgaReport,
     Job,
@@ -32,7 +32,7 @@ from automl_site.jobs.models import (
     Trial,
 )
 from search_spaces import registry
-from search_spaces.base import ConfigError, DataShape, JobCancelled, JobInputs, json_safe
+from search_spaces.base import ConfigError, DataShape, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +194,12 @@ def job_enqueue(*, job_id: int) -> bool:
     A broker that is down does not fail the caller: the job stays queued with no ``enqueued_at`` and
     the maintenance loop sends its message once the broker is back.
     """
-    from workers.celery_app import app
-
     try:
-        result = app.send_task(
-            "workers.tasks.run_job",
-            args=[job_id],
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        )
+        task_id = queue.send("workers.tasks.run_job", job_id, retry=True)
     except Exception:  # kombu raises several types for an unreachable broker
         log.warning("could not enqueue job %s; the maintenance loop will retry", job_id, exc_info=True)
         return False
-    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=timezone.now(), celery_task_id=result.id)
+    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=timezone.now(), celery_task_id=task_id)
     return True
 
 
@@ -217,9 +210,7 @@ def job_cancel(*, job: Job) -> Job:
         status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True
     ):
         if job.celery_task_id:
-            from workers.celery_app import app
-
-            app.control.revoke(job.celery_task_id)
+            queue.revoke(job.celery_task_id)
     elif not Job.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
         job.refresh_from_db()
         raise ServiceError({"status": f"job {job.pk} is {job.status}; only queued or running jobs can be cancelled"})
@@ -266,27 +257,6 @@ def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
         return Job.objects.values_list("attempts", flat=True).get(id=job_id)
 
 
-def _job_inputs(job: Job, workdir: Path) -> JobInputs:
-    model_path = model_arch = None
-    if job.model is not None:
-        model_path, model_arch = Path(job.model.file.path), job.model.architecture
-    elif job.parent is not None:
-        artifact = Artifact.objects.get(job=job.parent, name=job.parent.result["output_model"])
-        model_path = Path(artifact.file.path)
-    dataset = job.dataset
-    return JobInputs(
-        seed=int(job.config.get("seed", 0)),
-        device="cpu",
-        dataset=dataset.builtin or None if dataset else None,
-        dataset_path=Path(dataset.file.path) if dataset and dataset.file else None,
-        model_path=model_path,
-        model_arch=model_arch,
-        optuna_storage=optuna_storage_url(),
-        study_name=f"job-{job.pk}",
-        workdir=workdir,
-    )
-
-
 def optuna_storage_url() -> str:
     """The service's own database as an SQLAlchemy URL for Optuna's RDB storage."""
     db = settings.DATABASES["default"]
@@ -299,56 +269,9 @@ def optuna_storage_url() -> str:
     return f"postgresql+psycopg://{auth}{db.get('HOST') or 'localhost'}{port}/{db['NAME']}"
 
 
-def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:
-    """Claim and run one job to its end; returns what happened (for the worker's log)."""
-    from automl_site.jobs.reporting import DbReporter, Heartbeat
-
-    attempt = job_claim(job_id=job_id, task_id=task_id, host=host or _conf("HOSTNAME"))
-    if attempt is None:
-        return "not claimed"
-    job = Job.objects.select_related("dataset", "model", "parent").get(id=job_id)
-    workdir = Path(tempfile.mkdtemp(prefix=f"job{job_id}-", dir=_workdir_root()))
-    heartbeat = Heartbeat(job_id, attempt, _conf("HEARTBEAT_SECONDS"))
-    heartbeat.start()
-    reporter = DbReporter(job, attempt, heartbeat, workdir)
-    mine = Job.objects.filter(id=job_id, status=JobStatus.RUNNING, attempts=attempt)
-    try:
-        inputs = _job_inputs(job, workdir)
-        kind = registry.get_kind(job.kind)
-        for index in range(1, kind.helpers(job.config) + 1):
-            job_helper_enqueue(job_id=job_id, index=index)
-        result = kind.run(job.config, inputs, reporter)
-    except JobCancelled:
-        reporter.flush()
-        if heartbeat.lost.is_set():
-            return "lost claim"
-        if mine.filter(requeue_requested=True, cancel_requested=False).update(
-            status=JobStatus.QUEUED, requeue_requested=False, progress_message="re-queued: its worker shut down"
-        ):
-            job_enqueue(job_id=job_id)
-            return "re-queued"
-        mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
-        return "cancelled"
-    except Exception as exc:  # any failure of the algorithm is the job's failure, with its message
-        reporter.flush()
-        log.exception("job %s failed", job_id)
-        tail = "".join(traceback.format_exception(exc)[-3:])
-        mine.update(
-            status=JobStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}\n\n{tail}"[:20000]
-        )
-        return "failed"
-    finally:
-        heartbeat.finish()
-        reporter.cleanup()
-    if not mine.update(
-        status=JobStatus.SUCCEEDED,
-        finished_at=timezone.now(),
-        progress=1.0,
-        progress_message="done",
-        result=json_safe(result),
-    ):
-        return "lost claim"
-    return "succeeded"
+def job_workdir(*, job_id: int, label: str = "") -> Path:
+    """A fresh scratch folder for one run of a job under ``AUTOML_WORK_DIR`` (the runner removes it)."""
+    return Path(tempfile.mkdtemp(prefix=f"job{job_id}-{label}", dir=_workdir_root()))
 
 
 def _workdir_root() -> Path:
@@ -357,39 +280,47 @@ def _workdir_root() -> Path:
     return root
 
 
+def _claimed(job_id: int, attempt: int) -> QuerySet[Job]:
+    """The job's row while this run still holds it (the claim is fenced by the attempt number)."""
+    return Job.objects.filter(id=job_id, status=JobStatus.RUNNING, attempts=attempt)
+
+
+def job_succeed(*, job_id: int, attempt: int, result: dict[str, Any]) -> bool:
+    """Record a finished run's result; False if the run had lost its claim meanwhile."""
+    return bool(
+        _claimed(job_id, attempt).update(
+            status=JobStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            progress=1.0,
+            progress_message="done",
+            result=json_safe(result),
+        )
+    )
+
+
+def job_fail(*, job_id: int, attempt: int, error: str) -> None:
+    """Record that the algorithm failed, with its message."""
+    _claimed(job_id, attempt).update(status=JobStatus.FAILED, finished_at=timezone.now(), error=error[:20000])
+
+
+def job_stopped(*, job_id: int, attempt: int) -> str:
+    """A run stopped on request: back to the queue if its worker is shutting down, else cancelled."""
+    mine = _claimed(job_id, attempt)
+    if mine.filter(requeue_requested=True, cancel_requested=False).update(
+        status=JobStatus.QUEUED, requeue_requested=False, progress_message="re-queued: its worker shut down"
+    ):
+        job_enqueue(job_id=job_id)
+        return "re-queued"
+    mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
+    return "cancelled"
+
+
 def job_helper_enqueue(*, job_id: int, index: int) -> None:
     """Queue helper run ``index`` of a running job; any free worker picks it up."""
-    from workers.celery_app import app
-
     try:
-        app.send_task("workers.tasks.run_job_helper", args=[job_id, index])
+        queue.send("workers.tasks.run_job_helper", job_id, index)
     except Exception:  # best effort: the job runs alone if helpers cannot be queued
         log.warning("could not queue helper %s of job %s", index, job_id, exc_info=True)
-
-
-def job_help(*, job_id: int, index: int) -> str:
-    """Run helper ``index`` of a running job (e.g. more trials of its Optuna study) until the job no
-    longer needs it. A helper's failure is not the job's: the job's own process carries on."""
-    from automl_site.jobs.reporting import Heartbeat, HelperReporter
-
-    job = Job.objects.select_related("dataset", "model", "parent").filter(id=job_id, status=JobStatus.RUNNING).first()
-    if job is None:
-        return "job not running"
-    workdir = Path(tempfile.mkdtemp(prefix=f"job{job_id}-helper{index}-", dir=_workdir_root()))
-    heartbeat = Heartbeat(job_id, job.attempts, _conf("HEARTBEAT_SECONDS"), write=False)
-    heartbeat.start()
-    reporter = HelperReporter(job, job.attempts, heartbeat, workdir)
-    try:
-        registry.get_kind(job.kind).run_helper(job.config, _job_inputs(job, workdir), reporter, index)
-        return "done"
-    except JobCancelled:
-        return "stopped"
-    except Exception:
-        log.exception("helper %s of job %s failed", index, job_id)
-        return "failed"
-    finally:
-        heartbeat.finish()
-        reporter.cleanup()
 
 
 def jobs_release_worker(*, host: str) -> int:
@@ -499,8 +430,6 @@ def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) 
                 num_samples=summary["num_samples"],
                 class_counts=list(summary["class_counts"]),
             )
-            from automl_site.jobs.reporting import store_file_atomically
-
             relative, size, digest = store_file_atomically(tmp, f"datasets/user_{owner.pk}/{row.pk}{suffix}")
             row.file.name, row.size_bytes, row.sha256 = relative, size, digest
             row.save(update_fields=["file", "size_bytes", "sha256"])
@@ -526,8 +455,6 @@ def model_upload(
             row = ModelFile.objects.create(
                 owner=owner, name=name or Path(upload.name or "model").stem, architecture=arch, sha256="", params=params
             )
-            from automl_site.jobs.reporting import store_file_atomically
-
             relative, size, digest = store_file_atomically(tmp, f"models/user_{owner.pk}/{row.pk}.pt")
             row.file.name, row.size_bytes, row.sha256 = relative, size, digest
             row.save(update_fields=["file", "size_bytes", "sha256"])

@@ -78,6 +78,10 @@ class JobKindSerializer(serializers.Serializer):
     schema = serializers.JSONField()
     defaults = serializers.JSONField()
     accepts_model = serializers.BooleanField()
+    input_families = serializers.ListField(
+        child=serializers.CharField(), help_text="model families a job of this kind can start from"
+    )
+    fpga_reports = serializers.BooleanField(help_text="whether its jobs store FPGA resource reports")
     modalities = serializers.ListField(child=serializers.CharField())
     default_dataset = serializers.CharField()
 

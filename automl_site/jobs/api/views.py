@@ -82,6 +82,8 @@ class JobKindViewSet(viewsets.ViewSet):
             "schema": kind.schema,
             "defaults": kind.defaults(),
             "accepts_model": kind.accepts_model,
+            "input_families": list(kind.input_families),
+            "fpga_reports": kind.fpga_reports,
             "modalities": list(getattr(kind, "modalities", ("image", "tabular"))),
             "default_dataset": getattr(kind, "default_dataset", "digits"),
         }

@@ -227,11 +227,17 @@ const AutoML = (() => {
     }
 
     let fpgaChartReady = false;
-    async function refreshFpga(kind) {
+    let kindInfo = null;  // the job's kind as the API describes it (what it produces, its metrics)
+    async function describeKind(name) {
+      if (kindInfo === null && name) kindInfo = (await api(`/api/v1/job-kinds/${encodeURIComponent(name)}/`)).data || {};
+      return kindInfo || {};
+    }
+    async function refreshFpga(kindName) {
+      const info = await describeKind(kindName);
       const r = await api(`/api/v1/fpga-reports/?job=${id}&page_size=1000`);
       if (!r.ok) return;
       const reports = r.data.results;
-      document.getElementById("fpga-section").hidden = reports.length === 0 && kind !== "hls4ml_sweep";
+      document.getElementById("fpga-section").hidden = reports.length === 0 && !info.fpga_reports;
       document.getElementById("fpga-count").textContent = `(${reports.length})`;
       // Each trial's estimate first, then the synthesis reports imported for it, side by side.
       const order = {estimate: 0, vivado_hls: 1, vitis_hls: 2, vivado_synth: 3};
