@@ -9,13 +9,15 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from automl_site.typed_env import TypedEnv, invalid
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Every knob goes through this reader: a value it cannot use stops start-up with ImproperlyConfigured.
+env = TypedEnv()
+TypedEnv.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("AUTOML_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,9 @@ if not SECRET_KEY:
     SECRET_KEY = key_file.read_text().strip()
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):  # Django would only say so in `manage.py check`
+        raise invalid("DJANGO_CSRF_TRUSTED_ORIGINS", _origin, "origins with a scheme, e.g. https://automl.example.org")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -89,7 +94,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60, ge=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -126,7 +131,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "automl_site.jobs.api.pagination.Pagination",
-    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50, ge=1),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "automl_site.jobs.api.errors.exception_handler",
@@ -155,34 +160,41 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1)
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1, ge=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 if CELERY_BROKER_URL.startswith("redis"):
     # acks_late messages of a worker that vanished come back after this; the reaper is faster.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600, ge=1)}
 
 # --- The job service ------------------------------------------------------------------------------
 AUTOML = {
     "HOSTNAME": env.str("AUTOML_HOSTNAME", default=socket.gethostname()),
     # A running job's worker writes a heartbeat this often; a job whose heartbeat is older than
     # STALE_AFTER is considered orphaned by the reaper.
-    "HEARTBEAT_SECONDS": env.float("AUTOML_HEARTBEAT_SECONDS", default=2.0),
-    "STALE_AFTER_SECONDS": env.float("AUTOML_STALE_AFTER_SECONDS", default=30.0),
+    "HEARTBEAT_SECONDS": env.float("AUTOML_HEARTBEAT_SECONDS", default=2.0, gt=0),
+    "STALE_AFTER_SECONDS": env.float("AUTOML_STALE_AFTER_SECONDS", default=30.0, gt=0),
     # How often the maintenance loop (reaper + reconciler) runs, and after how long a queued job whose
     # message the broker may have lost is enqueued again (duplicates are harmless: atomic claim).
-    "MAINTENANCE_SECONDS": env.float("AUTOML_MAINTENANCE_SECONDS", default=10.0),
-    "REQUEUE_AFTER_SECONDS": env.float("AUTOML_REQUEUE_AFTER_SECONDS", default=60.0),
-    "MAX_ATTEMPTS": env.int("AUTOML_MAX_ATTEMPTS", default=3),
+    "MAINTENANCE_SECONDS": env.float("AUTOML_MAINTENANCE_SECONDS", default=10.0, gt=0),
+    "REQUEUE_AFTER_SECONDS": env.float("AUTOML_REQUEUE_AFTER_SECONDS", default=60.0, gt=0),
+    "MAX_ATTEMPTS": env.int("AUTOML_MAX_ATTEMPTS", default=3, ge=1),
     # Hard/soft time limit of one job run, seconds.
-    "TIME_LIMIT_SECONDS": env.int("AUTOML_TIME_LIMIT_SECONDS", default=6 * 3600),
+    "TIME_LIMIT_SECONDS": env.int("AUTOML_TIME_LIMIT_SECONDS", default=6 * 3600, ge=1),
     # Per-user limits enforced at submit.
-    "MAX_ACTIVE_JOBS_PER_USER": env.int("AUTOML_MAX_ACTIVE_JOBS_PER_USER", default=10),
-    "MAX_BUDGET_PER_JOB": env.float("AUTOML_MAX_BUDGET_PER_JOB", default=240.0),  # CPU-minutes
-    "MAX_UPLOAD_BYTES": env.int("AUTOML_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024),
+    "MAX_ACTIVE_JOBS_PER_USER": env.int("AUTOML_MAX_ACTIVE_JOBS_PER_USER", default=10, ge=1),
+    "MAX_BUDGET_PER_JOB": env.float("AUTOML_MAX_BUDGET_PER_JOB", default=240.0, gt=0),  # CPU-minutes
+    "MAX_UPLOAD_BYTES": env.int("AUTOML_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024, ge=1),
+    # workers/celery_app.py hands this to OpenMP before Django loads; reading it here stops a worker with a bad
+    # value at start-up.
+    "TORCH_THREADS": env.int("AUTOML_TORCH_THREADS", default=1, ge=1),
 }
 if AUTOML["STALE_AFTER_SECONDS"] <= 2 * AUTOML["HEARTBEAT_SECONDS"]:
-    raise ImproperlyConfigured("AUTOML_STALE_AFTER_SECONDS must exceed twice AUTOML_HEARTBEAT_SECONDS")
+    raise invalid(
+        "AUTOML_STALE_AFTER_SECONDS",
+        AUTOML["STALE_AFTER_SECONDS"],
+        f"more than twice AUTOML_HEARTBEAT_SECONDS ({AUTOML['HEARTBEAT_SECONDS']:g})",
+    )
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -191,7 +203,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
