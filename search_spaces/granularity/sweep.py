@@ -47,7 +47,7 @@ from search_spaces.kit.pruning import (
     prunable_weights,
     prune_and_retrain,
 )
-from search_spaces.kit.studies import rdb_storage
+from search_spaces.kit.studies import pareto_mask, rdb_storage
 from search_spaces.kit.trainer import torch_threads as threads
 
 PRETRAIN_SHARE = 0.1  # of the progress bar
@@ -662,15 +662,10 @@ def _finished(run: _Run) -> list[dict[str, Any]]:
 
 def pareto_set(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Trials no other trial beats on both accuracy and compression ratio (ties kept)."""
-    front = []
-    for row in rows:
-        a, r = row["values"]
-        dominated = any(
-            o["values"][0] >= a and o["values"][1] >= r and (o["values"][0] > a or o["values"][1] > r) for o in rows
-        )
-        if not dominated:
-            front.append(row)
-    return sorted(front, key=lambda row: row["values"][1])
+    if not rows:
+        return []
+    mask = pareto_mask([row["values"] for row in rows], ("maximize", "maximize"))
+    return sorted((row for row, on in zip(rows, mask, strict=True) if on), key=lambda row: row["values"][1])
 
 
 def best_by_granularity(rows: list[dict[str, Any]], granularities: tuple[str, ...]) -> dict[str, dict[str, Any] | None]:

@@ -39,7 +39,7 @@ from search_spaces.hls.parts import Part, get_part
 from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
 from search_spaces.kit import datasets, models, trainer
 from search_spaces.kit.pruning import group_mask
-from search_spaces.kit.studies import rdb_storage
+from search_spaces.kit.studies import pareto_mask, rdb_storage
 
 PRETRAIN_SHARE = 0.15
 EMULATION_TIMEOUT_S = 600
@@ -601,15 +601,11 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows that fit the part and that no other fitting row beats on accuracy, cost and latency at once."""
     fitting = [r for r in rows if r["metrics"].get("fits", True)]
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        better_or_equal = a[0] >= b[0] and a[1] <= b[1] and a[2] <= b[2]
-        return better_or_equal and (a[0] > b[0] or a[1] < b[1] or a[2] < b[2])
-
-    return sorted(
-        (r for r in fitting if not any(dominates(o["values"], r["values"]) for o in fitting)),
-        key=lambda r: (r["values"][1], r["values"][2]),
-    )
+    if not fitting:
+        return []
+    mask = pareto_mask([r["values"] for r in fitting], ("maximize", "minimize", "minimize"))
+    front = (r for r, on in zip(fitting, mask, strict=True) if on)
+    return sorted(front, key=lambda r: (r["values"][1], r["values"][2]))
 
 
 def sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
