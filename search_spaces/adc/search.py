@@ -322,7 +322,7 @@ def _search(
         if episode in done:  # stored by an attempt whose checkpoint was lost: not redone
             continue
         started = time.time()
-        observation = env.reset()
+        observation: np.ndarray | None = env.reset()
         transitions = []
         while observation is not None:
             action = agent.act(observation, episode)
