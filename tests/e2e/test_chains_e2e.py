@@ -1,0 +1,60 @@
+"""The chains users build (search → compress → FPGA), end to end over HTTP: gunicorn, a Celery worker, PostgreSQL
+and Redis. Each child names only its parent; it works on the parent's dataset and starts from its output model."""
+
+from __future__ import annotations
+
+import pytest
+
+from search_spaces import registry
+from tests.e2e.conftest import USERS
+from tests.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+DONE = {"succeeded", "failed", "cancelled"}
+
+
+def _tiny(kind: str, **overrides: object) -> dict:
+    return {**registry.get_kind(kind).tiny_config, **overrides}
+
+
+def _chain(stack: Stack, steps: list[tuple[str, str | None]]) -> list[dict]:
+    """Run ``steps`` (kind, dataset of the first step) one after another, each the parent of the next."""
+    client = stack.client("alice", USERS["alice"])
+    jobs: list[dict] = []
+    for kind, dataset in steps:
+        fields = {"parent": jobs[-1]["id"]} if jobs else ({"dataset": dataset} if dataset else {})
+        job = client.wait_status(client.submit(kind, _tiny(kind), **fields)["id"], DONE, timeout=300)
+        assert job["status"] == "succeeded", (kind, job["error"])
+        if jobs:
+            assert job["parent"] == jobs[-1]["id"] and job["dataset"] == jobs[-1]["dataset"]
+            assert client.job(jobs[-1]["id"])["children"] == [job["id"]]
+        jobs.append(job)
+    return jobs
+
+
+def test_a_found_cell_network_is_pruned_by_granularity(stack: Stack) -> None:
+    nas, pruned = _chain(stack, [("pathlevel_nas", "digits"), ("granularity_sweep", None)])
+    assert nas["result"]["output_arch"]["name"] == "pathlevel"
+    assert pruned["result"]["output_arch"] == nas["result"]["output_arch"]  # masks keep the architecture
+
+
+@pytest.mark.parametrize("pruner", ["granularity_sweep", "adc_prune"])
+def test_a_pruned_mlp_goes_to_the_fpga_sweep(stack: Stack, pruner: str) -> None:
+    pruned, fpga = _chain(stack, [(pruner, "jets_synthetic"), ("hls4ml_sweep", None)])
+    assert pruned["result"]["output_arch"]["name"] == "mlp"
+    client = stack.client("alice", USERS["alice"])
+    reports = client.get(f"/api/v1/fpga-reports/?job={fpga['id']}&page_size=100").json()["results"]
+    assert reports and all(r["source"] == "estimate" and r["fixed_point_accuracy"] is not None for r in reports)
+    # The sweep converted the pruned network, not a fresh one: its float model is the parent's architecture.
+    assert fpga["result"]["output_arch"] == pruned["result"]["output_arch"]
+
+
+def test_an_incompatible_parent_is_refused_over_http(stack: Stack) -> None:
+    client = stack.client("alice", USERS["alice"])
+    nas = client.wait_status(client.submit("pathlevel_nas", _tiny("pathlevel_nas"))["id"], DONE, timeout=300)
+    r = client.post("/api/v1/jobs/", json={"kind": "hls4ml_sweep", "parent": nas["id"], "config": {}})
+    assert r.status_code == 400
+    assert "hls4ml_sweep takes a mlp model; this one is a pathlevel" in " ".join(r.json()["parent"])
+    offered = client.get("/api/v1/jobs/?parent_for=hls4ml_sweep&page_size=100").json()["results"]
+    assert nas["id"] not in {j["id"] for j in offered}
