@@ -18,14 +18,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.base import JobCancelled, Reporter
+from search_spaces.base import JobCancelled
 
 # Seconds between two ``reporter.should_stop()`` calls: a worker's reporter may ask the database, and a
 # cancel only has to be honoured promptly, not within one batch.
@@ -35,6 +35,14 @@ LOSS_POINTS_PER_EPOCH = 10
 
 ArrayLike = np.ndarray | torch.Tensor
 EpochCallback = Callable[[int, "TrainResult"], bool | None]
+
+
+class TrainReporter(Protocol):
+    """What :func:`train` uses of a :class:`search_spaces.base.Reporter` (which is one): curves and the stop check."""
+
+    def metric(self, name: str, value: float, step: int, trial: int | None = None) -> None: ...
+
+    def should_stop(self) -> bool: ...
 
 
 @dataclass
@@ -145,7 +153,7 @@ def train(
     schedule: str = "cosine",
     x_val: ArrayLike | None = None,
     y_val: ArrayLike | None = None,
-    reporter: Reporter | None = None,
+    reporter: TrainReporter | None = None,
     metric_prefix: str = "",
     step_offset: int = 0,
     masks: dict[str, torch.Tensor] | None = None,
@@ -206,7 +214,7 @@ class _Loop:
         ys: torch.Tensor,
         batch_size: int,
         masked: list[tuple[torch.Tensor, torch.Tensor]],
-        reporter: Reporter | None,
+        reporter: TrainReporter | None,
         prefix: str,
         step_offset: int,
     ) -> None:

@@ -67,7 +67,7 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
             reporter=stop,
         )
         acc = trainer.evaluate(net, data["x_val"], data["y_val"])
-        result = {
+        result: dict[str, Any] = {
             "val_acc": acc,
             "seconds": time.perf_counter() - started,
             "params": size["params"],

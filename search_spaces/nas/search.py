@@ -70,7 +70,7 @@ class SearchConfig:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SearchConfig:
         known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
         return cls(**values)
 
     def base_arch(self, info: Any) -> dict[str, Any]:
@@ -200,6 +200,13 @@ def _train_base(cfg: SearchConfig, splits: Any, data: dict[str, torch.Tensor], r
     return _State(arch=arch, parent=parent, base=base, update=0, history=[])
 
 
+def _cell_key(ep: C.Episode) -> str:
+    """The canonical string of the cell ``ep`` grew (identifies equal cells)."""
+    if ep.tree is None:
+        raise ValueError("the episode has not grown a cell")
+    return T.canonical(ep.tree)
+
+
 class _Search:
     """The controller-update loop over sampled networks."""
 
@@ -251,11 +258,9 @@ class _Search:
             record = self.done.get(k)
             if record is not None:  # finished before a resume: take its score, do not train again
                 entries[k] = {**record.metrics, "tree": ep.tree}
-                self.cache.setdefault(T.canonical(ep.tree), entries[k])
-            elif T.canonical(ep.tree) in self.cache or any(
-                T.canonical(ep.tree) == T.canonical(episodes[i].tree) for i in range(j)
-            ):
-                entries[k] = None  # type: ignore[assignment]  # filled from the cache once its twin is scored
+                self.cache.setdefault(_cell_key(ep), entries[k])
+            elif _cell_key(ep) in self.cache or any(_cell_key(ep) == _cell_key(episodes[i]) for i in range(j)):
+                continue  # no entry yet: filled from the cache once its twin is scored
             else:
                 to_run.append(k)
         tasks = [self._task(k, episodes[k - first]) for k in to_run]
@@ -269,7 +274,7 @@ class _Search:
         E.evaluate_many(tasks, workers=cfg.eval_workers, should_stop=self.reporter.should_stop, on_result=on_result)
         for k in range(first, first + count):
             if entries.get(k) is None:
-                twin = self.cache[T.canonical(episodes[k - first].tree)]
+                twin = self.cache[_cell_key(episodes[k - first])]
                 entries[k] = self._record(k, episodes[k - first], twin, cached=True)
         rewards = [entries[k]["reward"] for k in range(first, first + count)]
         if cfg.sampler == "rl":
@@ -300,7 +305,7 @@ class _Search:
     def _record(self, k: int, ep: C.Episode, result: dict[str, Any], *, cached: bool) -> dict[str, Any]:
         """Report trial ``k`` (one sampled network) and its metric points; returns its history entry."""
         acc = float(result["val_acc"])
-        entry = {
+        entry: dict[str, Any] = {
             "tree": ep.tree,
             "cell": T.describe(ep.tree),
             "val_acc": acc,
