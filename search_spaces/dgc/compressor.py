@@ -103,6 +103,11 @@ def warmup_sparsity(epoch: int, schedule: Sequence[float], final: float) -> floa
     return final
 
 
+def _flat_or_zeros(grad: torch.Tensor | None, numel: int) -> torch.Tensor:
+    """A gradient as a flat float vector; a missing one (the parameter was not used) as ``numel`` zeros."""
+    return grad.detach().reshape(-1).float() if grad is not None else torch.zeros(numel)
+
+
 def _ceil(x: float) -> int:
     return math.ceil(x - _CEIL_SLACK)
 
@@ -522,12 +527,7 @@ class DGCCompressor:
         cleared (and masked in ``u``). A missing gradient (``None``: the parameter was not used) is zero.
         """
         s = self.settings
-        share = torch.cat(
-            [
-                grads[i].detach().reshape(-1).float() if grads[i] is not None else torch.zeros(n)
-                for i, n in zip(self.order, self.numels, strict=True)
-            ]
-        )
+        share = torch.cat([_flat_or_zeros(grads[i], n) for i, n in zip(self.order, self.numels, strict=True)])
         if s.weight_decay and params is not None:
             share.add_(torch.cat([params[i].detach().reshape(-1).float() for i in self.order]), alpha=s.weight_decay)
         if self.world_size != 1:

@@ -28,6 +28,7 @@ import datetime
 import io
 import json
 import math
+import multiprocessing
 import os
 import queue
 import secrets
@@ -267,7 +268,7 @@ class _WorkerPool:
                 conn = self.listener.accept()
                 _, rank = conn.recv()
                 conn.send(self._worker_args(rank))
-            except (OSError, EOFError, mp_connection.AuthenticationError):
+            except (OSError, EOFError, multiprocessing.AuthenticationError):
                 return  # the listener was closed (stop) or a worker vanished while connecting
             self._accepted.put((rank, conn))
 
@@ -293,14 +294,14 @@ class _WorkerPool:
             time.sleep(timeout)
             return []
         out: list[tuple[Any, ...]] = []
-        for conn in mp_connection.wait(list(self.connections.values()), timeout=timeout):
-            assert isinstance(conn, mp_connection.Connection)
+        for ready in mp_connection.wait(list(self.connections.values()), timeout=timeout):
+            assert isinstance(ready, mp_connection.Connection)
             try:
-                while conn.poll():
-                    out.append(conn.recv())
+                while ready.poll():
+                    out.append(ready.recv())
             except (EOFError, OSError):  # the worker closed its end: exited or died
-                conn.close()
-                self.connections = {r: c for r, c in self.connections.items() if c is not conn}
+                ready.close()
+                self.connections = {r: c for r, c in self.connections.items() if c is not ready}
         return out
 
     def exit_codes(self) -> dict[int, int | None]:
@@ -625,7 +626,7 @@ class _Worker:
         # Every worker must start from the same weights; rank 0's are the reference.
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         state = phase.worker_states.get(self.rank)
         step_fn: _DgcStep | _DenseStep
         if phase.mode == "dgc":
