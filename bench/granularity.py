@@ -50,7 +50,7 @@ def main() -> None:
     from search_spaces.granularity.sweep import SweepConfig, prepare_dense, run_sweep
     from search_spaces.kit import datasets
 
-    torch.set_num_threads(1)  # as the sweep runs (search_spaces.granularity.sweep.TORCH_THREADS)
+    torch.set_num_threads(1)  # as the sweep runs in a worker with AUTOML_TORCH_THREADS=1 (inputs.threads)
     started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     splits = datasets.load(args.dataset, seed=args.seed, max_train=args.max_train)

@@ -298,7 +298,9 @@ def _run(config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[
     phases = tuple(checkpoint.phase_start(mode) for mode in modes if checkpoint.epochs_done(mode) < config["epochs"])
     started = time.time()
     if phases:
-        dd.train_data_parallel(_train_spec(config, splits, arch, initial_state, phases=phases), listener)
+        dd.train_data_parallel(
+            _train_spec(config, splits, arch, initial_state, phases=phases, threads=inputs.threads), listener
+        )
     summary = _summarise(config, splits, arch, checkpoint, modes, inputs, reporter)
     summary["wall_s_this_attempt"] = time.time() - started
     path = inputs.workdir / "summary.json"
@@ -328,7 +330,12 @@ def _initial_model(config: dict[str, Any], inputs: JobInputs, splits: Any) -> tu
 
 
 def _train_spec(
-    config: dict[str, Any], splits: Any, arch: dict[str, Any], initial_state: bytes, phases: tuple[Any, ...]
+    config: dict[str, Any],
+    splits: Any,
+    arch: dict[str, Any],
+    initial_state: bytes,
+    phases: tuple[Any, ...],
+    threads: int = 1,
 ) -> Any:
     from search_spaces.dgc import distributed as dd
     from search_spaces.dgc.compressor import DGCSettings
@@ -376,6 +383,7 @@ def _train_spec(
         dgc=dgc,
         seed=config["seed"],
         rendezvous=rendezvous,
+        threads_per_worker=max(1, threads // config["workers"]),
     )
 
 

@@ -55,7 +55,6 @@ PRETRAIN_SHARE = 0.1  # of the progress bar
 # wants a core: 30 digits trials took 10 s with one thread and 44-214 s with two while another process
 # was busy on the 2-core machine. Parallelism comes from several worker processes on one study instead
 # (``parallel_trials``: the job plus helper tasks, see :func:`help_sweep`).
-TORCH_THREADS = 1
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
 
@@ -909,16 +908,17 @@ def run_sweep(
     *,
     worker_index: int = 0,
     splits: Any = None,
-    torch_threads: int | None = TORCH_THREADS,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """Pretrain (or load) the dense model, run the study to ``n_trials``, summarise.
 
     Several processes may call this on one RDB study (same ``study_name``; give each its own
     ``worker_index``): together they run ``n_trials`` trials. On a resume, finished trials are not rerun:
     an RDB study holds them, an in-memory one is seeded from ``reporter.completed_trials()``.
-    ``torch_threads`` is PyTorch's intra-op thread count while the sweep runs (``None``: leave it).
+    ``torch_threads`` is PyTorch's intra-op thread count while the sweep runs (``None``: the worker's,
+    ``inputs.threads``).
     """
-    with threads(torch_threads):
+    with threads(inputs.threads if torch_threads is None else torch_threads):
         return _sweep(settings, inputs, reporter, worker_index=worker_index, splits=splits)
 
 
@@ -929,7 +929,7 @@ def help_sweep(
     *,
     worker_index: int,
     poll_seconds: float = 1.0,
-    torch_threads: int | None = TORCH_THREADS,
+    torch_threads: int | None = None,
 ) -> int:
     """A helper process of a running sweep: wait for the job's dense model (its checkpoint), then run
     trials of the shared RDB study until it holds ``n_trials``. The job's own process summarises.
@@ -945,7 +945,7 @@ def help_sweep(
         check_stop(reporter)
         time.sleep(poll_seconds)
         blob = reporter.load_checkpoint()
-    with threads(torch_threads):
+    with threads(inputs.threads if torch_threads is None else torch_threads):
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
         study, storage = open_study(settings, inputs, worker_index=worker_index)
         run = _Run(

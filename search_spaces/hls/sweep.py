@@ -610,7 +610,7 @@ def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sweep(settings: Settings, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
     """Run the sweep; returns the result summary. Trials stop early when the job is cancelled."""
-    with trainer.torch_threads(1):  # small MLPs: one thread is faster on a shared 2-core machine
+    with trainer.torch_threads(inputs.threads):
         return _sweep(settings, inputs, reporter)
 
 

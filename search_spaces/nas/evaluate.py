@@ -48,7 +48,7 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
     """
     from search_spaces.kit import counting, models, trainer
 
-    with trainer.torch_threads(1):
+    with trainer.torch_threads(task.get("threads", 1)):
         started = time.perf_counter()
         data = task["data"]
         net, arch = build_candidate(task["arch"], task["state_dict"], task["ops"], data["x_train"][:256])

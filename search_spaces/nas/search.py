@@ -158,6 +158,7 @@ def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, spli
             "parameters: no grown cell can fit; raise max_params or choose a smaller base"
         )
     search = _Search(cfg, state, data, reporter)
+    search.threads = inputs.threads
     search.run()
     reporter.progress(SEARCH_SHARE[1], "final training of the best cell")
     return _finish(cfg, state, splits, data, inputs, reporter, search)
@@ -212,6 +213,7 @@ class _Search:
 
     def __init__(self, cfg: SearchConfig, state: _State, data: dict[str, torch.Tensor], reporter: Reporter) -> None:
         self.cfg, self.state, self.data, self.reporter = cfg, state, data, reporter
+        self.threads = 1  # intra-op threads per evaluated network (run_search sets the worker's)
         torch.manual_seed(cfg.seed)  # the controller's initial weights
         self.rl = C.Reinforce(
             C.Controller(), lr=cfg.controller_lr, entropy=cfg.entropy_weight, baseline_decay=cfg.baseline_decay
@@ -300,6 +302,7 @@ class _Search:
             "batch_size": cfg.batch_size,
             "seed": cfg.seed * 1_000_003 + k,
             "max_params": cfg.max_params,
+            "threads": self.threads,
         }
 
     def _record(self, k: int, ep: C.Episode, result: dict[str, Any], *, cached: bool) -> dict[str, Any]:
