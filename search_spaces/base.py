@@ -23,6 +23,18 @@ import jsonschema
 TRIAL_STATES = ("running", "complete", "pruned", "failed")
 
 
+def _is_strict_integer(checker: object, instance: object) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# JSON Schema calls 2.0 an integer; the algorithms would then get a float where they index, slice or range over
+# it (a TypeError in the worker). The contract is stricter: an integer field takes a JSON integer only.
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 class ConfigError(ValueError):
     """A job config that the kind refuses; ``errors`` maps a field path to its messages."""
 
@@ -228,7 +240,7 @@ class JobKind(ABC):
         if not isinstance(config, dict):
             raise ConfigError({"config": ["must be a JSON object"]})
         filled = {**self.defaults(), **config}
-        validator = jsonschema.Draft202012Validator(self.schema)
+        validator = StrictValidator(self.schema)
         errors: dict[str, list[str]] = {}
         for err in validator.iter_errors(filled):
             path = ".".join(str(p) for p in err.absolute_path) or _unknown_key(err) or "config"

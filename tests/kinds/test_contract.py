@@ -52,6 +52,11 @@ def test_bad_configs_are_refused_per_field(name: str) -> None:
     with pytest.raises(ConfigError) as exc:
         kind.validate({first_int: "many"})
     assert first_int in exc.value.errors
+    for key, prop in kind.schema["properties"].items():  # 2.0 is no integer here, whatever JSON Schema says
+        if "integer" in (prop.get("type") if isinstance(prop.get("type"), list) else [prop.get("type")]):
+            with pytest.raises(ConfigError) as exc:
+                kind.validate({key: float(prop["default"] or prop.get("minimum", 1))})
+            assert key in exc.value.errors, key
 
 
 @pytest.mark.parametrize("name", KINDS)

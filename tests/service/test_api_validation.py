@@ -23,6 +23,8 @@ def _post(api, body):  # noqa: ANN001, ANN202
         ({"kind": "mlp_sweep", "config": {"trials": 0}}, "config.trials"),
         ({"kind": "mlp_sweep", "config": {"trials": 10_000}}, "config.trials"),
         ({"kind": "mlp_sweep", "config": {"epochs": 1.5}}, "config.epochs"),
+        ({"kind": "mlp_sweep", "config": {"trials": 2.0, "epochs": 1.0}}, "config.trials"),
+        ({"kind": "mlp_sweep", "config": {"trials": True}}, "config.trials"),
         ({"kind": "mlp_sweep", "config": {"hidden_min": 100, "hidden_max": 10}}, "config.hidden_min"),
         ({"kind": "mlp_sweep", "config": {"unknown_option": 1}}, "config.unknown_option"),
         ({"kind": "mlp_sweep", "config": [1, 2]}, "config"),
