@@ -159,7 +159,7 @@ class MlpSweep(JobKind):
             raise RuntimeError("no trial finished")
         test_acc = accuracy(best.weights, x_test, splits.y_test)
         path = inputs.workdir / "best_mlp.npz"
-        np.savez(path, **best.weights)
+        np.savez(path, allow_pickle=True, **best.weights)  # numpy's default, named: **weights cannot set it
         reporter.artifact("best_mlp.npz", path, "model")
         summary = {
             "best_trial": best.number,
@@ -257,7 +257,7 @@ class _Best:
     def dump(self) -> bytes:
         buf = io.BytesIO()
         assert self.weights is not None
-        np.savez(buf, number=self.number, val_acc=self.val_acc, **self.weights)
+        np.savez(buf, allow_pickle=True, number=self.number, val_acc=self.val_acc, **self.weights)
         return buf.getvalue()
 
     @classmethod

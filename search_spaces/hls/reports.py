@@ -221,7 +221,7 @@ def parse_csynth_xml(data: bytes, filename: str = "csynth.xml") -> SynthesisRepo
     report.lut, report.ff = _int(str(resources.get("LUT") or "")), _int(str(resources.get("FF") or ""))
     report.bram = resources.get("BRAM_18K")
     report.utilisation = _util_keys(
-        {k: round(100.0 * v / available[k], 2) for k, v in resources.items() if v is not None and available.get(k)}
+        {k: round(100.0 * v / a, 2) for k, v in resources.items() if v is not None and (a := available.get(k))}
     )
     return report
 
