@@ -137,6 +137,7 @@ def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
     (exact in eval mode). Refuses anything that is not a plain MLP."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     dense: list[str] = []
+    last: nn.Linear | None = None  # the Linear layer a BatchNorm is folded into
     modules = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
     i = 0
     for module in modules:
@@ -147,12 +148,12 @@ def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
             linear = nn.Linear(module.in_features, module.out_features)
             linear.load_state_dict(module.state_dict())
             name = f"fc{i}"
-            layers[name] = linear
+            layers[name] = last = linear
             dense.append(name)
         elif isinstance(module, nn.BatchNorm1d):
-            if not dense:
+            if last is None:
                 raise SweepError("a BatchNorm before the first Linear layer cannot be folded")
-            _fold_bn(layers[dense[-1]], module)
+            _fold_bn(last, module)
         elif isinstance(module, nn.ReLU):
             layers[f"relu{i}"] = nn.ReLU()
         else:
@@ -165,7 +166,11 @@ def to_hls_stack(model: nn.Module) -> tuple[nn.Sequential, list[str]]:
     return nn.Sequential(layers).eval(), dense
 
 
-def _fold_bn(linear: nn.Module, bn: nn.BatchNorm1d) -> None:
+def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> None:
+    if bn.running_mean is None or bn.running_var is None:
+        raise SweepError("a BatchNorm without running statistics cannot be folded")
+    if linear.bias is None:  # to_hls_stack builds every Linear with a bias
+        raise SweepError("a BatchNorm cannot be folded into a Linear layer without a bias")
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         linear.weight.mul_(scale[:, None])
@@ -229,7 +234,11 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
     if int(np.prod(arch["input_shape"])) != n_in:
         raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
     stack, dense = to_hls_stack(model)
-    shapes = {name: (m.in_features, m.out_features) for name, m in stack.named_children() if name in dense}
+    shapes = {
+        name: (m.in_features, m.out_features)
+        for name, m in stack.named_children()
+        if name in dense and isinstance(m, nn.Linear)  # the dense names are the Linear layers
+    }
     float_acc = trainer.evaluate(stack, x_val, splits.y_val)
     if saved is None:  # checked and usable: a resumed job starts from here
         source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
@@ -580,12 +589,13 @@ def reconcile(run: _Run, records: list[TrialRecord]) -> None:
     dists = distributions(run)
     for record in sorted(records, key=lambda r: r.number):
         params = {k: v for k, v in record.params.items() if k in dists}
-        complete = record.state == "complete" and bool(record.values)
+        values = list(record.values) if record.state == "complete" and record.values else None
+        complete = values is not None
         try:
             frozen = optuna.trial.create_trial(
                 params=params,
                 distributions={k: dists[k] for k in params},
-                values=list(record.values) if complete else None,
+                values=values,
                 state=TrialState.COMPLETE if complete else TrialState.FAIL,
                 user_attrs={"metrics": dict(record.metrics), "resumed": True},
             )
