@@ -166,6 +166,24 @@ def test_ruff_is_clean() -> None:
     assert out.returncode == 0, out.stdout[-4000:]
 
 
+def test_ruff_format_is_clean() -> None:
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ruff"), "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_mypy_is_clean_on_search_spaces() -> None:
+    mypy = Path(sys.executable).parent / "mypy"
+    assert mypy.exists(), f"{mypy} is missing: mypy is pinned in requirements-dev.txt (make deps-dev)"
+    out = subprocess.run([str(mypy), "search_spaces"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+
+
 def test_worker_processes_limit_torch_threads_before_torch_loads() -> None:
     code = (
         "import workers.celery_app, torch, json;"
