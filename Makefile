@@ -8,11 +8,14 @@ export PORT
 
 .PHONY: run test deps deps-dev system-deps-run system-deps-test lint bench clean
 
-$(VENV)/.deps: requirements.txt requirements-nodeps.txt
+# Last, the project itself, editable (pyproject.toml): benches, scripts and `python -m search_spaces` import it
+# from any folder.
+$(VENV)/.deps: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt
@@ -45,7 +48,7 @@ lint: deps-dev
 	$(VENV)/bin/mypy search_spaces
 
 bench: deps-dev
-	$(PY) bench/dispatch.py
+	$(PY) -m bench.dispatch
 
 clean:
 	rm -rf var .pytest_cache

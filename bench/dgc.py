@@ -25,15 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
-from search_spaces.dgc_train import DgcTrain  # noqa: E402
+from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.dgc_train import DgcTrain
 
 KIND = DgcTrain()
 ABLATIONS = {

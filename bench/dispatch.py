@@ -4,7 +4,10 @@ Starts its own stack on this machine's PostgreSQL and Redis (a scratch database 
 gunicorn, one Celery worker, the maintenance loop. Jobs are submitted one at a time over HTTP with an
 idle worker, so the figure is the service's dispatch overhead, not queueing. Goal: ratio <= 10.
 
-    .venv/bin/python bench/dispatch.py [--jobs 30] [--pings 100]
+    .venv/bin/python -m bench.dispatch [--jobs 30] [--pings 100]
+
+Run it from the checkout's root with ``-m``, as ``make test`` runs pytest: it drives the test suite's stack
+(``tests/stack.py``), which is part of the checkout, not of the installed project.
 """
 
 from __future__ import annotations
@@ -12,14 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.stack import scratch_pg_stack  # noqa: E402
+from tests.stack import scratch_pg_stack
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
-from search_spaces.kit.pruning import GRANULARITIES  # noqa: E402
+from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.kit.pruning import GRANULARITIES
 
 
 def main() -> None:

@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
-from search_spaces.hls4ml_sweep import Hls4mlSweep  # noqa: E402
+from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.hls4ml_sweep import Hls4mlSweep
 
 
 def main() -> None:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
-from search_spaces.pathlevel_nas import PathlevelNas  # noqa: E402
+from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.pathlevel_nas import PathlevelNas
 
 
 def main() -> None:

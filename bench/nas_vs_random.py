@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import JobInputs, MemoryReporter  # noqa: E402
+from search_spaces.base import JobInputs, MemoryReporter
 
 
 def main() -> None:

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import MemoryReporter  # noqa: E402
+from search_spaces.base import MemoryReporter
 
 
 def main() -> None:

@@ -4,20 +4,20 @@ Starts its own stack on this machine's PostgreSQL and Redis (a scratch database,
 the same job (same seed, same N) with ``parallel_trials=1`` on one Celery worker, then with
 ``parallel_trials=2`` on two workers, and prints both wall times and the ratio (goal: about 2x).
 
-    .venv/bin/python bench/parallel_study.py [--trials 40] [--dataset digits]
+    .venv/bin/python -m bench.parallel_study [--trials 40] [--dataset digits]
+
+Run it from the checkout's root with ``-m``, as ``make test`` runs pytest: it drives the test suite's stack
+(``tests/stack.py``), which is part of the checkout, not of the installed project.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.stack import scratch_pg_stack  # noqa: E402
+from tests.stack import scratch_pg_stack
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 

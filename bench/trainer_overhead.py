@@ -17,18 +17,14 @@ import argparse
 import copy
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_spaces.base import MemoryReporter  # noqa: E402
-from search_spaces.kit import datasets, models, trainer  # noqa: E402
+from search_spaces.base import MemoryReporter
+from search_spaces.kit import datasets, models, trainer
 
 CASES = (
     # (dataset, architecture, batch size, epochs): a tiny MLP shows per-batch overhead at its worst,
