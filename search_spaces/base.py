@@ -12,6 +12,7 @@ at the top of a kind module: the web process imports every kind module to serve 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ class Reporter(Protocol):
     def artifact(self, name: str, path: Path, kind: str) -> None:
         """Store the file at ``path`` (written completely by the caller) as an artifact of this job.
 
-        ``kind`` is a short word: ``model``, ``plot``, ``archive``, ``config``, ``checkpoint``, ``data``.
+        ``kind`` is a short word: ``model``, ``figure`` (plotly figure JSON, see ``search_spaces.kit.results``),
+        ``plot`` (a drawing: SVG, PNG), ``archive``, ``config``, ``checkpoint``, ``data``.
         """
 
     def fpga_report(self, trial: int | None, fields: dict[str, Any]) -> None:
@@ -148,6 +150,28 @@ def check_stop(reporter: Reporter) -> None:
     """Raise :class:`JobCancelled` if the job should stop."""
     if reporter.should_stop():
         raise JobCancelled()
+
+
+METRIC_GROUPS = ("accuracy", "loss", "resources", "bytes", "time", "other")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What the metric points a kind reports under ``name`` measure: their ``unit`` (``"fraction"``, ``"×"``,
+    ``"ns"``, ...; empty: a plain number) and the axis ``group`` live curves are drawn on (one of
+    :data:`METRIC_GROUPS`). ``name`` is a metric name or a glob pattern (``"pretrain/*"``, ``"*/val_acc"``)."""
+
+    name: str
+    unit: str = ""
+    group: str = "other"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.group not in METRIC_GROUPS:
+            raise ValueError(f"metric group {self.group!r} is not one of {', '.join(METRIC_GROUPS)}")
+
+    def matches(self, metric: str) -> bool:
+        return fnmatch.fnmatchcase(metric, self.name)
 
 
 @dataclass(frozen=True)
@@ -200,6 +224,18 @@ class JobKind(ABC):
     # A config that runs to completion in seconds (at least 3 trials): the shared job-kind test suite,
     # the smoke tests and the benchmarks use it.
     tiny_config: dict[str, Any] = {}
+    # The metric points the kind reports (names or glob patterns, first match wins), with unit and axis group.
+    metrics: tuple[MetricSpec, ...] = ()
+
+    @property
+    def examples(self) -> dict[str, dict[str, Any]]:
+        """Named configs to try the kind with: ``tiny`` (runs in seconds) and ``default`` (the schema's defaults);
+        a kind may add more. Each is a partial config, filled with the defaults on submit."""
+        return {"tiny": copy.deepcopy(self.tiny_config), "default": {}}
+
+    def metric_spec(self, metric: str) -> MetricSpec | None:
+        """The declaration that covers metric name ``metric`` (the first that matches), ``None`` if none does."""
+        return next((spec for spec in self.metrics if spec.matches(metric)), None)
 
     @property
     def accepts_model(self) -> bool:
