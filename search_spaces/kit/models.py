@@ -35,14 +35,19 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from search_spaces.kit.datasets import DatasetInfo
 
+if TYPE_CHECKING:
+    from search_spaces.kit.sizing import SizeLimits
+
 FORMAT = "automl-kit-model/1"
+# A pathlevel network lays out every cell when it is checked, so their number is bounded first.
+MAX_PATHLEVEL_CELLS = 1024
 ARCHITECTURES = ("vgg", "resnet", "mobilenet", "mlp")
 
 # The size parameters of each family and their defaults; ``arch`` may override any of them.
@@ -66,7 +71,8 @@ DEFAULTS["pathlevel"] = {
     "dense_layers": [3, 3],
     "tree": {"split": None, "merge": None, "branches": [{"op": "sep3x3", "child": None}]},
 }
-OPTIONAL["pathlevel"] = ()
+# A channel-pruned pathlevel network's per-edge, first-transition and densenet transition widths (see there).
+OPTIONAL["pathlevel"] = ("edge_widths", "stem_transition", "trans_widths")
 
 
 class ModelError(ValueError):
@@ -176,10 +182,29 @@ def _check_pathlevel(arch: dict[str, Any]) -> None:
 
     if len(arch["input_shape"]) != 3:
         raise ModelError(f"pathlevel needs image input C×H×W; got input_shape {arch['input_shape']}")
+    _check_pathlevel_cells(arch)
     try:
         network.complete({k: v for k, v in arch.items() if k != "name"})
     except ValueError as exc:
         raise ModelError(f"pathlevel: {exc}") from None
+
+
+def _check_pathlevel_cells(arch: dict[str, Any]) -> None:
+    """Bound the number of cells before :func:`.pathlevel.complete` lays out every one of them (a few numbers in
+    a dict could otherwise ask for millions)."""
+    for key in ("widths", "dense_layers"):
+        value = arch.get(key)
+        if isinstance(value, list) and len(value) > 64:
+            raise ModelError(f"pathlevel: {key} has {len(value)} stages; the limit is 64")
+    widths, blocks, dense = arch.get("widths"), arch.get("blocks_per_stage"), arch.get("dense_layers")
+    if arch.get("base") == "densenet" and isinstance(dense, list) and all(isinstance(v, int) for v in dense):
+        cells = sum(dense)
+    elif isinstance(widths, list) and isinstance(blocks, int):
+        cells = len(widths) * blocks
+    else:
+        return  # a wrong type: network.complete says what is wrong
+    if cells > MAX_PATHLEVEL_CELLS:
+        raise ModelError(f"pathlevel: the network has {cells:,} cells; the limit is {MAX_PATHLEVEL_CELLS:,}")
 
 
 def _pathlevel(arch: dict[str, Any]) -> nn.Module:
@@ -393,13 +418,15 @@ def save_model(model: nn.Module, arch: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_model(path: Path, *, architecture: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: Path, *, architecture: dict[str, Any] | None = None, limits: SizeLimits | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Read a model file written by :func:`save_model`, or a bare ``state_dict`` plus its ``architecture``.
 
     The file is opened with ``torch.load(weights_only=True)``, so a pickle that would run code is refused
     with :class:`ModelError` before anything in it executes. When ``architecture`` is given it is used
-    instead of the one stored in the file. Returns the model (on the CPU, in eval mode) and the complete
-    architecture dict.
+    instead of the one stored in the file. With ``limits``, an architecture over them is refused before the model
+    is built (see :mod:`.sizing`). Returns the model (on the CPU, in eval mode) and the complete architecture dict.
     """
     payload = _read_weights_only(Path(path))
     state_dict, stored_arch = _unpack(payload)
@@ -410,6 +437,10 @@ def load_model(path: Path, *, architecture: dict[str, Any] | None = None) -> tup
             '"input_shape": [16], "num_classes": 5})'
         )
     arch = complete_arch(arch)
+    if limits is not None:
+        from search_spaces.kit.sizing import check_size
+
+        check_size(arch, limits)
     model = build_model(arch)
     try:
         model.load_state_dict(state_dict, strict=True)

@@ -117,10 +117,57 @@ def _validate_node(node: Tree, c_in: int | None, c_out: int | None) -> None:
     for b, (i, o) in zip(node["branches"], shares, strict=True):
         if b["op"] not in PRIMITIVES:
             raise TreeError(f"unknown primitive {b['op']!r}; choose one of {', '.join(PRIMITIVES)}")
-        if i is not None and (min(i, o) < 1 or (b["op"] in CHANNELWISE and i != o)):
+        if i is not None and o is not None and (min(i, o) < 1 or (b["op"] in CHANNELWISE and i != o)):
             raise TreeError(f"edge {b['op']} cannot map {i} to {o} channels")
         if b["child"] is not None:
             _validate_node(b["child"], o, o)
+
+
+def count_edges(node: Tree | None) -> int:
+    """Edges of the cell, children included."""
+    if node is None:
+        return 0
+    return sum(1 + count_edges(b["child"]) for b in node["branches"])
+
+
+def edge_widths(node: Tree, c_in: int, c_out: int) -> list[list[int]]:
+    """``[in, out]`` channels of every edge of ``node`` mapping ``c_in`` to ``c_out``, depth-first (an edge,
+    then its child's edges, then the next branch): the widths a freshly built cell has."""
+    pairs: list[list[int]] = []
+    for b, (i, o) in zip(node["branches"], branch_channels(node, c_in, c_out), strict=True):
+        pairs.append([i, o])
+        if b["child"] is not None:
+            pairs.extend(edge_widths(b["child"], o, o))
+    return pairs
+
+
+def check_widths(node: Tree, c_in: int, pairs: Any) -> int:
+    """The output width of ``node`` fed ``c_in`` channels when its edges have the explicit ``[in, out]`` widths
+    taken in depth-first order from the iterator ``pairs`` (a channel-pruned cell); raises :class:`TreeError`
+    unless they fit: a copy split feeds every edge all ``c_in`` channels, a split shares them out, an add merge
+    needs equal branch outputs, a concat sums them, a channel-wise edge keeps its width, a child node takes
+    its edge's output."""
+    ins, outs = [], []
+    for b in node["branches"]:
+        pair = next(pairs, None)
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in pair)
+        ):
+            raise TreeError("each edge width is a pair [in, out] of integers in 1..4096, one per edge")
+        i, o = pair
+        if b["op"] in CHANNELWISE and i != o:
+            raise TreeError(f"edge {b['op']} cannot map {i} to {o} channels")
+        ins.append(i)
+        outs.append(check_widths(b["child"], o, pairs) if b["child"] is not None else o)
+    if (sum(ins) if node["split"] == "split" else max(ins)) != c_in or (node["split"] != "split" and min(ins) != c_in):
+        raise TreeError(f"the edges' inputs {ins} do not fit the node's {c_in} input channels")
+    if node["merge"] == "concat":
+        return sum(outs)
+    if len(set(outs)) != 1:
+        raise TreeError(f"an add node needs equal branch outputs; got {outs}")
+    return outs[0]
 
 
 def get_node(tree: Tree, path: list[int] | tuple[int, ...]) -> Tree:
