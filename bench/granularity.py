@@ -11,7 +11,7 @@ least as good.
     .venv/bin/python bench/granularity.py                 # mnist5k, ~10 minutes on 2 cores
     .venv/bin/python bench/granularity.py --dataset digits --trials 6 --pretrain-epochs 10   # quick look
 
-Writes ``bench/out/granularity/result.json`` and each sweep's plots next to it.
+Writes ``bench/out/granularity/result.json`` and each sweep's figures (plotly JSON) next to it.
 """
 
 from __future__ import annotations

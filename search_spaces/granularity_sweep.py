@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
 
 _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
@@ -43,6 +43,14 @@ class GranularitySweep(JobKind):
     input_families = ("vgg", "resnet", "mobilenet", "mlp", "pathlevel")
     default_dataset = "digits"
     tiny_config: dict[str, Any] = {"n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1}
+    metrics = (
+        MetricSpec("*/train_loss", "", "loss", "training loss of the dense pretraining (pretrain/) or a retraining"),
+        MetricSpec("*/val_acc", "fraction", "accuracy", "validation accuracy after an epoch of (re)training"),
+        MetricSpec("val_accuracy", "fraction", "accuracy", "a trial's validation accuracy after a prune step"),
+        MetricSpec("sparsity", "fraction", "other", "a trial's weight sparsity after a prune step"),
+        MetricSpec("trial_accuracy", "fraction", "accuracy", "a finished trial's validation accuracy"),
+        MetricSpec("trial_compression_ratio", "×", "resources", "a finished trial's dense bits / compressed bits"),
+    )
     modalities = ("image", "tabular")
     schema: dict[str, Any] = {
         "type": "object",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces.base import JobCancelled, JobInputs, JobKind, Reporter
+from search_spaces.base import JobCancelled, JobInputs, JobKind, MetricSpec, Reporter
 
 
 class MlpSweep(JobKind):
@@ -27,6 +27,11 @@ class MlpSweep(JobKind):
         "weights are kept."
     )
     tiny_config: dict[str, Any] = {"trials": 4, "epochs": 5}
+    metrics = (
+        MetricSpec("train_loss", "", "loss", "mean minibatch cross-entropy of an epoch"),
+        MetricSpec("val_accuracy", "fraction", "accuracy", "validation accuracy after an epoch"),
+        MetricSpec("trial_val_accuracy", "fraction", "accuracy", "a finished trial's validation accuracy"),
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
@@ -112,9 +117,13 @@ class MlpSweep(JobKind):
         done = {t.number: t for t in reporter.completed_trials()}
         best = _Best.restore(reporter.load_checkpoint())
         total = config["trials"]
+        scores: dict[int, float] = {}  # trial -> validation accuracy, for the result's table and figure
         for number in range(total):
             params = sample_params(config, number)
             if number in done:
+                stored = done[number].values
+                if stored:
+                    scores[number] = float(stored[0])
                 continue
             if reporter.should_stop():
                 raise JobCancelled()
@@ -155,6 +164,7 @@ class MlpSweep(JobKind):
                 finished=finished,
             )
             reporter.metric("trial_val_accuracy", val_acc, step=number)
+            scores[number] = val_acc
         if best.weights is None:
             raise RuntimeError("no trial finished")
         test_acc = accuracy(best.weights, x_test, splits.y_test)
@@ -168,11 +178,56 @@ class MlpSweep(JobKind):
             "test_accuracy": test_acc,
             "dataset": splits.info.name,
         }
+        summary.update(_shown(config, scores, summary, inputs, reporter))
         summary_path = inputs.workdir / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2))
         reporter.artifact("summary.json", summary_path, "data")
         reporter.progress(1.0, "done")
         return summary
+
+
+def _shown(
+    config: dict[str, Any], scores: dict[int, float], result: dict[str, Any], inputs: JobInputs, reporter: Reporter
+) -> dict[str, Any]:
+    """The result's headlines and trial table, and the accuracy-vs-width figure (reported as an artifact)."""
+    import plotly.graph_objects as go
+
+    from search_spaces.kit.results import headline, summary, table, write_figure
+
+    params = {n: sample_params(config, n) for n in sorted(scores)}
+    rows = [[n, params[n]["hidden"], params[n]["lr"], scores[n]] for n in sorted(scores)]
+    fig = go.Figure(
+        go.Scatter(
+            x=[params[n]["hidden"] for n in sorted(scores)],
+            y=[scores[n] for n in sorted(scores)],
+            mode="markers",
+            text=[f"trial {n}, lr {params[n]['lr']:g}" for n in sorted(scores)],
+            marker={
+                "color": [math.log10(params[n]["lr"]) for n in sorted(scores)],
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": {"text": "log10 lr"}},
+                "size": 10,
+            },
+            hovertemplate="%{text}<br>hidden %{x}<br>val acc %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title={"text": "Validation accuracy vs hidden width (colour: learning rate)"},
+        xaxis={"title": {"text": "hidden width"}, "type": "log"},
+        yaxis={"title": {"text": "validation accuracy"}},
+    )
+    write_figure(reporter, inputs.workdir, "accuracy_vs_width.json", fig)
+    best = params[result["best_trial"]]
+    return {
+        "summary": summary(
+            headline("Best validation accuracy", 100 * result["best_val_accuracy"], "%"),
+            headline("Test accuracy of the best trial", 100 * result["test_accuracy"], "%"),
+            headline("Hidden width of the best trial", best["hidden"], "", None),
+            headline("Trials", len(scores), "", None),
+        ),
+        "tables": [table("Trials", ["trial", "hidden", "learning rate", "validation accuracy"], rows)],
+    }
 
 
 def sample_params(config: dict[str, Any], number: int) -> dict[str, Any]:

@@ -729,9 +729,7 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
     for entry in best_out.values():
         if entry and fine and fine["within_threshold"] and entry["within_threshold"]:
             entry["ratio_vs_fine"] = entry["compression_ratio"] / fine["compression_ratio"]
-    plots = write_plots(run, rows, workdir)
-    for name in plots:
-        reporter.artifact(name, workdir / name, "plot")
+    plots = write_figures(run, rows, workdir)
     result = {
         "dataset": splits.info.name,
         "mode": s.mode,
@@ -760,6 +758,7 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         **models.output_entry(output_model, run.dense.arch),
         "plots": plots,
         "sweep_seconds": time.time() - run.started,
+        **shown(run, best_out, pareto_set(rows), states.count(TrialState.COMPLETE)),
     }
     path = workdir / "summary.json"
     path.write_text(json.dumps(json_safe(result), indent=2))
@@ -772,9 +771,67 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
 _COLOURS = {"fine": "#1f77b4", "vector": "#2ca02c", "kernel": "#ff7f0e", "filter": "#d62728"}
 
 
-def write_plots(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[str]:
-    """Offline interactive HTML (plotly.js embedded): Pareto front, accuracy vs sparsity, history."""
+def shown(run: _Run, best: dict[str, Any], front: list[dict[str, Any]], complete: int) -> dict[str, Any]:
+    """The result's headlines (dense accuracy, each granularity's best compression ratio) and its tables (best
+    per granularity with the ratio to fine-grained, as in Mao et al. Table 2; the Pareto set)."""
+    from search_spaces.kit.results import headline, is_number, summary, table
+
+    ratios = [
+        headline(f"{g}: compression ratio of the best trial", b["compression_ratio"], "×")
+        for g, b in best.items()
+        if b and is_number(b["compression_ratio"])
+    ]
+    return {
+        "summary": summary(
+            headline("Dense validation accuracy", 100 * run.dense.val_accuracy, "%"),
+            *ratios,
+            headline("Complete trials", complete, "", None),
+        ),
+        "tables": [
+            table(
+                "Best per granularity",
+                [
+                    "granularity",
+                    "trial",
+                    "within threshold",
+                    "val accuracy",
+                    "test accuracy",
+                    "sparsity",
+                    "compression ratio",
+                    "ratio vs fine",
+                ],
+                [
+                    [
+                        g,
+                        b["trial"],
+                        b["within_threshold"],
+                        b["accuracy"],
+                        b["test_accuracy"],
+                        b["sparsity"],
+                        b["compression_ratio"],
+                        b.get("ratio_vs_fine"),
+                    ]
+                    for g, b in best.items()
+                    if b
+                ],
+            ),
+            table(
+                "Pareto set",
+                ["trial", "granularity", "val accuracy", "compression ratio", "sparsity"],
+                [
+                    [r["number"], r["metrics"]["granularity"], r["values"][0], r["values"][1], r["metrics"]["sparsity"]]
+                    for r in front
+                ],
+            ),
+        ],
+    }
+
+
+def write_figures(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[str]:
+    """Figure artifacts (plotly JSON): Pareto front, accuracy vs sparsity, optimisation history; their names."""
     import plotly.graph_objects as go
+
+    from search_spaces.kit.results import write_figure
 
     dense, threshold = run.dense.val_accuracy, run.settings.accuracy_threshold
     front = {r["number"] for r in pareto_set(rows)}
@@ -862,15 +919,14 @@ def write_plots(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[st
         title="Accuracy vs sparsity per granularity", xaxis_title="weight sparsity", yaxis_title="validation accuracy"
     )
     history = _history_figure(run)
-    names = []
-    for name, fig in (
-        ("pareto_front.html", pareto),
-        ("accuracy_vs_sparsity.html", accuracy),
-        ("optimization_history.html", history),
-    ):
-        fig.write_html(workdir / name, include_plotlyjs=True, full_html=True)
-        names.append(name)
-    return names
+    return [
+        write_figure(run.reporter, workdir, name, fig)
+        for name, fig in (
+            ("pareto_front.json", pareto),
+            ("accuracy_vs_sparsity.json", accuracy),
+            ("optimization_history.json", history),
+        )
+    ]
 
 
 def _sparsity_envelope(rows: list[dict[str, Any]]) -> list[tuple[float, float]]:

@@ -3,6 +3,7 @@ cancel, resume without rerunning finished trials, and n_trials counted across wo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import jsonschema
 import optuna
+import plotly.graph_objects as go
 import pytest
 
 from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryReporter
@@ -90,11 +92,15 @@ def test_run_stores_trials_results_and_artifacts(first_run: tuple[MemoryReporter
     assert best and all(0.0 <= b["test_accuracy"] <= 1.0 for b in best)
     assert result["output_model"] in {b["model"] for b in best}
     names = {name: (path, kind) for name, path, kind in reporter.artifacts}
-    for plot in ("pareto_front.html", "accuracy_vs_sparsity.html", "optimization_history.html"):
+    figures = ["pareto_front.json", "accuracy_vs_sparsity.json", "optimization_history.json"]
+    assert result["plots"] == figures
+    for plot in figures:
         path, kind = names[plot]
-        html = path.read_text()
-        assert kind == "plot" and "Plotly.newPlot" in html
-        assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js is inline: the page works offline
+        text = path.read_text()
+        assert kind == "figure" and len(text.encode()) <= 1_000_000
+        assert not re.search(r"<script", text)  # figure JSON only: the page draws it with the served plotly.js
+        figure = go.Figure(json.loads(text))  # plotly's validators accept it
+        assert figure.data
     for b in best:
         assert names[b["model"]][1] == "model" and names[b["model"]][0].stat().st_size > 0
     assert (workdir / "summary.json").is_file()
