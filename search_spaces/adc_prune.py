@@ -49,7 +49,9 @@ class AdcPrune(JobKind):
         "reward. The best policy is fine-tuned and compared with uniform pruning at the same budget. "
         "The pruned models are physically smaller and can feed other jobs."
     )
-    input_families = ("vgg", "mobilenet", "resnet", "mlp")
+    # pathlevel: a network found by pathlevel_nas; its residual and merge-tied widths are cut channel by channel
+    # in every layer they tie (search_spaces/adc/coupled.py).
+    input_families = ("vgg", "mobilenet", "resnet", "mlp", "pathlevel")
     default_dataset = "digits"
     modalities = ("image", "tabular")
     tiny_config: dict[str, Any] = {

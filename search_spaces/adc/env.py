@@ -131,7 +131,9 @@ class PruningEnv:
 
     def action_wall(self, t: int) -> int:
         """Most channels unit ``t`` may keep so that the budget is still met if every later unit keeps its
-        minimum (AMC's action wall). The cost is linear in one unit's count, so two evaluations solve it."""
+        minimum (AMC's action wall). The cost is linear in one unit's count, so two evaluations solve it; where
+        a layer both reads and writes the unit (a residual width in a pathlevel network) it is quadratic and
+        convex, the secant through the two ends lies above it, and the wall is then raised step by step."""
         c, low = self.channels[t], self.lowest[t]
         base = self.counts[:t] + [low] + self.lowest[t + 1 :]
         top = self.counts[:t] + [c] + self.lowest[t + 1 :]
@@ -140,7 +142,13 @@ class PruningEnv:
             return c
         slope = (cost_top - cost_low) / max(c - low, 1)
         limit = low + (self.budget - cost_low) / slope if slope > 0 else c
-        return g.allowed_floor(limit, c, low, self.settings.channel_round)
+        n = g.allowed_floor(limit, c, low, self.settings.channel_round)
+        while n < c:
+            step = min(c, n + self.settings.channel_round)
+            if self.graph.total(self.counts[:t] + [step] + self.lowest[t + 1 :], self.resource) > self.budget:
+                break
+            n = step
+        return n
 
     # --- scoring ----------------------------------------------------------------------------------
 

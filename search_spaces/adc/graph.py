@@ -15,6 +15,11 @@ What is not prunable, and why:
   block (``conv1 → conv2``) is a unit, as in AMC's ResNet experiments;
 * a grouped convolution that is not depthwise (``1 < groups < channels``) stops a chain: no kit family
   has one, and its groups would have to be cut evenly.
+
+A ``pathlevel`` network (tree cells in a residual or dense base) is different: there a residual sum or an add
+merge ties channels across many layers, and cutting them identically everywhere is what makes its main widths
+prunable at all. :mod:`.coupled` finds those ties channel by channel; its units have several producers and
+consumers, and a layer's inputs may hold several units (see :class:`Layer` and :class:`Unit`).
 """
 
 from __future__ import annotations
@@ -22,16 +27,19 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 CONV, DEPTHWISE, LINEAR = "conv", "depthwise", "linear"
-# Kit families whose channel boundaries this module knows; any other (e.g. a searched ``pathlevel`` cell
-# network, whose widths are tied by its branches' merges) is refused rather than cut wrongly.
-FAMILIES = ("vgg", "mobilenet", "resnet", "mlp")
+Slot = tuple[int, int] | None  # a channel position: (unit, channel within the unit), or None when fixed
+# Kit families whose channel boundaries this module knows (any other is refused rather than cut wrongly);
+# ``pathlevel`` (a searched tree-cell network, whose widths its merges and residual sums tie) goes through
+# :mod:`.coupled`.
+FAMILIES = ("vgg", "mobilenet", "resnet", "mlp", "pathlevel")
 
 
 @dataclass(frozen=True)
@@ -52,17 +60,47 @@ class Layer:
     bn: str | None
     in_unit: int | None = None
     out_unit: int | None = None
+    # Coupled channels (the pathlevel family, :mod:`.coupled`): a layer's inputs or outputs may hold several
+    # units' channels and some fixed ones; ``in_fixed`` is then set and c_in = in_fixed + Σ counts[u] over
+    # ``in_units`` (a unit listed twice appears twice, e.g. a DenseNet input that holds a tied channel twice).
+    in_fixed: int | None = None
+    in_units: tuple[int, ...] = ()
+    out_fixed: int | None = None
+    out_units: tuple[int, ...] = ()
+
+    def in_parts(self) -> tuple[int, tuple[int, ...]]:
+        """(fixed input channels, the units that cut the others)."""
+        if self.in_fixed is not None:
+            return self.in_fixed, self.in_units
+        return (0, (self.in_unit,)) if self.in_unit is not None else (self.c_in, ())
+
+    def out_parts(self) -> tuple[int, tuple[int, ...]]:
+        """(fixed output channels, the units that cut the others)."""
+        if self.out_fixed is not None:
+            return self.out_fixed, self.out_units
+        return (0, (self.out_unit,)) if self.out_unit is not None else (self.c_out, ())
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One channel boundary: ``producer``'s outputs (through ``followers``) feed ``consumer``'s inputs."""
+    """One channel boundary: ``producer``'s outputs (through ``followers``) feed ``consumer``'s inputs.
+
+    A unit of coupled channels (:mod:`.coupled`) has several producers (every layer writing a channel that a
+    residual sum or add merge ties) and consumers; ``producer`` / ``consumer`` are then the first of them."""
 
     index: int
     producer: str
     followers: tuple[str, ...]
     consumer: str
     channels: int
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """What reports call the unit: its producer, or which of its channels when it holds only some."""
+        return self.label or self.producer
 
 
 @dataclass(frozen=True)
@@ -73,6 +111,9 @@ class Graph:
     input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
     units: tuple[Unit, ...]
+    # Coupled channels only: per layer (and parameter-free edge) name, which (unit, channel) each of its input
+    # and output positions is, ``None`` for a fixed one.
+    maps: dict[str, tuple[tuple[Slot, ...], tuple[Slot, ...]]] = field(default_factory=dict, compare=False)
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -81,11 +122,36 @@ class Graph:
     def full_counts(self) -> list[int]:
         return [u.channels for u in self.units]
 
+    @property
+    def refit_layers(self) -> tuple[str, ...]:
+        """The layers the least-squares reconstruction refits: each unit's consumer, or with coupled channels
+        every layer (never a depthwise or grouped one) whose inputs some unit cuts, in forward order."""
+        if not self.maps:
+            return tuple(u.consumer for u in self.units)
+        consumers = {name for u in self.units for name in u.consumers}
+        return tuple(layer.name for layer in self.layers if layer.name in consumers)
+
     def dims(self, layer: Layer, counts: Sequence[int]) -> tuple[int, int]:
         """``(c_in, c_out)`` of ``layer`` when unit ``u`` keeps ``counts[u]`` channels."""
-        c_in = counts[layer.in_unit] if layer.in_unit is not None else layer.c_in
-        c_out = counts[layer.out_unit] if layer.out_unit is not None else layer.c_out
-        return c_in, c_out
+        (fixed_in, units_in), (fixed_out, units_out) = layer.in_parts(), layer.out_parts()
+        return fixed_in + sum(counts[u] for u in units_in), fixed_out + sum(counts[u] for u in units_out)
+
+    def kept_positions(
+        self, name: str, keep: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The input and output positions of layer (or coupled parameter-free edge) ``name`` that stay when unit
+        ``u`` keeps channels ``keep[u]``; ``None`` where none is cut."""
+        if name in self.maps:
+            ins, outs = self.maps[name]
+            masks = _keep_masks(self.units, keep)
+            return _kept(ins, masks, keep), _kept(outs, masks, keep)
+        layer = self.layer(name)
+        in_idx = keep[layer.in_unit] if layer.in_unit is not None else None
+        out_idx = keep[layer.out_unit] if layer.out_unit is not None else None
+        return (
+            None if in_idx is None or len(in_idx) == layer.c_in else in_idx,
+            None if out_idx is None or len(out_idx) == layer.c_out else out_idx,
+        )
 
     def total(self, counts: Sequence[int], resource: Resource) -> float:
         """The resource (FLOPs, params, modelled latency) of the model pruned to ``counts``."""
@@ -93,7 +159,25 @@ class Graph:
 
     def unit_layers(self, index: int) -> list[Layer]:
         """The layers whose size depends on unit ``index``."""
-        return [layer for layer in self.layers if index in (layer.in_unit, layer.out_unit)]
+        return [layer for layer in self.layers if index in layer.in_parts()[1] or index in layer.out_parts()[1]]
+
+
+def _keep_masks(units: Sequence[Unit], keep: Sequence[torch.Tensor]) -> list[list[bool]]:
+    masks = []
+    for unit, idx in zip(units, keep, strict=True):
+        mask = [False] * unit.channels
+        for k in idx.tolist():
+            mask[k] = True
+        masks.append(mask)
+    return masks
+
+
+def _kept(slots: Sequence[Slot], masks: list[list[bool]], keep: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """Positions of ``slots`` that stay (fixed ones always do); ``None`` when all stay."""
+    stay = [p for p, slot in enumerate(slots) if slot is None or masks[slot[0]][slot[1]]]
+    if len(stay) == len(slots):
+        return None
+    return torch.tensor(stay, dtype=torch.long, device=keep[0].device if keep else None)
 
 
 # --- costs ----------------------------------------------------------------------------------------------
@@ -208,6 +292,10 @@ def build_graph(model: nn.Module, arch: dict[str, Any]) -> Graph:
                     "bn": bn,
                 }
             )
+    if arch["name"] == "pathlevel":
+        from search_spaces.adc.coupled import coupled_graph
+
+        return coupled_graph(model, arch, raw)
     pairs = _resnet_pairs(model, raw) if arch["name"] == "resnet" else _chain_pairs(raw)
     units, in_unit, out_unit = [], {}, {}
     for index, (producer, followers, consumer) in enumerate(pairs):
@@ -240,7 +328,7 @@ def _chain_pairs(raw: list[dict[str, Any]]) -> list[_Pair]:
 
 def _resnet_pairs(model: nn.Module, raw: list[dict[str, Any]]) -> list[_Pair]:
     by_name = {r["name"]: r for r in raw}
-    pairs = []
+    pairs: list[_Pair] = []
     for name, m in model.named_modules():
         if hasattr(m, "conv1") and hasattr(m, "conv2") and f"{name}.conv1" in by_name:
             pairs.append((by_name[f"{name}.conv1"], [], by_name[f"{name}.conv2"]))
@@ -278,7 +366,7 @@ def allowed_round(value: float, channels: int, lowest: int, round_to: int) -> in
 
 def channel_importance(model: nn.Module, unit: Unit) -> torch.Tensor:
     """L1 norm of the consumer's weights on each input channel: AMC's magnitude criterion."""
-    w = model.get_submodule(unit.consumer).weight.detach()
+    w = weight_layer(model, unit.consumer).weight.detach()
     return w.abs().sum(dim=tuple(d for d in range(w.dim()) if d != 1))
 
 
@@ -286,9 +374,25 @@ def select_channels(model: nn.Module, graph: Graph, counts: Sequence[int]) -> li
     """Per unit, the indices (ascending) of the ``counts[u]`` channels with the largest L1 importance."""
     keep = []
     for unit, n in zip(graph.units, counts, strict=True):
-        order = torch.argsort(channel_importance(model, unit), descending=True, stable=True)
+        importance = coupled_importance(model, graph, unit) if unit.consumers else channel_importance(model, unit)
+        order = torch.argsort(importance, descending=True, stable=True)
         keep.append(torch.sort(order[:n]).values)
     return keep
+
+
+def coupled_importance(model: nn.Module, graph: Graph, unit: Unit) -> torch.Tensor:
+    """A coupled unit's channels ranked by all its consumers at once: per consumer, the L1 norm of its weights
+    on each channel (summed where a channel is more than one of its inputs), as a share of that consumer's total
+    on the unit so that a large layer does not outvote a small one; the shares are added up."""
+    total = torch.zeros(unit.channels, dtype=torch.float64)
+    for name in unit.consumers:
+        w = weight_layer(model, name).weight.detach()
+        l1 = w.abs().sum(dim=tuple(d for d in range(w.dim()) if d != 1)).double().cpu()
+        positions = [(p, slot[1]) for p, slot in enumerate(graph.maps[name][0]) if slot and slot[0] == unit.index]
+        share = torch.zeros(unit.channels, dtype=torch.float64)
+        share.index_add_(0, torch.tensor([k for _, k in positions]), l1[[p for p, _ in positions]])
+        total += share / share.sum() if share.sum() > 0 else share
+    return total
 
 
 def prune_model(model: nn.Module, graph: Graph, keep: Sequence[torch.Tensor]) -> nn.Module:
@@ -296,15 +400,47 @@ def prune_model(model: nn.Module, graph: Graph, keep: Sequence[torch.Tensor]) ->
     BatchNorm touched gets new tensors of the smaller shape, so the copy really is smaller and faster."""
     pruned = copy.deepcopy(model)
     for layer in graph.layers:
-        in_idx = keep[layer.in_unit] if layer.in_unit is not None else None
-        out_idx = keep[layer.out_unit] if layer.out_unit is not None else None
+        in_idx, out_idx = graph.kept_positions(layer.name, keep)
         if in_idx is None and out_idx is None:
             continue
-        old = pruned.get_submodule(layer.name)
+        old = weight_layer(pruned, layer.name)
         _replace(pruned, layer.name, _cut_layer(old, layer, in_idx, out_idx))
         if layer.bn is not None and out_idx is not None:
-            _replace(pruned, layer.bn, _cut_bn(pruned.get_submodule(layer.bn), out_idx))
+            _replace(pruned, layer.bn, _cut_bn(batch_norm(pruned, layer.bn), out_idx))
+    if graph.family == "pathlevel":  # the cells' own record of their widths (split sizes, edges' c_in / c_out)
+        from search_spaces.adc.coupled import fix_widths
+
+        fix_widths(pruned, graph, keep)
     return pruned
+
+
+def weight_layer(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
+    """Submodule ``name`` of ``model``, which the graph found to be a convolution or linear layer."""
+    module = model.get_submodule(name)
+    if not isinstance(module, nn.Conv2d | nn.Linear):
+        raise TypeError(f"{name} is a {type(module).__name__}, not a Conv2d or Linear layer")
+    return module
+
+
+def batch_norm(model: nn.Module, name: str) -> _BatchNorm:
+    """Submodule ``name`` of ``model``, which the graph found to be a BatchNorm."""
+    module = model.get_submodule(name)
+    if not isinstance(module, _BatchNorm):
+        raise TypeError(f"{name} is a {type(module).__name__}, not a BatchNorm")
+    return module
+
+
+def conv_layer(model: nn.Module, name: str) -> nn.Conv2d:
+    module = model.get_submodule(name)
+    if not isinstance(module, nn.Conv2d):
+        raise TypeError(f"{name} is a {type(module).__name__}, not a Conv2d")
+    return module
+
+
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's kernel size, stride, padding or dilation (torch types them ``tuple[int, ...]``; they have 2)."""
+    first, second = size
+    return first, second
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -313,7 +449,9 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _cut_layer(old: nn.Module, layer: Layer, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None) -> nn.Module:
+def _cut_layer(
+    old: nn.Conv2d | nn.Linear, layer: Layer, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None
+) -> nn.Module:
     w = old.weight.detach()
     if out_idx is not None:
         w = w.index_select(0, out_idx)
@@ -322,7 +460,7 @@ def _cut_layer(old: nn.Module, layer: Layer, in_idx: torch.Tensor | None, out_id
     bias = old.bias.detach() if old.bias is not None else None
     if bias is not None and out_idx is not None:
         bias = bias.index_select(0, out_idx)
-    new: nn.Module
+    new: nn.Conv2d | nn.Linear
     if isinstance(old, nn.Linear):
         new = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
     else:
@@ -330,33 +468,51 @@ def _cut_layer(old: nn.Module, layer: Layer, in_idx: torch.Tensor | None, out_id
         new = nn.Conv2d(
             w.shape[1] * groups,
             w.shape[0],
-            old.kernel_size,
-            stride=old.stride,
-            padding=old.padding,
-            dilation=old.dilation,
+            _pair(old.kernel_size),
+            stride=_pair(old.stride),
+            padding=old.padding if isinstance(old.padding, str) else _pair(old.padding),
+            dilation=_pair(old.dilation),
             groups=groups,
             bias=bias is not None,
             padding_mode=old.padding_mode,
         )
     new.weight.copy_(w)
     if bias is not None:
-        new.bias.copy_(bias)
+        not_none(new.bias, "the new layer's bias").copy_(bias)
     return new.to(device=w.device, dtype=w.dtype)
 
 
 @torch.no_grad()
-def _cut_bn(old: nn.Module, idx: torch.Tensor) -> nn.Module:
+def _cut_bn(old: _BatchNorm, idx: torch.Tensor) -> nn.Module:
     new = type(old)(
         len(idx), eps=old.eps, momentum=old.momentum, affine=old.affine, track_running_stats=old.track_running_stats
     )
     if old.affine:
         new.weight.copy_(old.weight.index_select(0, idx))
         new.bias.copy_(old.bias.index_select(0, idx))
-    if old.track_running_stats:
-        new.running_mean.copy_(old.running_mean.index_select(0, idx))
-        new.running_var.copy_(old.running_var.index_select(0, idx))
-        new.num_batches_tracked.copy_(old.num_batches_tracked)
-    return new.to(device=old.running_mean.device if old.track_running_stats else idx.device)
+    if not old.track_running_stats:
+        return new.to(device=idx.device)
+    (mean, var, batches), (new_mean, new_var, new_batches) = _running_stats(old), _running_stats(new)
+    new_mean.copy_(mean.index_select(0, idx))
+    new_var.copy_(var.index_select(0, idx))
+    new_batches.copy_(batches)
+    return new.to(device=mean.device)
+
+
+def _running_stats(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Running mean, running variance and batch count of a BatchNorm that tracks them."""
+    return (
+        not_none(bn.running_mean, "running mean"),
+        not_none(bn.running_var, "running variance"),
+        not_none(bn.num_batches_tracked, "batch count"),
+    )
+
+
+def not_none(tensor: torch.Tensor | None, what: str) -> torch.Tensor:
+    """``tensor``, which torch types as optional (a bias, a BatchNorm's running statistics) but which is here."""
+    if tensor is None:
+        raise ValueError(f"the layer has no {what}")
+    return tensor
 
 
 def pruned_arch(arch: dict[str, Any], pruned: nn.Module) -> dict[str, Any]:
@@ -366,19 +522,28 @@ def pruned_arch(arch: dict[str, Any], pruned: nn.Module) -> dict[str, Any]:
     new = copy.deepcopy(complete_arch(arch))
     name = new["name"]
     if name == "vgg":
-        widths = [m.out_channels for m in pruned.features.modules() if isinstance(m, nn.Conv2d)]
+        widths = [m.out_channels for m in pruned.get_submodule("features").modules() if isinstance(m, nn.Conv2d)]
         new.pop("conv_widths", None)
         if new["convs_per_stage"] == 1:
             new["widths"] = widths
         else:
             new["conv_widths"] = widths
-        new["fc"] = [m.out_features for m in pruned.classifier.modules() if isinstance(m, nn.Linear)][:-1]
+        classifier = pruned.get_submodule("classifier")
+        new["fc"] = [m.out_features for m in classifier.modules() if isinstance(m, nn.Linear)][:-1]
     elif name == "mobilenet":
-        new["stem"] = pruned.features.stem.conv.out_channels
-        new["widths"] = [block.pw.conv.out_channels for n, block in pruned.features.named_children() if n != "stem"]
+        features = pruned.get_submodule("features")
+        new["stem"] = conv_layer(features, "stem.conv").out_channels
+        new["widths"] = [
+            conv_layer(block, "pw.conv").out_channels for n, block in features.named_children() if n != "stem"
+        ]
         new["width_mult"] = 1.0
     elif name == "mlp":
         new["hidden"] = [m.out_features for m in pruned.modules() if isinstance(m, nn.Linear)][:-1]
     elif name == "resnet":
-        new["mid_widths"] = [m.conv1.out_channels for m in pruned.features.modules() if hasattr(m, "conv1")]
+        modules = pruned.get_submodule("features").modules()
+        new["mid_widths"] = [conv_layer(m, "conv1").out_channels for m in modules if hasattr(m, "conv1")]
+    elif name == "pathlevel":
+        from search_spaces.kit.pathlevel import pruned_widths
+
+        new = pruned_widths(new, pruned)
     return complete_arch(new)

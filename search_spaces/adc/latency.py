@@ -71,8 +71,8 @@ class LatencyTable:
         layer_sum = 0.0
         for layer in graph.layers:
             full_in, full_out = layer.c_in, layer.c_out
-            half_in = max(1, full_in // 2) if layer.in_unit is not None else full_in
-            half_out = max(1, full_out // 2) if layer.out_unit is not None else full_out
+            half_in = max(1, full_in // 2) if layer.in_parts()[1] else full_in
+            half_out = max(1, full_out // 2) if layer.out_parts()[1] else full_out
             points = []
             for c_in, c_out in ((full_in, full_out), (half_in, half_out)):
                 module, shape = _layer_module(layer, c_in, c_out)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.adc.graph import LINEAR, Graph, Unit
+from search_spaces.adc.graph import LINEAR, Graph, not_none, weight_layer
 
 RIDGE = 1e-5  # relative to the mean diagonal of G_SS: keeps the solve stable when channels are collinear
 
@@ -37,11 +37,15 @@ class ConsumerStats:
     rows: int
 
 
-def sample_inputs(module: nn.Module, x: torch.Tensor, points: int, generator: torch.Generator) -> torch.Tensor:
+def sample_inputs(
+    module: nn.Conv2d | nn.Linear, x: torch.Tensor, points: int, generator: torch.Generator
+) -> torch.Tensor:
     """Rows of the consumer's input as its weights see them: ``points`` random im2col patches per image
     for a convolution (all of them if the map is smaller), the input vector for a linear layer."""
     if isinstance(module, nn.Linear):
         return x.reshape(len(x), -1)
+    if isinstance(module.padding, str):
+        raise ValueError(f"cannot sample the patches of a convolution with padding={module.padding!r}")
     cols = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
     n, d, positions = cols.shape
     if positions <= points:
@@ -54,23 +58,24 @@ def sample_inputs(module: nn.Module, x: torch.Tensor, points: int, generator: to
 def collect_stats(
     model: nn.Module, graph: Graph, batches: Sequence[torch.Tensor], *, points: int = 10, seed: int = 0
 ) -> list[ConsumerStats]:
-    """Per unit, the Gram matrix of its consumer's sampled inputs over the calibration ``batches``."""
+    """Per refit layer (:attr:`.graph.Graph.refit_layers`: each unit's consumer, or every layer reading a coupled
+    unit), the Gram matrix of its sampled inputs over the calibration ``batches``."""
     generator = torch.Generator().manual_seed(seed)
-    consumers = {u.consumer: u.index for u in graph.units}
+    consumers = {name: index for index, name in enumerate(graph.refit_layers)}
     grams: dict[int, torch.Tensor] = {}
     rows: dict[int, int] = {}
 
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor, index: int) -> None:
+    def hook(module: nn.Conv2d | nn.Linear, inputs: tuple[torch.Tensor, ...], index: int) -> None:
         x = sample_inputs(module, inputs[0].detach().float().cpu(), points, generator).double()
         if module.bias is not None:
             x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
         grams[index] = grams.get(index, 0) + x.T @ x
         rows[index] = rows.get(index, 0) + len(x)
 
-    handles = [
-        model.get_submodule(name).register_forward_hook(lambda m, i, o, index=index: hook(m, i, o, index))
-        for name, index in consumers.items()
-    ]
+    handles = []
+    for name, index in consumers.items():
+        module = weight_layer(model, name)  # the hook is called with this same module
+        handles.append(module.register_forward_hook(lambda _m, i, _o, m=module, index=index: hook(m, i, index)))
     was_training = model.training
     model.eval()
     try:
@@ -81,10 +86,10 @@ def collect_stats(
         for handle in handles:
             handle.remove()
     stats = []
-    for unit in graph.units:
-        layer = graph.layer(unit.consumer)
+    for name, index in consumers.items():
+        layer = graph.layer(name)
         group = 1 if layer.kind == LINEAR else layer.kernel * layer.kernel
-        stats.append(ConsumerStats(grams[unit.index], group, layer.bias, rows[unit.index]))
+        stats.append(ConsumerStats(grams[index], group, layer.bias, rows[index]))
     return stats
 
 
@@ -96,11 +101,11 @@ def kept_columns(stats: ConsumerStats, keep: torch.Tensor) -> torch.Tensor:
     return cols
 
 
-def full_weight(module: nn.Module, bias: bool) -> torch.Tensor:
+def full_weight(module: nn.Conv2d | nn.Linear, bias: bool) -> torch.Tensor:
     """The layer's weights as a (outputs × columns) matrix, the bias as the last column."""
     w = module.weight.detach().reshape(module.weight.shape[0], -1).double().cpu()
     if bias:
-        w = torch.cat([w, module.bias.detach().double().cpu().unsqueeze(1)], dim=1)
+        w = torch.cat([w, not_none(module.bias, "bias").detach().double().cpu().unsqueeze(1)], dim=1)
     return w
 
 
@@ -129,22 +134,27 @@ def reconstruction_error(
 def reconstruct(
     pruned: nn.Module, original: nn.Module, graph: Graph, stats: Sequence[ConsumerStats], keep: Sequence[torch.Tensor]
 ) -> None:
-    """Refit every consumer of ``pruned`` by least squares against the original network's layer outputs."""
-    for unit, st in zip(graph.units, stats, strict=True):
-        _refit(pruned, original, graph, unit, st, keep)
+    """Refit every consumer of ``pruned`` by least squares against the original network's layer outputs; one
+    none of whose input channels were cut keeps its weights (a refit would only add the ridge's noise)."""
+    for name, st in zip(graph.refit_layers, stats, strict=True):
+        _refit(pruned, original, graph, name, st, keep)
 
 
 def _refit(
-    pruned: nn.Module, original: nn.Module, graph: Graph, unit: Unit, stats: ConsumerStats, keep: Sequence[torch.Tensor]
+    pruned: nn.Module, original: nn.Module, graph: Graph, name: str, stats: ConsumerStats, keep: Sequence[torch.Tensor]
 ) -> None:
-    layer = graph.layer(unit.consumer)
-    target = pruned.get_submodule(unit.consumer)
-    weight = full_weight(original.get_submodule(unit.consumer), layer.bias)
-    if layer.out_unit is not None:  # this layer's own outputs are cut by the next unit: refit only the kept ones
-        weight = weight.index_select(0, keep[layer.out_unit])
-    solved = least_squares(stats, weight, keep[unit.index])
+    layer = graph.layer(name)
+    kept_in, kept_out = graph.kept_positions(name, keep)
+    if kept_in is None:
+        return
+    target = weight_layer(pruned, name)
+    weight = full_weight(weight_layer(original, name), layer.bias)
+    if kept_out is not None:  # this layer's own outputs are cut by another unit: refit only the kept ones
+        weight = weight.index_select(0, kept_out.cpu())
+    solved = least_squares(stats, weight, kept_in.cpu())
     if layer.bias:
-        target.bias.copy_(solved[:, -1].to(target.bias.dtype))
+        target_bias = not_none(target.bias, "bias")
+        target_bias.copy_(solved[:, -1].to(target_bias.dtype))
         solved = solved[:, :-1]
     target.weight.copy_(solved.reshape(target.weight.shape).to(target.weight.dtype))
 

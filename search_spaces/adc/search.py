@@ -28,7 +28,6 @@ from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, jso
 from search_spaces.kit.models import TrainedModel, cpu_state
 
 CHECKPOINT_FORMAT = "adc_prune/1"
-TORCH_THREADS = 1  # the kit's small models gain nothing from intra-op threads on the 2-core machine
 PRETRAIN_SHARE, SEARCH_END = 0.1, 0.85  # of the progress bar
 
 
@@ -237,12 +236,13 @@ def run_adc(
     reporter: Reporter,
     *,
     splits: Any = None,
-    torch_threads: int | None = TORCH_THREADS,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run a whole ``adc_prune`` job (see the module docstring) and return its JSON-safe result."""
+    """Run a whole ``adc_prune`` job (see the module docstring) and return its JSON-safe result; PyTorch uses
+    ``torch_threads`` intra-op threads (``None``: the worker's, ``inputs.threads``)."""
     from search_spaces.kit.trainer import torch_threads as threads
 
-    with threads(torch_threads):
+    with threads(inputs.threads if torch_threads is None else torch_threads):
         return _run(settings, inputs, reporter, splits)
 
 
@@ -358,7 +358,7 @@ def _search(
 
 def _report_episode(reporter: Reporter, row: dict[str, Any], graph: g.Graph) -> None:
     episode = row["episode"]
-    layers = [u.producer for u in graph.units]
+    layers = [u.name for u in graph.units]
     params = {"keep_ratios": dict(zip(layers, row["keep_ratios"], strict=True)), "channels": row["counts"]}
     metrics = {
         k: row[k]
@@ -509,7 +509,15 @@ def _summarise(
         "target_ratio": target,
         "target_reachable": env.reachable,
         "layers": [
-            {"producer": u.producer, "consumer": u.consumer, "followers": list(u.followers), "channels": u.channels}
+            {
+                "name": u.name,
+                "producer": u.producer,
+                "consumer": u.consumer,
+                "followers": list(u.followers),
+                "channels": u.channels,
+                "producers": list(u.producers or (u.producer,)),
+                "consumers": list(u.consumers or (u.consumer,)),
+            }
             for u in graph.units
         ],
         "table": [{"model": name, **row} for name, row in rows.items()],
@@ -533,7 +541,7 @@ def write_plots(state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Gr
     """Offline HTML (plotly.js embedded): keep ratio per layer (AMC vs uniform) and the episode rewards."""
     import plotly.graph_objects as go
 
-    layers = [u.producer for u in graph.units]
+    layers = [u.name for u in graph.units]
     policy = go.Figure()
     for name, colour in (("amc", "#d62728"), ("uniform", "#1f77b4")):
         row = rows[name]
