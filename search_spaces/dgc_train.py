@@ -20,12 +20,13 @@ imports it to serve the schema.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import time
 from typing import Any
 
-from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, MetricSpec, Reporter
 
 _WARMUP = [0.75, 0.9375, 0.984375, 0.996, 0.999]
 _ARCHITECTURES = ["vgg", "resnet", "mobilenet", "mlp"]
@@ -49,6 +50,10 @@ class DgcTrain(JobKind):
     default_dataset = "digits"
     modalities = ("image",)
     tiny_config: dict[str, Any] = {"workers": 2, "epochs": 3, "max_train": 400}
+    metrics = (
+        MetricSpec("*/train_loss", "", "loss", "training loss of the dgc/ or dense/ run (mean over a window of steps)"),
+        MetricSpec("*/val_acc", "fraction", "accuracy", "validation accuracy of the dgc/ or dense/ run after an epoch"),
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
@@ -581,7 +586,86 @@ def _summarise(
         summary["test_accuracy_gap_points"] = 100 * (dgc["test_accuracy"] - dense["test_accuracy"])
         summary["bytes_saved_factor"] = dense["bytes_per_worker"] / max(dgc["bytes_per_worker"], 1)
         summary["projected_speedup"] = dense["projected_s"] / max(dgc["projected_s"], 1e-12)
+    summary.update(_shown(summary, checkpoint, modes, inputs, reporter))
     return summary
+
+
+def _shown(
+    summary: dict[str, Any], checkpoint: _Checkpoint, modes: list[str], inputs: JobInputs, reporter: Reporter
+) -> dict[str, Any]:
+    """Headlines (accuracy gap, bytes saved, steady-phase compression, projected speed-up), the DGC vs dense
+    table (the two runs side by side) and the per-epoch figure, reported as an artifact."""
+    import plotly.graph_objects as go
+
+    from search_spaces.kit.results import headline, is_number, table, write_figure
+    from search_spaces.kit.results import summary as headlines
+
+    dgc = summary["dgc"]
+
+    def maybe(label: str, key: str, unit: str, source: dict[str, Any] = summary) -> dict[str, Any] | None:
+        return headline(label, source[key], unit) if is_number(source.get(key)) else None
+
+    fig = go.Figure()
+    for mode in modes:
+        history = sorted(checkpoint.history(mode), key=lambda item: item["epoch"])
+        epochs = [item["epoch"] + 1 for item in history]
+        sent = list(itertools.accumulate(float(item["stats"]["bytes_per_worker"]) for item in history))
+        fig.add_trace(
+            go.Scatter(x=epochs, y=[float(i["stats"]["accuracy"]) for i in history], name=f"{mode}: val accuracy")
+        )
+        fig.add_trace(
+            go.Scatter(x=epochs, y=sent, name=f"{mode}: bytes sent per worker", yaxis="y2", line={"dash": "dot"})
+        )
+    fig.update_layout(
+        title={"text": "DGC vs dense: validation accuracy and gradient bytes sent per worker"},
+        xaxis={"title": {"text": "epoch"}, "dtick": 1},
+        yaxis={"title": {"text": "validation accuracy"}},
+        yaxis2={
+            "title": {"text": "bytes sent per worker (cumulative)"},
+            "overlaying": "y",
+            "side": "right",
+            "type": "log",
+        },
+        legend={"orientation": "h", "y": -0.2},
+    )
+    write_figure(reporter, inputs.workdir, "dgc_vs_dense.json", fig)
+    columns = [
+        "run",
+        "epochs",
+        "val accuracy",
+        "test accuracy",
+        "final loss",
+        "bytes per worker",
+        "compression ratio",
+        "density",
+        "compute s",
+        "comm s",
+        "projected s",
+    ]
+    keys = [
+        "epochs",
+        "val_accuracy",
+        "test_accuracy",
+        "final_loss",
+        "bytes_per_worker",
+        "compression_ratio",
+        "density",
+        "compute_s",
+        "comm_s",
+        "projected_s",
+    ]
+    rows = [[mode, *(summary[mode].get(k) for k in keys)] for mode in modes]
+    return {
+        "summary": headlines(
+            maybe("DGC vs dense, validation accuracy", "accuracy_gap_points", "points"),
+            maybe("Gradient bytes sent, dense / DGC", "bytes_saved_factor", "×"),
+            maybe("Steady-phase compression ratio", "steady_compression_ratio", "×", dgc),
+            maybe(f"Projected speed-up at {summary['link_gbps']:g} Gb/s", "projected_speedup", "×"),
+            headline("DGC test accuracy", 100 * dgc["test_accuracy"], "%"),
+            headline("Bytes sent per worker (DGC)", dgc["bytes_per_worker"], "bytes", "lower"),
+        ),
+        "tables": [table("DGC vs dense", columns, rows)],
+    }
 
 
 def _run_summary(config: dict[str, Any], history: list[dict[str, Any]], mode: str, world: int) -> dict[str, Any]:
