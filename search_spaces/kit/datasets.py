@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +25,13 @@ from typing import Any
 import numpy as np
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
-# An .npz is a zip: a small file can inflate to a huge array, so the unpacked size has its own limit.
-MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+# An .npz is a zip: a small file can inflate to a huge array, so what its arrays declare (their .npy headers,
+# read before anything is inflated) has its own limit; a CSV's rows × columns count as float64 numbers.
+MAX_ARRAY_BYTES = 200 * 1024 * 1024
+# Numbers per sample (features, or C×H×W): far above any set the kit trains on two cores.
+MAX_FEATURES = 65_536
+# A text number rarely needs more: a CSV line longer than this per column is not one the kit can read.
+_CSV_BYTES_PER_FIELD = 64
 MIN_SAMPLES = 10
 MAX_CLASSES = 1000
 DEFAULT = "digits"
@@ -48,6 +55,14 @@ class DatasetInfo:
     input_shape: tuple[int, ...]  # per sample; images are C×H×W
     num_classes: int
     description: str
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may declare: ``max_bytes`` of arrays in memory (x and y), ``max_features`` per sample."""
+
+    max_bytes: int = MAX_ARRAY_BYTES
+    max_features: int = MAX_FEATURES
 
 
 @dataclass
@@ -174,9 +189,12 @@ def load(
     )
 
 
-def inspect(path: Path) -> dict[str, Any]:
-    """Check an uploaded file and summarise it; raise :class:`DatasetError` on anything unusable."""
-    x, y = _read_upload(Path(path))
+def inspect(path: Path, limits: UploadLimits | None = None) -> dict[str, Any]:
+    """Check an uploaded file and summarise it; raise :class:`DatasetError` on anything unusable.
+
+    The sizes a file declares (an .npz member's .npy header, a CSV's rows and columns) are checked against
+    ``limits`` before any array is read, so a small file cannot make this process allocate a large one."""
+    x, y = _read_upload(Path(path), limits or UploadLimits())
     info = _upload_info(Path(path), x, y)
     return {
         "modality": info.modality,
@@ -405,8 +423,9 @@ _LOADERS = {
 # --- uploads ------------------------------------------------------------------------------------------
 
 
-def _read_upload(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_upload(path: Path, limits: UploadLimits | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read and validate an uploaded file; returns ``x`` (images N×C×H×W in [0, 1] or N×F) and ``y``."""
+    limits = limits or UploadLimits()
     if not path.is_file():
         raise DatasetError(f"no such file: {path.name}")
     size = path.stat().st_size
@@ -414,24 +433,22 @@ def _read_upload(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        x, y = _read_npz(path)
+        x, y = _read_npz(path, limits)
     elif suffix == ".csv":
-        x, y = _read_csv(path)
+        x, y = _read_csv(path, limits)
     else:
         raise DatasetError("upload a .npz file (arrays x and y) or a .csv file (last column: integer label)")
     return _validate(x, y)
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path, limits: UploadLimits) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise DatasetError("not a .npz file (a .npz is a zip archive of .npy arrays, made with numpy.savez)")
     try:
         with zipfile.ZipFile(path) as archive:
-            unpacked = sum(item.file_size for item in archive.infolist())
-        if unpacked > MAX_UNPACKED_BYTES:
-            raise DatasetError(f"the arrays unpack to {unpacked:,} bytes; the limit is {MAX_UNPACKED_BYTES:,}")
+            _check_npz_headers(archive, limits)
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in ("x", "y") if key not in npz.files]
             if missing:
@@ -445,7 +462,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 "the .npz holds pickled (object) arrays, which are refused; save plain numeric arrays"
             ) from None
         raise DatasetError(f"cannot read the .npz: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError) as exc:
         raise DatasetError(f"cannot read the .npz (corrupt or truncated?): {exc}") from None
     # NumPy hands back raw bytes for a member that is not a .npy array.
     if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
@@ -453,9 +470,51 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _check_npz_headers(archive: zipfile.ZipFile, limits: UploadLimits) -> None:
+    """Read the .npy header of ``x`` and ``y`` (a few hundred bytes each) and refuse what they declare before
+    NumPy allocates it: more than ``limits`` allow, object arrays (pickles), or a size the archive disagrees with."""
+    names = {info.filename: info for info in archive.infolist()}
+    missing = [key for key in ("x", "y") if f"{key}.npy" not in names]
+    if missing:
+        found = ", ".join(n.removesuffix(".npy") for n in names) or "none"
+        raise DatasetError(f"the .npz needs arrays named x and y; it has {found}")
+    declared = 0
+    for key in ("x", "y"):
+        info = names[f"{key}.npy"]
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = header(member, max_header_size=10_000)
+            except ValueError as exc:
+                raise DatasetError(f"{key} in the .npz is not a .npy array: {exc}") from None
+            data_bytes = math.prod(shape) * dtype.itemsize
+            if dtype.hasobject:
+                raise DatasetError(
+                    "the .npz holds pickled (object) arrays, which are refused; save plain numeric arrays"
+                )
+            if len(shape) > 1 and math.prod(shape[1:]) > limits.max_features:
+                raise DatasetError(
+                    f"{key} has {math.prod(shape[1:]):,} numbers per sample (shape {list(shape)}); "
+                    f"the limit is {limits.max_features:,}"
+                )
+            declared += data_bytes
+            if declared > limits.max_bytes:
+                raise DatasetError(
+                    f"{key} declares shape {list(shape)} of {dtype} ({data_bytes:,} bytes); the arrays may hold "
+                    f"{limits.max_bytes:,} bytes"
+                )
+            if member.tell() + data_bytes != info.file_size:
+                raise DatasetError(
+                    f"{key} in the .npz declares {data_bytes:,} bytes but the archive holds another size"
+                )
+
+
+def _read_csv(path: Path, limits: UploadLimits) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
-        first = fh.readline()
+        first = fh.readline((limits.max_features + 1) * _CSV_BYTES_PER_FIELD + 1)
         sample = first + fh.read(64 * 1024)
     if b"\x00" in sample:
         raise DatasetError("not a text CSV file (it contains binary data)")
@@ -464,6 +523,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except UnicodeDecodeError:
         raise DatasetError("not a UTF-8 text CSV file") from None
     skip = 0 if _is_numeric_row(first_line) else 1  # a first row that is not numbers is a header
+    _check_csv_size(path, first_line.count(",") + 1, limits)
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2, encoding="utf-8-sig")
     except ValueError as exc:  # also UnicodeDecodeError further down the file
@@ -471,6 +531,35 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if table.shape[1] < 2:
         raise DatasetError("the CSV needs at least one feature column and a label column")
     return table[:, :-1], table[:, -1]
+
+
+def _check_csv_size(path: Path, columns: int, limits: UploadLimits) -> None:
+    """Refuse a CSV whose rows × columns (as float64) or columns per row are over ``limits``, from a count of
+    its lines and their lengths (one pass in 1 MiB blocks) before NumPy parses it."""
+    if columns - 1 > limits.max_features:
+        raise DatasetError(f"the CSV has {columns - 1:,} feature columns; the limit is {limits.max_features:,}")
+    longest_allowed = (limits.max_features + 1) * _CSV_BYTES_PER_FIELD
+    rows, line, ends_with_newline = 0, 0, True
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            if len(ends):
+                gaps = np.diff(ends, prepend=-1)
+                gaps[0] += line
+                longest, line = int(gaps.max()), len(block) - 1 - int(ends[-1])
+            else:
+                longest, line = line + len(block), line + len(block)
+            if longest > longest_allowed:
+                raise DatasetError(f"the CSV has a line of over {longest_allowed:,} bytes; it cannot be a row")
+            rows += len(ends)
+            ends_with_newline = block.endswith(b"\n")
+    rows += 0 if ends_with_newline else 1
+    cells = rows * columns
+    if cells * 8 > limits.max_bytes:
+        raise DatasetError(
+            f"the CSV has {rows:,} rows × {columns:,} columns ({cells * 8:,} bytes as numbers); "
+            f"the limit is {limits.max_bytes:,} bytes"
+        )
 
 
 def _is_numeric_row(line: str) -> bool:

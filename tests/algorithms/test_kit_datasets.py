@@ -264,9 +264,8 @@ def test_bad_uploads_get_clear_errors(tmp_path: Path) -> None:
 def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.npz"
     np.savez_compressed(path, x=np.zeros((2000, 100)), y=_labels(2000))
-    monkeypatch.setattr(datasets, "MAX_UNPACKED_BYTES", 1_000_000)
-    with pytest.raises(DatasetError, match="unpack"):
-        inspect(path)
+    with pytest.raises(DatasetError, match="declares shape"):
+        inspect(path, datasets.UploadLimits(max_bytes=1_000_000))
     monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 100)
     with pytest.raises(DatasetError, match="limit"):
         inspect(path)
@@ -279,3 +278,36 @@ def test_zip_that_is_not_an_npz_is_refused(tmp_path: Path) -> None:
         archive.writestr("y.npy", b"nor this")
     with pytest.raises(DatasetError):
         inspect(path)
+
+
+def test_what_an_upload_declares_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """An .npz's .npy headers and a CSV's rows × columns are checked before NumPy allocates anything: a 300 KB
+    file of 300 MB zeros, a header declaring 29 TiB, broken zips and a 10⁶-column CSV all get a DatasetError."""
+    import resource
+
+    from tests import hostile
+
+    cases = {
+        "zeros.npz": (hostile.zero_bomb_npz(), "declares shape"),
+        "huge.npz": (hostile.huge_header_npz(), "declares shape"),
+        "crc.npz": (hostile.bad_crc_zip(), "corrupt"),
+        "size.npz": (hostile.false_size_zip(), "another size"),
+        "deflate.npz": (hostile.corrupt_deflate_zip(), "corrupt"),
+        "wide.npz": (hostile.zip_of({"x.npy": hostile.npy_header((10, 10**6)), "y.npy": b""}), "per sample"),
+        "names.npz": (hostile.zip_of({"a.npy": hostile.npy_header((10, 2))}), "named x and y"),
+        "object.npz": (hostile.zip_of({"x.npy": hostile.npy_header((10, 2), "|O"), "y.npy": b""}), "pickled"),
+    }
+    wide = tmp_path / "wide.csv"
+    wide.write_text(("0," * 10**6 + "1\n") * 12)
+    tall = tmp_path / "tall.csv"
+    tall.write_text("0,1\n" * 200_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (content, match) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DatasetError, match=match):
+            inspect(tmp_path / name)
+    with pytest.raises(DatasetError, match="feature columns"):
+        inspect(wide)
+    with pytest.raises(DatasetError, match="rows"):
+        inspect(tall, datasets.UploadLimits(max_bytes=1_000_000))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
