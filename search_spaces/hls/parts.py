@@ -5,6 +5,11 @@ Zynq UltraScale+ product selection guides) and not re-checked here, except the A
 equals the "Available" row of the real Vivado HLS report in ``tests/fixtures/vivado``: DSP slices, CLB
 LUTs, CLB flip-flops and block RAM counted in 18 Kb halves (one 36 Kb block = two ``BRAM_18K``, the unit
 HLS reports use).
+
+Each part also names its DSP slice, because the multiplier inside it differs by family: the DSP48E1 of the
+7-series (Zynq-7000, Artix/Kintex/Virtex-7) multiplies 25 × 18 bits (UG479, "7 Series DSP48E1 Slice"), the
+DSP48E2 of UltraScale and UltraScale+ (Kintex/Virtex UltraScale(+), Zynq UltraScale+, Alveo) 27 × 18 bits
+(UG579, "UltraScale Architecture DSP Slice"); both are two's-complement multipliers.
 """
 
 from __future__ import annotations
@@ -23,10 +28,18 @@ class Part:
     lut: int
     ff: int
     bram_18k: int
+    dsp_slice: str = "DSP48E2"
+
+    @property
+    def dsp_multiplier_bits(self) -> tuple[int, int]:
+        """The signed operand widths one DSP slice of this part multiplies (wide port, narrow port)."""
+        return DSP_MULTIPLIER_BITS[self.dsp_slice]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+DSP_MULTIPLIER_BITS: dict[str, tuple[int, int]] = {"DSP48E1": (25, 18), "DSP48E2": (27, 18)}
 
 PARTS: dict[str, Part] = {
     p.key: p
@@ -90,6 +103,7 @@ PARTS: dict[str, Part] = {
             lut=53_200,
             ff=106_400,
             bram_18k=280,
+            dsp_slice="DSP48E1",
         ),
     )
 }
