@@ -6,7 +6,8 @@ the generated C++: ``firmware/parameters.h`` (one ``struct configN : nnet::dense
 layer, with ``n_in``, ``n_out``, ``reuse_factor``, ``strategy``, ``n_zeros``, the ``multiplier_limit``
 formula and its ``accum_t``/``weight_t``/``bias_t`` typedefs), ``firmware/defines.h`` (the
 ``ap_fixed<W,I,...>`` behind every typedef), ``firmware/myproject.cpp`` (the call chain, which names each
-layer's input and output type) and ``project.tcl`` (part and clock period).
+layer's input and output type), ``project.tcl`` (part and clock period) and ``firmware/weights/w<N>.txt``
+(the weight values, so the estimator can tell which constant products need a real multiplier).
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class DenseLayer:
     accum: FixedType
     input: FixedType
     result: FixedType
+    # constant_bits[b]: how many nonzero weights, once cast to ``weight`` and stripped of trailing zero
+    # bits, need ``b`` signed bits (what the HLS tool multiplies by); empty when the values were not read
+    constant_bits: tuple[int, ...] = ()
 
     @property
     def n_weights(self) -> int:
@@ -91,6 +95,7 @@ class ActivationLayer:
     reuse_factor: int
     input: FixedType
     result: FixedType
+    implementation: str = ""  # softmax: "stable" | "latency" | ... as written in parameters.h
 
 
 @dataclass
@@ -140,6 +145,43 @@ def _multiplier_limit(n_in: int, n_out: int, reuse_factor: int, n_zeros: int) ->
     return math.ceil(n_in * n_out / reuse_factor) - n_zeros // reuse_factor
 
 
+def constant_bits(values: list[float], weight: FixedType) -> tuple[int, ...]:
+    """Histogram of the signed bit widths the HLS tool multiplies by, one entry per nonzero weight.
+
+    Each value is cast to ``weight`` as the C++ initialiser does (``AP_TRN`` floors onto the grid,
+    ``AP_TRN_ZERO`` truncates towards zero, the ``AP_RND*`` modes round), so ``k = value · 2^F`` is an
+    integer; a constant ``k = o · 2^s`` with ``o`` odd is a shift of a multiplication by ``o``, which takes
+    ``bit_length(|o|) + 1`` signed bits. Weights that become 0 need no multiplier and are not counted.
+    """
+    scale = 2.0 ** (weight.width - weight.integer)
+    counts: dict[int, int] = {}
+    for value in values:
+        x = value * scale
+        if weight.rounding == "AP_TRN":
+            k = math.floor(x)
+        elif weight.rounding == "AP_TRN_ZERO":
+            k = math.trunc(x)
+        else:
+            k = math.floor(x + 0.5)
+        if k == 0:
+            continue
+        odd = abs(k)
+        while odd % 2 == 0:
+            odd //= 2
+        bits = odd.bit_length() + 1
+        counts[bits] = counts.get(bits, 0) + 1
+    return tuple(counts.get(b, 0) for b in range(max(counts, default=-1) + 1))
+
+
+def _weight_values(firmware: Path, config: str) -> list[float] | None:
+    """The values hls4ml wrote to ``weights/w<N>.txt`` for the layer configured by ``config<N>``."""
+    path = firmware / "weights" / f"w{config.removeprefix('config')}.txt"
+    try:
+        return [float(v) for v in path.read_text().replace("\n", ",").split(",") if v.strip()]
+    except (OSError, ValueError):
+        return None
+
+
 def read_project(project_dir: Path) -> AppliedConfig:
     """Read the applied configuration of the hls4ml project in ``project_dir`` (written, not necessarily
     compiled). Raises :class:`ProjectError` when a file is missing or unreadable."""
@@ -182,6 +224,8 @@ def read_project(project_dir: Path) -> AppliedConfig:
         if base == "dense_config":
             n_in, n_out = int(consts["n_in"]), int(consts["n_out"])
             rf, zeros = int(consts["reuse_factor"]), int(consts.get("n_zeros", "0"))
+            weight = typed(typedefs["weight_t"])
+            values = _weight_values(firmware, config)
             applied.dense.append(
                 DenseLayer(
                     name=layer_name,
@@ -191,11 +235,12 @@ def read_project(project_dir: Path) -> AppliedConfig:
                     strategy=consts.get("strategy", "nnet::latency").replace("nnet::", ""),
                     n_zeros=zeros,
                     multiplier_limit=_multiplier_limit(n_in, n_out, rf, zeros),
-                    weight=typed(typedefs["weight_t"]),
+                    weight=weight,
                     bias=typed(typedefs["bias_t"]),
                     accum=typed(typedefs["accum_t"]),
                     input=typed(in_type),
                     result=typed(out_type),
+                    constant_bits=constant_bits(values, weight) if values is not None else (),
                 )
             )
         elif base == "activ_config":
@@ -207,6 +252,7 @@ def read_project(project_dir: Path) -> AppliedConfig:
                     reuse_factor=int(consts.get("reuse_factor", "1")),
                     input=typed(in_type),
                     result=typed(out_type),
+                    implementation=consts.get("implementation", "").rsplit("::", 1)[-1],
                 )
             )
         else:
