@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
 from search_spaces.hls.parts import CHOICES as PART_CHOICES
 
 _RF = [1, 2, 4, 8, 16, 32, 64]
@@ -50,6 +50,13 @@ class Hls4mlSweep(JobKind):
         "reuse_factors": [1, 2, 4, 8],
         "max_train": 2000,
     }
+    metrics = (
+        MetricSpec("pretrain_train_loss", "", "loss", "training loss of the float network"),
+        MetricSpec("pretrain_val_acc", "fraction", "accuracy", "validation accuracy of the float network"),
+        MetricSpec("fixed_accuracy", "fraction", "accuracy", "a trial's fixed-point (emulated) accuracy"),
+        MetricSpec("dsp", "DSP", "resources", "a trial's estimated DSP count"),
+        MetricSpec("latency_ns", "ns", "time", "a trial's estimated latency"),
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,

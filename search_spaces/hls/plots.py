@@ -1,16 +1,21 @@
-"""The sweep's interactive plots in one HTML file (plotly.js embedded once, so it opens offline):
-the Pareto front (DSP vs latency, coloured by fixed-point accuracy), DSP and latency vs reuse factor,
-and fixed-point vs float accuracy against bit width."""
+"""The sweep's figures (plotly JSON artifacts the job page draws): the Pareto front (DSP vs latency, coloured by
+fixed-point accuracy), DSP and latency vs reuse factor, and fixed-point vs float accuracy against bit width."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
+from search_spaces.base import Reporter
 
-def write_plots(rows: list[dict[str, Any]], front: list[dict[str, Any]], cost: str, path: Path) -> None:
+
+def write_figures(
+    rows: list[dict[str, Any]], front: list[dict[str, Any]], cost: str, reporter: Reporter, workdir: Path
+) -> list[str]:
+    """Write the three figures into ``workdir`` and report them as ``figure`` artifacts; their names."""
     import plotly.graph_objects as go
+
+    from search_spaces.kit.results import write_figure
 
     cost_label = "max utilisation (%)" if cost == "utilisation" else "DSP (estimate)"
     on_front = {r["number"] for r in front}
@@ -113,15 +118,11 @@ def write_plots(rows: list[dict[str, Any]], front: list[dict[str, Any]], cost: s
         height=420,
     )
 
-    parts = [
-        pareto.to_html(full_html=False, include_plotlyjs=True),
-        by_rf.to_html(full_html=False, include_plotlyjs=False),
-        by_bits.to_html(full_html=False, include_plotlyjs=False),
+    return [
+        write_figure(reporter, workdir, name, fig)
+        for name, fig in (
+            ("hls4ml_pareto.json", pareto),
+            ("hls4ml_reuse_factor.json", by_rf),
+            ("hls4ml_bit_width.json", by_bits),
+        )
     ]
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>hls4ml sweep</title></head><body>"
-        f"<h1>hls4ml sweep: {html.escape(str(len(rows)))} trials</h1>" + "".join(parts) + "</body></html>"
-    )
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)

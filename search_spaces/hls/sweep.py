@@ -674,9 +674,7 @@ def summarise(run: _Run) -> dict[str, Any]:
 
     artifacts_dir = run.workdir / "artifacts"
     artifacts_dir.mkdir(exist_ok=True)
-    plot_path = artifacts_dir / "hls4ml_sweep_plots.html"
-    plots.write_plots(rows, front, run.settings.cost, plot_path)
-    run.reporter.artifact(plot_path.name, plot_path, "plot")
+    figures = plots.write_figures(rows, front, run.settings.cost, run.reporter, artifacts_dir)
     archived = []
     for row in front[:MAX_PARETO_ARCHIVES]:
         project = run.workdir / row["metrics"]["project"]
@@ -731,8 +729,64 @@ def summarise(run: _Run) -> dict[str, Any]:
             "archived_trials": archived,
             "estimate_note": est.ACCURACY_NOTE,
             **models.output_entry("float_model.pt", run.net.arch),
+            "plots": figures,
+            **shown(run, front, best),
         }
     )
+
+
+def shown(run: _Run, front: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, Any]:
+    """The result's headlines (float and best fixed-point accuracy, the most accurate trial's estimated cost) and
+    the Pareto front as a table."""
+    from search_spaces.kit.results import headline, summary, table
+
+    def rf(m: dict[str, Any]) -> str:
+        return ", ".join(f"{layer}={r}" for layer, r in sorted(m["reuse_factor"].items()))
+
+    m = best["metrics"] if best else None
+    return {
+        "summary": summary(
+            headline("Float accuracy", 100 * run.net.float_accuracy, "%"),
+            headline("Best fixed-point accuracy", 100 * m["fixed_accuracy"], "%") if m else None,
+            headline("DSP of that trial (estimate)", m["dsp"], "DSP", "lower") if m else None,
+            headline("Latency of that trial (estimate)", m["latency_ns"], "ns", "lower") if m else None,
+            headline("Pareto-optimal trials", len(front), "", None),
+        ),
+        "tables": [
+            table(
+                "Pareto front (estimates)",
+                [
+                    "trial",
+                    "fixed-point accuracy",
+                    "DSP",
+                    "LUT",
+                    "FF",
+                    "BRAM",
+                    "latency ns",
+                    "II",
+                    "mean bits",
+                    "strategy",
+                    "reuse factors",
+                ],
+                [
+                    [
+                        r["number"],
+                        r["metrics"]["fixed_accuracy"],
+                        r["metrics"]["dsp"],
+                        r["metrics"]["lut"],
+                        r["metrics"]["ff"],
+                        r["metrics"]["bram"],
+                        r["metrics"]["latency_ns"],
+                        r["metrics"]["initiation_interval"],
+                        r["metrics"]["mean_bits"],
+                        r["metrics"]["strategy"],
+                        rf(r["metrics"]),
+                    ]
+                    for r in front
+                ],
+            )
+        ],
+    }
 
 
 def _kit_model(net: Network) -> tuple[nn.Module, dict[str, Any]]:
