@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
 
 _PRIMITIVES = ["identity", "conv1x1", "sep3x3", "sep5x5", "sep7x7", "maxpool3x3", "avgpool3x3", "gconv3x3"]
 _LAYERS = ["conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3"]
@@ -49,6 +49,14 @@ class PathlevelNas(JobKind):
         "widths": [8],
         "max_train": 300,
     }
+    metrics = (
+        MetricSpec("base_train_loss", "", "loss", "training loss of the base network"),
+        MetricSpec("base_val_acc", "fraction", "accuracy", "validation accuracy of the base network"),
+        MetricSpec("reward", "", "other", "a sampled network's reward (from its validation accuracy)"),
+        MetricSpec("mean_reward", "", "other", "mean reward of a controller update's networks"),
+        MetricSpec("baseline", "", "other", "the REINFORCE baseline after a controller update"),
+        MetricSpec("best_val_acc", "fraction", "accuracy", "best validation accuracy of the networks so far"),
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,

@@ -441,5 +441,81 @@ def _finish(
         **models.output_entry("best_model.pt", {"name": "pathlevel", **arch}),
         "within_max_params": len(scored),
     }
+    result.update(_shown(result, search.history, out, reporter))
     reporter.progress(1.0, "done")
     return json_safe(result)
+
+
+def _shown(result: dict[str, Any], history: list[dict[str, Any]], out: Path, reporter: Reporter) -> dict[str, Any]:
+    """Headlines (found cell vs base, Cai et al. 2018's comparison), the found-vs-base and best-networks tables,
+    and the search's reward figure, reported as an artifact (the tree drawing stays an SVG plot)."""
+    import plotly.graph_objects as go
+
+    from search_spaces.kit.results import headline, summary, table, write_figure
+
+    base = result["base"]
+    numbers = [h["number"] for h in history]
+    best_so_far = [max(h["val_acc"] for h in history[: i + 1]) for i in range(len(history))]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=numbers,
+            y=[h["val_acc"] for h in history],
+            mode="markers",
+            name="sampled network",
+            text=[h["cell"] for h in history],
+            hovertemplate="network %{x}<br>val acc %{y:.4f}<br>%{text}<extra></extra>",
+            marker={"symbol": ["x" if h.get("over_budget") else "circle" for h in history]},
+        )
+    )
+    fig.add_trace(go.Scatter(x=numbers, y=best_so_far, mode="lines", name="best so far", line={"shape": "hv"}))
+    fig.add_hline(y=base["val_acc"], line_dash="dash", annotation_text="base network")
+    fig.update_layout(
+        title={"text": "Validation accuracy of each sampled network (x: over max_params)"},
+        xaxis={"title": {"text": "sampled network"}},
+        yaxis={"title": {"text": "validation accuracy (after fine-tuning)"}},
+    )
+    write_figure(reporter, out, "search_history_figure.json", fig)
+    top = sorted(history, key=lambda h: -h["val_acc"])[:10]
+    return {
+        "summary": summary(
+            # the fair pair: both from fresh weights (the inherited network has had more epochs in all)
+            headline(
+                "Found cell from scratch vs base, test accuracy",
+                100 * (result["test_acc_from_scratch"] - base["test_acc"]),
+                "points",
+            ),
+            headline("Found network, test accuracy", 100 * result["test_acc"], "%"),
+            headline("Found network trained from scratch, test accuracy", 100 * result["test_acc_from_scratch"], "%"),
+            headline("Parameters, found / base", result["params"] / max(base["params"], 1), "×", "lower"),
+            headline("Networks sampled", result["networks"], "", None),
+        ),
+        "tables": [
+            table(
+                "Found vs base",
+                ["network", "cell", "test accuracy", "params", "MACs"],
+                [
+                    ["base", base["cell"], base["test_acc"], base["params"], base["macs"]],
+                    [
+                        "found, inherited weights",
+                        result["best_cell"],
+                        result["test_acc"],
+                        result["params"],
+                        result["macs"],
+                    ],
+                    [
+                        "found, from scratch",
+                        result["best_cell"],
+                        result["test_acc_from_scratch"],
+                        result["params"],
+                        result["macs"],
+                    ],
+                ],
+            ),
+            table(
+                "Best sampled networks",
+                ["network", "cell", "val accuracy", "params", "over max_params"],
+                [[h["number"], h["cell"], h["val_acc"], h["params"], bool(h.get("over_budget"))] for h in top],
+            ),
+        ],
+    }
