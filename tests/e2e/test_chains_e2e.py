@@ -39,6 +39,15 @@ def test_a_found_cell_network_is_pruned_by_granularity(stack: Stack) -> None:
     assert pruned["result"]["output_arch"] == nas["result"]["output_arch"]  # masks keep the architecture
 
 
+def test_a_found_cell_network_is_channel_pruned_by_amc(stack: Stack) -> None:
+    """Channels coupled across the cells' merges and the residual sums are cut together: a smaller pathlevel net."""
+    nas, pruned = _chain(stack, [("pathlevel_nas", "digits"), ("adc_prune", None)])
+    found, cut = nas["result"]["output_arch"], pruned["result"]["output_arch"]
+    assert found["name"] == cut["name"] == "pathlevel" and cut["tree"] == found["tree"]
+    rows = {row["model"]: row for row in pruned["result"]["table"]}
+    assert rows["amc"]["params"] < rows["original"]["params"]
+
+
 @pytest.mark.parametrize("pruner", ["granularity_sweep", "adc_prune"])
 def test_a_pruned_mlp_goes_to_the_fpga_sweep(stack: Stack, pruner: str) -> None:
     pruned, fpga = _chain(stack, [(pruner, "jets_synthetic"), ("hls4ml_sweep", None)])
