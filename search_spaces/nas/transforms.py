@@ -28,7 +28,7 @@ from search_spaces.kit import tree_cells as T
 def node_at(cell: N.TreeNode, path: list[int]) -> N.TreeNode:
     node = cell
     for i in path:
-        child = node.branches[i].child
+        child = node.branch(i).child
         if child is None:
             raise T.TreeError(f"branch path {path} ends before a node")
         node = child
@@ -38,7 +38,7 @@ def node_at(cell: N.TreeNode, path: list[int]) -> N.TreeNode:
 def replicate_and_add(node: N.TreeNode, n: int) -> None:
     """Leaf ``node``'s edge replicated into ``n`` branches merged by add (mean: each output scaled by 1/n)."""
     _check_leaf(node)
-    edge = node.branches[0].edge
+    edge = node.branch(0).edge
     node.branches = nn.ModuleList([N.Branch(copy.deepcopy(edge), None) for _ in range(n)])
     node.merge, node.split = "add", "copy"
 
@@ -46,7 +46,7 @@ def replicate_and_add(node: N.TreeNode, n: int) -> None:
 def split_and_concat(node: N.TreeNode, n: int = 2) -> None:
     """Leaf ``node``'s edge split into ``n`` branches merged by concat, each holding its share of the filters."""
     _check_leaf(node)
-    edge = node.branches[0].edge
+    edge = node.branch(0).edge
     if edge.kind == "gconv3x3":
         raise T.TreeError("split-and-concat of a group convolution is not supported")
     outs = T.split_list(edge.c_out, n)
@@ -65,21 +65,23 @@ def split_and_concat(node: N.TreeNode, n: int = 2) -> None:
 
 
 @torch.no_grad()
-def _copy_output_slice(src: nn.Module, dst: nn.Module, lo: int, hi: int) -> None:
+def _copy_output_slice(src: N.Edge, dst: N.Edge, lo: int, hi: int) -> None:
     """Filters ``lo:hi`` of ``src`` (its output channels) into ``dst``; a depthwise stage is copied whole."""
-    if isinstance(src, N.SepConvOp):
+    if isinstance(src, N.SepConvOp) and isinstance(dst, N.SepConvOp):
         dst.dw.weight.copy_(src.dw.weight)
         dst.pw.weight.copy_(src.pw.weight[lo:hi])
-    else:
+    elif isinstance(src, N.ConvOp) and isinstance(dst, N.ConvOp):
         dst.conv.weight.copy_(src.conv.weight[lo:hi])
+    else:
+        raise TypeError(f"cannot copy the filters of a {src.kind} edge into a {dst.kind} edge")
     for name in ("weight", "bias", "running_mean", "running_var"):
         getattr(dst.bn, name).copy_(getattr(src.bn, name)[lo:hi])
-    dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
+    _running_stats(dst.bn)[2].copy_(_running_stats(src.bn)[2])
 
 
 def insert_node(node: N.TreeNode, branch: int) -> None:
     """A leaf node with an identity edge inserted between branch ``branch``'s edge and its child."""
-    b = node.branches[branch]
+    b = node.branch(branch)
     width = b.edge.c_out
     inserted = N.TreeNode(None, None, width, width, [N.Branch(N.make_edge("identity", width, width), b.child)])
     b.child = inserted.train(node.training)
@@ -93,7 +95,7 @@ def identity_to_layer(node: N.TreeNode, branch: int, kind: str) -> None:
     identity; :func:`calibrate` later sets the statistics from data so training-mode BatchNorm is close to it
     too (the reference code's ``set_non_ready_layers``). Pooling cannot be the identity and is not.
     """
-    b = node.branches[branch]
+    b = node.branch(branch)
     if b.edge.kind != "identity":
         raise T.TreeError("only an identity edge is replaced by a layer")
     width = b.edge.c_in
@@ -104,13 +106,26 @@ def identity_to_layer(node: N.TreeNode, branch: int, kind: str) -> None:
         new.pw.weight.copy_(torch.eye(width).view(width, width, 1, 1))
     elif isinstance(new, N.ConvOp):
         _identity_kernel(new.conv)
-    if hasattr(new, "bn"):
-        new.bn.running_mean.zero_()
-        new.bn.running_var.fill_(1.0)
+    if isinstance(new, N.ConvOp | N.SepConvOp):  # the edges with a BatchNorm
+        running_mean, running_var, _ = _running_stats(new.bn)
+        running_mean.zero_()
+        running_var.fill_(1.0)
         new.bn.weight.fill_((1.0 + new.bn.eps) ** 0.5)
         new.bn.bias.zero_()
-        new.bn.identity_init = True  # calibrate() looks for this flag
+        _set_identity_init(new.bn, True)  # calibrate() looks for this flag
     b.edge = new
+
+
+def _running_stats(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bn``'s running mean, running variance and batch count (every edge's BatchNorm tracks them)."""
+    if bn.running_mean is None or bn.running_var is None or bn.num_batches_tracked is None:
+        raise ValueError("the BatchNorm keeps no running statistics")
+    return bn.running_mean, bn.running_var, bn.num_batches_tracked
+
+
+def _set_identity_init(bn: nn.BatchNorm2d, flag: bool) -> None:
+    # torch's stubs type Module.__setattr__ as taking only Tensor | Module, but any plain attribute is accepted.
+    bn.identity_init = flag  # type: ignore[assignment]
 
 
 def _identity_kernel(conv: nn.Conv2d) -> None:
@@ -122,7 +137,7 @@ def _identity_kernel(conv: nn.Conv2d) -> None:
 
 
 def _check_leaf(node: N.TreeNode) -> None:
-    if node.merge is not None or len(node.branches) != 1 or node.branches[0].child is not None:
+    if node.merge is not None or len(node.branches) != 1 or node.branch(0).child is not None:
         raise T.TreeError("only a leaf node gets a merge scheme")
 
 
@@ -175,9 +190,10 @@ def calibrate(net: nn.Module, x: torch.Tensor) -> int:
         inp = seen[bn]
         mean = inp.mean(dim=(0, 2, 3))
         var = inp.var(dim=(0, 2, 3), unbiased=False)
-        bn.running_mean.copy_(mean)
-        bn.running_var.copy_(var)
+        running_mean, running_var, _ = _running_stats(bn)
+        running_mean.copy_(mean)
+        running_var.copy_(var)
         bn.weight.copy_((var + bn.eps).sqrt())
         bn.bias.copy_(mean)
-        bn.identity_init = False
+        _set_identity_init(bn, False)
     return len(flagged)
