@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
@@ -61,6 +61,15 @@ class AdcPrune(JobKind):
         "fine_tune_epochs": 1,
         "calibration_batches": 2,
     }
+    metrics = (
+        MetricSpec("*/train_loss", "", "loss", "training loss of the pretraining (pretrain/) or a fine-tuning"),
+        MetricSpec("*/val_acc", "fraction", "accuracy", "validation accuracy after an epoch of (pre)training"),
+        MetricSpec("accuracy", "fraction", "accuracy", "an episode's pruned-network validation accuracy"),
+        MetricSpec("reward", "", "other", "an episode's reward"),
+        MetricSpec("best_reward", "", "other", "the best episode reward so far"),
+        MetricSpec("noise_sigma", "", "other", "the exploration noise of the episode"),
+        MetricSpec("cost_ratio", "fraction", "resources", "an episode's pruned cost / original cost"),
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,

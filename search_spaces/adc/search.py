@@ -495,9 +495,7 @@ def _summarise(
         agent_file,
     )
     reporter.artifact("agent.pt", agent_file, "model")
-    plots = write_plots(state, rows, graph, workdir)
-    for name in plots:
-        reporter.artifact(name, workdir / name, "plot")
+    plots = write_figures(state, rows, graph, workdir, reporter)
     target = settings.target_ratio
     amc = rows["amc"]
     result = {
@@ -530,6 +528,7 @@ def _summarise(
         **models.output_entry(output_model, output_arch),
         "plots": plots,
         "settings": asdict(settings),
+        **shown(settings, rows, graph),
     }
     path = workdir / "summary.json"
     path.write_text(json.dumps(json_safe(result), indent=2))
@@ -537,9 +536,72 @@ def _summarise(
     return result
 
 
-def write_plots(state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Graph, workdir: Path) -> list[str]:
-    """Offline HTML (plotly.js embedded): keep ratio per layer (AMC vs uniform) and the episode rewards."""
+def shown(settings: AdcConfig, rows: dict[str, dict[str, Any]], graph: g.Graph) -> dict[str, Any]:
+    """Headlines (AMC vs uniform at the same budget: He et al. 2018, Table 1's comparison), the original /
+    uniform / AMC table and the keep ratio per layer."""
+    from search_spaces.kit.results import headline, is_number, summary, table
+
+    amc, uniform, original = rows["amc"], rows["uniform"], rows["original"]
+    budget = (
+        f"{settings.target_ratio:.0%} {settings.mode}" if settings.reward == "error" else f"AMC's own {settings.mode}"
+    )
+
+    def gap(key: str) -> float | None:
+        a, u = amc.get(key), uniform.get(key)
+        return 100 * (a - u) if is_number(a) and is_number(u) else None
+
+    searched, tuned = gap("val_accuracy"), gap("val_accuracy_finetuned")
+    columns = [
+        "model",
+        "val accuracy",
+        "test accuracy",
+        "val accuracy fine-tuned",
+        "test accuracy fine-tuned",
+        "FLOPs",
+        "params",
+        "FLOPs ratio",
+        "params ratio",
+        "latency ms",
+    ]
+    keys = ["val_accuracy", "test_accuracy", "val_accuracy_finetuned", "test_accuracy_finetuned", "flops", "params"]
+    table_rows = [
+        [
+            name,
+            *(row.get(k) for k in keys),
+            row.get("flops_ratio", 1.0),
+            row.get("params_ratio", 1.0),
+            row["latency_ms"],
+        ]
+        for name, row in rows.items()
+    ]
+    layers = [
+        [u.name, u.channels, a, b]
+        for u, a, b in zip(graph.units, amc["keep_ratios"], uniform["keep_ratios"], strict=True)
+    ]
+    return {
+        "summary": summary(
+            headline(f"AMC vs uniform, {budget}, val accuracy", searched, "points") if searched is not None else None,
+            headline(f"AMC vs uniform, {budget}, val accuracy fine-tuned", tuned, "points")
+            if tuned is not None
+            else None,
+            headline("AMC FLOPs / original", 100 * amc["flops_ratio"], "%", "lower"),
+            headline("AMC test accuracy", 100 * amc["test_accuracy"], "%"),
+            headline("Latency, original / AMC", original["latency_ms"] / amc["latency_ms"], "×"),
+        ),
+        "tables": [
+            table("Original, uniform and AMC", columns, table_rows),
+            table("Keep ratio per layer", ["layer", "channels", "AMC keep", "uniform keep"], layers),
+        ],
+    }
+
+
+def write_figures(
+    state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Graph, workdir: Path, reporter: Reporter
+) -> list[str]:
+    """Figure artifacts (plotly JSON): keep ratio per layer (AMC vs uniform) and the episode rewards; their names."""
     import plotly.graph_objects as go
+
+    from search_spaces.kit.results import write_figure
 
     layers = [u.name for u in graph.units]
     policy = go.Figure()
@@ -585,8 +647,7 @@ def write_plots(state: SearchState, rows: dict[str, dict[str, Any]], graph: g.Gr
     rewards.update_layout(
         title="Episode reward (grey: warm-up, random actions)", xaxis_title="episode", yaxis_title="reward"
     )
-    names = []
-    for name, fig in (("keep_ratios.html", policy), ("episode_rewards.html", rewards)):
-        fig.write_html(workdir / name, include_plotlyjs=True, full_html=True)
-        names.append(name)
-    return names
+    return [
+        write_figure(reporter, workdir, name, fig)
+        for name, fig in (("keep_ratios.json", policy), ("episode_rewards.json", rewards))
+    ]

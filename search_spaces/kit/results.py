@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from search_spaces.base import Reporter, json_safe
 
@@ -45,7 +45,7 @@ def summary(*entries: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [e for e in entries if e is not None]
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float | int]:
     """Whether ``value`` is a number a headline can show (not ``None``, NaN or infinite)."""
     if value is None or isinstance(value, bool):
         return False
