@@ -90,6 +90,24 @@ def test_job_kinds_lists_schema_and_defaults(alice_api) -> None:  # noqa: ANN001
     assert kinds["mlp_sweep"]["schema"]["properties"]["trials"]["maximum"] == 200
 
 
+def test_job_kinds_list_examples_and_metrics_as_the_schema_says(alice_api) -> None:  # noqa: ANN001
+    from search_spaces import registry
+
+    kinds = {k["name"]: k for k in alice_api.get("/api/v1/job-kinds/").json()["results"]}
+    component = alice_api.get("/api/schema/?format=json").json()["components"]["schemas"]["JobKind"]
+    assert {"examples", "metrics"} <= set(component["required"])
+    for name, kind in kinds.items():
+        assert set(kind) == set(component["properties"]), name  # the documented shape is the served one
+        assert kind["examples"]["tiny"] == registry.get_kind(name).tiny_config and "default" in kind["examples"]
+        declared = registry.get_kind(name).metrics
+        assert kind["metrics"] == [
+            {"name": m.name, "unit": m.unit, "group": m.group, "description": m.description} for m in declared
+        ]
+    assert {"name": "val_accuracy", "unit": "fraction", "group": "accuracy"}.items() <= next(
+        m for m in kinds["mlp_sweep"]["metrics"] if m["name"] == "val_accuracy"
+    ).items()
+
+
 def test_list_filters_by_kind_and_status(alice_api) -> None:  # noqa: ANN001
     _post(alice_api, {"kind": "mlp_sweep"})
     assert alice_api.get("/api/v1/jobs/?status=queued").json()["count"] == 1

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
+from search_spaces.base import METRIC_GROUPS
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -71,6 +72,15 @@ class JobSubmitSerializer(serializers.Serializer):
         return value
 
 
+class MetricSpecSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        help_text="a metric name or a glob pattern ('pretrain/*', '*/val_acc') of the metric points it covers"
+    )
+    unit = serializers.CharField(allow_blank=True, help_text="'fraction', '×', 'ns', ...; empty: a plain number")
+    group = serializers.ChoiceField(choices=METRIC_GROUPS, help_text="the axis live curves of this metric share")
+    description = serializers.CharField(allow_blank=True)
+
+
 class JobKindSerializer(serializers.Serializer):
     name = serializers.CharField()
     title = serializers.CharField()
@@ -82,6 +92,14 @@ class JobKindSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="model families a job of this kind can start from"
     )
     fpga_reports = serializers.BooleanField(help_text="whether its jobs store FPGA resource reports")
+    examples = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="named configs to submit as they are (filled with the defaults): at least 'tiny' (runs in "
+        "seconds) and 'default'",
+    )
+    metrics = MetricSpecSerializer(
+        many=True, help_text="the metric points its jobs report (first match wins), with unit and axis group"
+    )
     modalities = serializers.ListField(child=serializers.CharField())
     default_dataset = serializers.CharField()
 
@@ -196,6 +214,8 @@ class ModelUploadSerializer(serializers.Serializer):
             arch = json.loads(value)
         except json.JSONDecodeError as exc:
             raise serializers.ValidationError(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise serializers.ValidationError("not JSON this service reads: nested too deeply") from None
         if not isinstance(arch, dict):
             raise serializers.ValidationError("must be a JSON object")
         return arch

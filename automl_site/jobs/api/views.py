@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import django_filters
@@ -84,6 +85,8 @@ class JobKindViewSet(viewsets.ViewSet):
             "accepts_model": kind.accepts_model,
             "input_families": list(kind.input_families),
             "fpga_reports": kind.fpga_reports,
+            "examples": kind.examples,
+            "metrics": [asdict(spec) for spec in kind.metrics],
             "modalities": list(getattr(kind, "modalities", ("image", "tabular"))),
             "default_dataset": getattr(kind, "default_dataset", "digits"),
         }
