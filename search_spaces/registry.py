@@ -9,6 +9,7 @@ from search_spaces.granularity_sweep import GranularitySweep
 from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.mlp_sweep import MlpSweep
 from search_spaces.pathlevel_nas import PathlevelNas
+from search_spaces.winograd_prune import WinogradPrune
 
 KINDS: dict[str, JobKind] = {
     kind.name: kind
@@ -19,6 +20,7 @@ KINDS: dict[str, JobKind] = {
         Hls4mlSweep(),
         AdcPrune(),
         PathlevelNas(),
+        WinogradPrune(),
     )
 }
 
