@@ -130,6 +130,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "automl_site.jobs.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "automl_site.jobs.api.pagination.Pagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50, ge=1),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -185,6 +190,18 @@ AUTOML = {
     "MAX_ACTIVE_JOBS_PER_USER": env.int("AUTOML_MAX_ACTIVE_JOBS_PER_USER", default=10, ge=1),
     "MAX_BUDGET_PER_JOB": env.float("AUTOML_MAX_BUDGET_PER_JOB", default=240.0, gt=0),  # CPU-minutes
     "MAX_UPLOAD_BYTES": env.int("AUTOML_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024, ge=1),
+    # What an upload may declare, checked before it is read or built: a dataset's arrays in memory and its
+    # numbers per sample; a model's parameters and its activations per sample (a few numbers in an
+    # architecture can otherwise ask the web process for gigabytes).
+    "MAX_DATASET_BYTES": env.int("AUTOML_MAX_DATASET_BYTES", default=200 * 1024 * 1024, ge=1),
+    "MAX_DATASET_FEATURES": env.int("AUTOML_MAX_DATASET_FEATURES", default=65_536, ge=1),
+    "MAX_MODEL_PARAMS": env.int("AUTOML_MAX_MODEL_PARAMS", default=20_000_000, ge=1),
+    "MAX_MODEL_ACTIVATIONS": env.int("AUTOML_MAX_MODEL_ACTIVATIONS", default=20_000_000, ge=1),
+    # Bytes one user may keep: uploaded datasets and models plus their jobs' artifacts.
+    "STORAGE_QUOTA_BYTES": env.int("AUTOML_STORAGE_QUOTA_BYTES", default=5 * 1024**3, ge=0),
+    # A finished job's checkpoint (database row and checkpoint artifacts) is deleted this long after it ended;
+    # 0: at the next maintenance run. A failed or cancelled job can no longer resume after that.
+    "CHECKPOINT_RETENTION_SECONDS": env.float("AUTOML_CHECKPOINT_RETENTION_SECONDS", default=7 * 86400, ge=0),
     # workers/celery_app.py hands this to OpenMP before Django loads; reading it here stops a worker with a bad
     # value at start-up.
     "TORCH_THREADS": env.int("AUTOML_TORCH_THREADS", default=1, ge=1),

@@ -35,3 +35,17 @@ def dataset_list(*, user: AbstractBaseUser) -> QuerySet[Dataset]:
 
 def model_list(*, user: AbstractBaseUser) -> QuerySet[ModelFile]:
     return ModelFile.objects.filter(owner=user)
+
+
+def storage_used(*, user: AbstractBaseUser) -> int:
+    """Bytes the user keeps under MEDIA_ROOT: uploaded datasets and models, and their jobs' artifacts."""
+    from django.db.models import Sum
+
+    return sum(
+        queryset.aggregate(total=Sum("size_bytes"))["total"] or 0
+        for queryset in (
+            Dataset.objects.filter(owner=user),
+            ModelFile.objects.filter(owner=user),
+            Artifact.objects.filter(job__owner=user),
+        )
+    )

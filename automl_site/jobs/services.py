@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from automl_site.jobs import queue
+from automl_site.jobs.checks import field_problems, json_problem, text_problem
 from automl_site.jobs.files import store_file_atomically
 from automl_site.jobs.models import (
     ACTIVE_STATUSES,
@@ -59,7 +63,9 @@ def _resolve_dataset(*, owner: AbstractBaseUser, kind_name: str, dataset: Datase
     if isinstance(dataset, Dataset):
         row = dataset
     else:
-        query = Q(builtin=dataset) if isinstance(dataset, str) and not str(dataset).isdigit() else Q(pk=int(dataset))
+        text = str(dataset)
+        # ASCII digits only: "²".isdigit() is true and int("²") a ValueError.
+        query = Q(pk=int(text)) if re.fullmatch(r"[0-9]{1,18}", text) else Q(builtin=text)
         row = Dataset.objects.filter(query).filter(Q(owner=owner) | Q(owner__isnull=True)).first()
         if row is None:
             raise ServiceError({"dataset": f"no dataset {dataset!r}"})
@@ -93,6 +99,14 @@ def job_submit(
     if kind not in registry.KINDS:
         raise ServiceError({"kind": f"unknown kind {kind!r}; one of: {', '.join(sorted(registry.KINDS))}"})
     job_kind = registry.get_kind(kind)
+    # Before the schema: a key PostgreSQL cannot store, or a config nested thousands deep, must not reach
+    # jsonschema's messages (which repeat it) or the database.
+    problem = json_problem(config)
+    if problem:
+        raise ServiceError({"config": f"the config {problem}"})
+    problem = text_problem(name or "")
+    if problem:
+        raise ServiceError({"name": f"the name {problem}"})
     try:
         config = job_kind.validate(config)
     except ConfigError as exc:
@@ -396,8 +410,32 @@ def _check_upload_size(upload: UploadedFile) -> int:
     return limit
 
 
-def _save_upload_to_temp(upload: UploadedFile, suffix: str) -> Path:
+def _check_quota(owner: AbstractBaseUser, upload: UploadedFile) -> None:
+    """Refuse an upload that would take the owner past ``STORAGE_QUOTA_BYTES`` (uploads and artifacts)."""
+    from automl_site.jobs.selectors import storage_used
+
+    quota, used, incoming = _conf("STORAGE_QUOTA_BYTES"), storage_used(user=owner), upload.size or 0
+    if used + incoming > quota:
+        raise ServiceError(
+            {
+                "file": f"this file ({incoming:,} bytes) would take your storage past its quota: you keep "
+                f"{used:,} of {quota:,} bytes; delete datasets, models or jobs to make room"
+            }
+        )
+
+
+def _upload_name(name: str, upload: UploadedFile, default: str) -> str:
+    """The row's name: the one given, else the file's stem, cut to the 200 characters the column holds, and
+    without what text cannot hold (the file name is the client's to choose)."""
+    text = name or Path(upload.name or "").stem or default
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:200] or default
+
+
+def _save_upload_to_temp(upload: UploadedFile, suffix: str, owner: AbstractBaseUser | None = None) -> Path:
     _check_upload_size(upload)
+    if owner is not None:
+        _check_quota(owner, upload)
     tmp_dir = _workdir_root() / "uploads"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(suffix=suffix, dir=tmp_dir)
@@ -414,16 +452,17 @@ def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) 
     suffix = Path(upload.name or "").suffix.lower()
     if suffix not in (".npz", ".csv"):
         raise ServiceError({"file": "upload a .npz (arrays x, y) or a .csv (last column: label)"})
-    tmp = _save_upload_to_temp(upload, suffix)
+    tmp = _save_upload_to_temp(upload, suffix, owner)
+    limits = datasets.UploadLimits(max_bytes=_conf("MAX_DATASET_BYTES"), max_features=_conf("MAX_DATASET_FEATURES"))
     try:
         try:
-            summary = datasets.inspect(tmp)
+            summary = datasets.inspect(tmp, limits)
         except datasets.DatasetError as exc:
             raise ServiceError({"file": str(exc)}) from None
         with transaction.atomic():
             row = Dataset.objects.create(
                 owner=owner,
-                name=name or Path(upload.name).stem,
+                name=_upload_name(name, upload, "dataset"),
                 modality=summary["modality"],
                 input_shape=list(summary["input_shape"]),
                 num_classes=summary["num_classes"],
@@ -441,19 +480,29 @@ def dataset_upload(*, owner: AbstractBaseUser, name: str, upload: UploadedFile) 
 def model_upload(
     *, owner: AbstractBaseUser, name: str, upload: UploadedFile, architecture: dict[str, Any] | None
 ) -> ModelFile:
-    """Keep an uploaded ``state_dict`` after loading it with ``weights_only=True`` into its architecture."""
+    """Keep an uploaded ``state_dict`` after loading it with ``weights_only=True`` into its architecture; an
+    architecture over ``MAX_MODEL_PARAMS`` / ``MAX_MODEL_ACTIVATIONS`` is refused before the model is built."""
     from search_spaces.kit import models as kit_models
+    from search_spaces.kit.sizing import SizeLimits
 
-    tmp = _save_upload_to_temp(upload, ".pt")
+    if architecture is not None:
+        problem = json_problem(architecture)
+        if problem:
+            raise ServiceError({"architecture": f"the architecture {problem}"})
+    tmp = _save_upload_to_temp(upload, ".pt", owner)
+    limits = SizeLimits(max_params=_conf("MAX_MODEL_PARAMS"), max_activations=_conf("MAX_MODEL_ACTIVATIONS"))
     try:
         try:
-            model, arch = kit_models.load_model(tmp, architecture=architecture)
-        except (kit_models.ModelError, ValueError, KeyError) as exc:
+            model, arch = kit_models.load_model(tmp, architecture=architecture, limits=limits)
+        except (kit_models.ModelError, ValueError, KeyError, TypeError) as exc:
             raise ServiceError({"file": str(exc)}) from None
+        problem = json_problem(arch)
+        if problem:  # an architecture stored in the file is the client's too
+            raise ServiceError({"file": f"the file's architecture {problem}"})
         params = sum(p.numel() for p in model.parameters())
         with transaction.atomic():
             row = ModelFile.objects.create(
-                owner=owner, name=name or Path(upload.name or "model").stem, architecture=arch, sha256="", params=params
+                owner=owner, name=_upload_name(name, upload, "model"), architecture=arch, sha256="", params=params
             )
             relative, size, digest = store_file_atomically(tmp, f"models/user_{owner.pk}/{row.pk}.pt")
             row.file.name, row.size_bytes, row.sha256 = relative, size, digest
@@ -486,6 +535,9 @@ def fpga_report_import(
         reports = read_upload(upload.name or "report", data, max_bytes=limit)
     except ReportError as exc:
         raise ServiceError({"file": str(exc)}) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError) as exc:
+        # An archive member that does not inflate, a number no tool writes (inf as a count), ...
+        raise ServiceError({"file": f"cannot read the report (corrupt or truncated?): {exc}"}) from None
     estimate = FpgaReport.objects.filter(job=job, trial=trial, source=FpgaReport.Source.ESTIMATE).first()
     copied: dict[str, Any] = {}
     if estimate is not None:
@@ -504,6 +556,12 @@ def fpga_report_import(
             fields["part"] = fields["part"] or (estimate.part if estimate else "")
             fields["clock_period_ns"] = fields["clock_period_ns"] or (estimate.clock_period_ns if estimate else 0.0)
             fields["raw"] = {**fields["raw"], "imported_by": owner.get_username()}
+            fields = {**fields, "raw": json_safe(fields["raw"]), "utilisation": json_safe(fields["utilisation"])}
+            problems = field_problems(FpgaReport, fields)
+            if problems:  # a number no synthesis run reports, a part name too long, a NUL in a name, ...
+                raise ServiceError(
+                    {"file": [f"{fields['raw'].get('file', 'the report')}: {k} {v}" for k, v in problems.items()]}
+                )
             rows.append(FpgaReport.objects.create(job=job, trial=trial, **copied, **json_safe(fields)))
     log.info("imported %d synthesis report(s) for job %s trial %s", len(rows), job.pk, trial_number)
     return rows
