@@ -171,6 +171,44 @@ def _util_keys(util: dict[str, float | None]) -> dict[str, float]:
     return {keys[k]: v for k, v in util.items() if k in keys and v is not None}
 
 
+def csynth_instances(text: str) -> dict[str, dict[str, float]]:
+    """The top function's per-instance rows of a ``*_csynth.rpt``: module name → ``dsp``, ``lut``, ``ff``,
+    ``bram`` (18 Kb) from the utilisation detail and ``latency_cycles``/``interval`` from the latency detail
+    (what a layer of the generated network used, e.g. ``dense_latency_…_config2_s``)."""
+    out: dict[str, dict[str, float]] = {}
+    latency, utilisation = (text.split("== Utilization Estimates", 1) + [""])[:2]
+    for section, wanted in ((latency, "Latency"), (utilisation, "Utilisation")):
+        block = section.split("* Instance:", 1)
+        if len(block) < 2:
+            continue
+        names: list[str] = []
+        for line in block[1].splitlines():
+            if line.strip().startswith("* "):
+                break
+            cells = _cells(line) if line.strip().startswith("|") else []
+            if not cells or cells[0] == "Total":
+                continue
+            if cells[0] == "Instance":
+                names = cells
+                continue
+            if len(cells) < 4 or _number(cells[2]) is None:
+                continue
+            row = out.setdefault(cells[1], {})
+            if wanted == "Latency":  # Instance | Module | min | max | abs min | abs max | II min | II max
+                row["latency_cycles"] = float(cells[3])
+                row["interval"] = (_number(cells[7]) if len(cells) > 7 else None) or 0.0
+            else:
+                named = dict(zip(names, cells, strict=False))
+                row.update(
+                    {
+                        key: _number(named.get(col, "")) or 0.0
+                        for key, col in (("bram", "BRAM_18K"), ("ff", "FF"), ("lut", "LUT"))
+                    }
+                )
+                row["dsp"] = _number(named.get("DSP48E", named.get("DSP", ""))) or 0.0
+    return out
+
+
 # --- XML C-synthesis report ----------------------------------------------------------------------------
 
 
