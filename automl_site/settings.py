@@ -6,6 +6,7 @@ transport over another SQLite file for the broker, so a fresh machine needs no s
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -30,8 +31,10 @@ if not SECRET_KEY:
     if not key_file.exists():
         from django.core.management.utils import get_random_secret_key
 
-        key_file.write_text(get_random_secret_key())
-        key_file.chmod(0o600)
+        # 0600 from the first byte: O_EXCL|O_CREAT with the mode, so no other user can read it in between.
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(get_random_secret_key())
     SECRET_KEY = key_file.read_text().strip()
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -230,3 +233,17 @@ LOGGING = {
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- TLS (off for the embedded default on 127.0.0.1; `manage.py check --deploy` is clean with it on) --------
+# DJANGO_HTTPS=true: the site is served over HTTPS (by a proxy in front, or gunicorn's own certificate). Each
+# knob below follows it unless set on its own.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a load balancer's plain-HTTP probe
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 86400 if HTTPS else 0, ge=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=HTTPS)
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto (only if it always sets or strips it).
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -12,6 +13,17 @@ from django.core.management.base import BaseCommand
 
 from automl_site.jobs.models import Job
 from automl_site.jobs.services import job_submit
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a new file that is 0600 from its creation (not chmod-ed after, when another user could
+    already have opened it); an old file is replaced by a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 class Command(BaseCommand):
@@ -28,11 +40,11 @@ class Command(BaseCommand):
         if user is None:
             password = secrets.token_urlsafe(12)
             user = users.objects.create_superuser(username=username, email="", password=password)
-            cred_file.write_text(f"username: {username}\npassword: {password}\n")
-            cred_file.chmod(0o600)
+            write_secret(cred_file, f"username: {username}\npassword: {password}\n")
             self.stdout.write(f"created admin account {username!r}")
         if cred_file.exists():
-            self.stdout.write(f"admin credentials are in {cred_file}:\n{cred_file.read_text()}")
+            # The path only: a terminal's scrollback, a CI log or `make run | tee` must not hold the password.
+            self.stdout.write(f"admin credentials are in {cred_file} (readable by this user only)")
         else:
             self.stdout.write(f"admin account {username!r} exists (its password was set before)")
         if demo and not Job.objects.exists():
