@@ -115,26 +115,56 @@ def evaluate(
 
 
 def make_optimizer(
-    model: nn.Module, name: str, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+    model: nn.Module,
+    name: str,
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
 ) -> torch.optim.Optimizer:
-    """SGD with (heavy-ball) momentum or Adam."""
+    """SGD with heavy-ball (or, with ``nesterov``, Nesterov) momentum, or Adam."""
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+        )
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch learning-rate factor: cosine annealing to 0 over ``epochs`` (Loshchilov & Hutter 2017,
-    SGDR without restarts) or constant."""
-    if name == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / max(epochs, 1)))
-        )
+SCHEDULES = ("cosine", "cosine_epoch", "constant")
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """½(1 + cos(π·step/total)): the learning-rate factor at ``step`` of ``total`` (1 at the start, 0 at the end)."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def steps_per_update(name: str, steps_per_epoch: int) -> int:
+    """Optimizer steps between two scheduler steps: 1 for the per-batch ``cosine``, an epoch for the others."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
+    return 1 if name == "cosine" else steps_per_epoch
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int = 1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate factor of ``name``:
+
+    * ``cosine``: annealed to 0 over all ``epochs × steps_per_epoch`` optimizer steps, stepped after every batch
+      (Loshchilov & Hutter 2017, SGDR without restarts; the lr of batch t of T is ½·lr·(1 + cos(πt/T)), as in
+      han-cai/PathLevel-EAS's ``RunConfig._learning_rate``), so even a one-epoch fine-tune ends near 0;
+    * ``cosine_epoch``: the same curve stepped once per epoch (each epoch at one rate; the last epoch of E runs at
+      ½(1 + cos(π(E−1)/E)), half the rate for E = 2, the full rate for E = 1);
+    * ``constant``.
+    """
+    per = steps_per_update(name, steps_per_epoch)
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
-    raise ValueError(f"unknown schedule {name!r}; use 'cosine' or 'constant'")
+    total = epochs * steps_per_epoch // per
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
 
 
 def train(
@@ -150,6 +180,7 @@ def train(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    nesterov: bool = False,
     schedule: str = "cosine",
     x_val: ArrayLike | None = None,
     y_val: ArrayLike | None = None,
@@ -173,23 +204,29 @@ def train(
     :class:`JobCancelled`. ``on_epoch_end(epoch, result)`` may return ``True`` to stop early; the
     ``result.state`` it sees holds the optimizer's live tensors, so serialise it there and then
     (:func:`checkpoint_bytes`). ``seed`` fixes the batch order; seed the model's initial weights with
-    :func:`set_seed` before building it.
+    :func:`set_seed` before building it. ``schedule`` is one of :data:`SCHEDULES` (see :func:`make_schedule`;
+    the default ``cosine`` anneals per batch).
     """
     started = time.perf_counter()
     model.to(device)
     xs, ys = as_tensor(x_train, device, torch.float32), as_tensor(y_train, device, torch.long)
     if len(xs) != len(ys) or len(xs) == 0:
         raise ValueError(f"x_train has {len(xs)} samples and y_train {len(ys)}; need the same, non-zero")
-    opt = make_optimizer(model, optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    sched = make_schedule(opt, schedule, epochs)
-    first = _restore(opt, sched, state, start_epoch)
+    opt = make_optimizer(model, optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    steps_per_epoch = math.ceil(len(xs) / batch_size)
+    sched = make_schedule(opt, schedule, epochs, steps_per_epoch)
+    per_batch = steps_per_update(schedule, steps_per_epoch) == 1
+    _restore(opt, sched, state, start_epoch * (steps_per_epoch if per_batch else 1))
+    first = int(state["epoch"]) if state else start_epoch
     masked = _bind_masks(model, masks, device)
     _apply_masks(masked)
     loop = _Loop(model, opt, xs, ys, batch_size, masked, reporter, metric_prefix, step_offset)
+    loop.batch_schedule = sched if per_batch else None
     result = TrainResult(epochs_done=first, state=_state(opt, sched, first))
     for epoch in range(first, epochs):
         result.train_loss = loop.run_epoch(epoch, seed)
-        sched.step()
+        if not per_batch:
+            sched.step()
         result.epochs_done, result.state = epoch + 1, _state(opt, sched, epoch + 1)
         if x_val is not None and y_val is not None and len(y_val) > 0:
             result.val_acc = evaluate(model, x_val, y_val, device=device)
@@ -225,6 +262,7 @@ class _Loop:
         self.step_offset = step_offset
         self.global_step = step_offset
         self.next_stop_check = 0.0
+        self.batch_schedule: torch.optim.lr_scheduler.LambdaLR | None = None  # stepped after every batch if set
 
     def run_epoch(self, epoch: int, seed: int) -> float:
         """One pass over the data; returns the mean training loss."""
@@ -234,7 +272,7 @@ class _Loop:
         # Detached losses wait in a list and are summed once per reported point: per-batch tensor adds
         # (or ``.item()``, a sync on a GPU) would cost a tiny model a noticeable share of its step time.
         losses: list[torch.Tensor] = []
-        model, opt, xs, ys, batch, masked, every = (
+        model, opt, xs, ys, batch, masked, every, sched = (
             self.model,
             self.opt,
             self.xs,
@@ -242,6 +280,7 @@ class _Loop:
             self.batch_size,
             self.masked,
             self.loss_every,
+            self.batch_schedule,
         )
         for b, start in enumerate(range(0, len(order), batch), start=1):
             self._check_stop()
@@ -250,6 +289,8 @@ class _Loop:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             if masked:
                 _apply_masks(masked)
             losses.append(loss.detach())
@@ -297,19 +338,19 @@ def _apply_masks(masked: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
 
 
 def _restore(
-    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any] | None, start_epoch: int
-) -> int:
-    """Load optimizer/scheduler state for a resume; returns the first epoch to run."""
+    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any] | None, skip: int
+) -> None:
+    """Load optimizer/scheduler state for a resume, or fast-forward the schedule by ``skip`` scheduler steps (a
+    start epoch's worth)."""
     if state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(dict(state["scheduler"]))  # LambdaLR pops keys from the dict it is given
-        return int(state["epoch"])
+        return
     with warnings.catch_warnings():
         # Fast-forwarding the schedule before any optimizer step is intended here.
         warnings.filterwarnings("ignore", message="Detected call of", category=UserWarning)
-        for _ in range(start_epoch):  # no optimizer state to restore, but the learning rate must match
+        for _ in range(skip):  # no optimizer state to restore, but the learning rate must match
             sched.step()
-    return start_epoch
 
 
 def _state(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, epoch: int) -> dict[str, Any]:

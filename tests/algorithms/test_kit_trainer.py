@@ -184,6 +184,50 @@ def test_start_epoch_continues_the_learning_rate_schedule(wine: datasets.Splits)
     assert [lr for _, lr in seen] == pytest.approx([0.05 * (1 + math.cos(3 * math.pi / 4)), 0.0], abs=1e-12)
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_cosine_anneals_every_batch_to_zero_at_the_last_step(
+    epochs: int, wine: datasets.Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference's schedule (han-cai/PathLevel-EAS ``_learning_rate``): batch t of T runs at ½·lr·(1 + cos(πt/T)),
+    so a fine-tune of one, two or three epochs ends near 0 instead of at its last epoch's rate."""
+    used: list[float] = []
+    step = torch.optim.SGD.step
+
+    def record(self: torch.optim.SGD, *args: Any, **kwargs: Any) -> Any:
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", record)
+    per_epoch = math.ceil(len(wine.y_train) / 4)  # batch 4: 31 steps an epoch
+    result = train(_mlp(wine), wine.x_train, wine.y_train, epochs=epochs, lr=0.1, batch_size=4)
+    total = epochs * per_epoch
+    assert len(used) == total
+    assert used == pytest.approx([0.05 * (1 + math.cos(math.pi * t / total)) for t in range(total)], abs=1e-12)
+    assert used[-1] < 0.003 * 0.1  # ~0 at the last step (0.26% of the rate for 31 steps)
+    assert all(a > b for a, b in zip(used, used[1:], strict=False))
+    assert result.state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_per_epoch_cosine_is_still_available(wine: datasets.Splits) -> None:
+    seen: list[float] = []
+    train(
+        _mlp(wine),
+        wine.x_train,
+        wine.y_train,
+        epochs=2,
+        lr=0.1,
+        schedule="cosine_epoch",
+        on_epoch_end=lambda e, r: seen.append(r.state["optimizer"]["param_groups"][0]["lr"]),
+    )
+    assert seen == pytest.approx([0.05, 0.0], abs=1e-12)  # the second epoch ran at half the rate
+
+
+def test_nesterov_momentum_is_passed_to_sgd() -> None:
+    model = nn.Linear(2, 2)
+    opt = trainer.make_optimizer(model, "sgd", lr=0.1, weight_decay=1e-4, nesterov=True)
+    assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["weight_decay"] == 1e-4
+
+
 def test_adam_constant_schedule_and_bad_options(wine: datasets.Splits) -> None:
     model = _mlp(wine)
     result = train(
