@@ -7,6 +7,7 @@ transport over another SQLite file for the broker, so a fresh machine needs no s
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -129,7 +130,7 @@ AUTOML_WORK_DIR = Path(env.str("AUTOML_WORK_DIR", default=str(VAR_DIR / "work"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "automl_site.jobs.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -208,7 +209,27 @@ AUTOML = {
     # workers/celery_app.py hands this to OpenMP before Django loads; reading it here stops a worker with a bad
     # value at start-up.
     "TORCH_THREADS": env.int("AUTOML_TORCH_THREADS", default=1, ge=1),
+    # API tokens expire this long after they are issued (0: never); failed logins per account and per client
+    # address, and uploads per user, before a 429 (automl_site/jobs/auth.py).
+    "TOKEN_TTL_SECONDS": env.int("AUTOML_TOKEN_TTL_SECONDS", default=30 * 86400, ge=0),
+    "LOGIN_FAILURES": env.str("AUTOML_LOGIN_FAILURES", default="10/minute"),
+    "UPLOAD_RATE": env.str("AUTOML_UPLOAD_RATE", default="60/hour"),
 }
+for _knob in ("LOGIN_FAILURES", "UPLOAD_RATE"):
+    if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day)", AUTOML[_knob]):
+        raise invalid(f"AUTOML_{_knob}", AUTOML[_knob], "a rate: N/second, N/minute, N/hour or N/day")
+
+# Throttles count here; every web process must share it, so a Redis broker's server is the default.
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+elif CELERY_BROKER_URL.startswith("redis"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CELERY_BROKER_URL,
+            "KEY_PREFIX": "automl-cache",
+        }
+    }
 if AUTOML["STALE_AFTER_SECONDS"] <= 2 * AUTOML["HEARTBEAT_SECONDS"]:
     raise invalid(
         "AUTOML_STALE_AFTER_SECONDS",

@@ -10,6 +10,8 @@ os.environ.setdefault("AUTOML_VAR_DIR", tempfile.mkdtemp(prefix="automl-tests-")
 from automl_site.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+# Throttle counts in this process only: a Redis cache would carry them from one test (and run) to the next.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
     # One test database per checkout, so two checkouts on one machine can run their suites at once.

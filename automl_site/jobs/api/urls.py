@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from automl_site.jobs.api import views
+from automl_site.jobs.auth import TokenView
 
 router = DefaultRouter()
 router.register("job-kinds", views.JobKindViewSet, basename="job-kind")
@@ -15,6 +15,6 @@ router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("models", views.ModelFileViewSet, basename="model")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

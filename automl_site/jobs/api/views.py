@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from automl_site.jobs import selectors, services
 from automl_site.jobs.api import serializers as s
+from automl_site.jobs.auth import UploadRateThrottle
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, JobStatus, ModelFile
 from search_spaces import registry
 
@@ -56,10 +57,19 @@ class JobFilter(django_filters.FilterSet):
 
 
 class OwnedMixin:
-    """Querysets scoped to the asking user through a selector (empty while the schema is generated)."""
+    """Querysets scoped to the asking user through a selector (empty while the schema is generated).
+
+    A ``POST`` to a viewset that ``takes_uploads`` counts against the user's upload rate."""
 
     owned_model: Any = None
     selector: Any = None
+    takes_uploads = False
+
+    def get_throttles(self):  # noqa: ANN201
+        throttles = super().get_throttles()  # type: ignore[misc]
+        if self.request.method == "POST" and self.takes_uploads:
+            throttles.append(UploadRateThrottle())
+        return throttles
 
     def get_queryset(self):  # noqa: ANN201
         if getattr(self, "swagger_fake_view", False):
@@ -246,6 +256,7 @@ class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     serializer_class = s.FpgaReportSerializer
     filterset_class = FpgaReportFilter
     parser_classes = [MultiPartParser, FormParser]
+    takes_uploads = True
 
     owned_model = FpgaReport
     selector = staticmethod(selectors.fpga_report_list)
@@ -268,6 +279,7 @@ class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
     serializer_class = s.DatasetSerializer
     parser_classes = [MultiPartParser, FormParser]
+    takes_uploads = True
 
     owned_model = Dataset
     selector = staticmethod(selectors.dataset_list)
@@ -287,6 +299,7 @@ class ModelFileViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     serializer_class = s.ModelFileSerializer
     parser_classes = [MultiPartParser, FormParser]
+    takes_uploads = True
 
     owned_model = ModelFile
     selector = staticmethod(selectors.model_list)
