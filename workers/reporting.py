@@ -53,7 +53,7 @@ def _upsert(model: type[models.Model], key: dict[str, Any], values: dict[str, An
 
 
 class Heartbeat(threading.Thread):
-    """Keeps the job's heartbeat fresh and notices a cancel request or a lost claim.
+    """Keeps the job's heartbeat fresh and notices a cancel, pause or re-queue request, or a lost claim.
 
     The claim is fenced by ``attempt``: if the reaper gave the job to another worker, our updates
     match no row and the running algorithm is told to stop.
@@ -76,7 +76,9 @@ class Heartbeat(threading.Thread):
         if not alive:
             self.lost.set()
             self.stop_requested.set()
-        elif Job.objects.filter(Q(cancel_requested=True) | Q(requeue_requested=True), id=self.job_id).exists():
+        elif Job.objects.filter(
+            Q(cancel_requested=True) | Q(requeue_requested=True) | Q(pause_requested=True), id=self.job_id
+        ).exists():
             self.stop_requested.set()
 
     def run(self) -> None:

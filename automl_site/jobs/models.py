@@ -12,6 +12,9 @@ class JobStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Stopped on its owner's request with its checkpoint and trials kept; resuming queues it again. Neither
+    # active (it holds no worker and no place in the active-job limit) nor final.
+    PAUSED = "paused"
 
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -92,6 +95,11 @@ class Job(models.Model):
     # Set when the worker running the job shuts down gracefully: the job stops at its next check and
     # goes back to the queue, to resume from its checkpoint on another worker.
     requeue_requested = models.BooleanField(default=False)
+    # Set by a pause of a running job: it stops at its next heartbeat and becomes ``paused``.
+    pause_requested = models.BooleanField(default=False)
+    # Runs that ended on request (paused, or handed back by a worker shutting down) rather than with a lost
+    # worker: the reaper's ``MAX_ATTEMPTS`` bounds ``attempts - stopped_runs``, the runs that were lost.
+    stopped_runs = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
