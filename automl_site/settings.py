@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "automl_site.streaming.AsyncFileStreamMiddleware",  # outside WhiteNoise: it streams its files too
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,6 +73,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "automl_site.urls"
 WSGI_APPLICATION = "automl_site.wsgi.application"
+ASGI_APPLICATION = "automl_site.asgi.application"
 
 TEMPLATES = [
     {
@@ -142,7 +144,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "automl_site.jobs.api.pagination.Pagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50, ge=1),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "automl_site.jobs.api.schema.AutoSchema",  # error responses documented too
     "EXCEPTION_HANDLER": "automl_site.jobs.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {

@@ -99,7 +99,7 @@ class Stack:
         port = free_port()
         self._spawn(
             name,
-            [str(VENV_BIN / "gunicorn"), "automl_site.wsgi", "--config", "deploy/gunicorn.conf.py"],
+            [str(VENV_BIN / "gunicorn"), "--config", "deploy/gunicorn.conf.py"],
             {"PORT": str(port), "WEB_CONCURRENCY": "2", "WEB_ACCESS_LOG": "", **(extra_env or {})},
         )
         url = f"http://127.0.0.1:{port}"
