@@ -77,6 +77,11 @@ def test_log_in_submit_from_the_form_and_watch_progress_reach_100(page, stack: S
     page.get_by_label("Kind").select_option("mlp_sweep")
     trials = page.locator("#cfg-trials")
     expect(trials).to_have_value("8")  # the kind's default, prefilled from its JSON Schema
+    examples = page.get_by_label("Start from")
+    examples.select_option("tiny")  # the kind's named configs (GET /api/v1/job-kinds/ examples) fill the form
+    expect(trials).to_have_value("4")
+    examples.select_option("default")
+    expect(trials).to_have_value("8")
     page.get_by_label("Name").fill("from the browser")
     trials.fill("0")
     page.get_by_role("button", name="Submit").click()
@@ -92,7 +97,7 @@ def test_log_in_submit_from_the_form_and_watch_progress_reach_100(page, stack: S
     expect(page.locator("#job-progress-text")).to_have_text("100%")
     assert progress.evaluate("p => p.value") == 1.0
     expect(page.locator("#trials tbody tr")).to_have_count(3)
-    expect(page.locator("#artifacts li")).to_have_count(2)
+    expect(page.locator("#artifacts li")).to_have_count(3)  # the model, its figure, summary.json
     expect(page.locator("#curves .main-svg").first).to_be_visible()
     page.screenshot(path=SHOTS / "job_detail.png", full_page=True)
 
@@ -140,15 +145,54 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
     rows = page.locator("#fpga-reports tbody tr")
     expect(rows.nth(0)).to_have_class("estimate")
     expect(rows.nth(1)).to_have_class("synthesis")
-    # the job's interactive plots open on demand in a sandboxed frame, drawn by their own plotly
-    page.get_by_text("Interactive plot: hls4ml_sweep_plots.html").click()
-    frame = page.frame_locator("iframe[title='hls4ml_sweep_plots.html']")
-    expect(frame.locator(".main-svg").first).to_be_visible(timeout=30_000)
+    # the job's figures (plotly JSON artifacts) are drawn inline by the page's own plotly.js
+    for figure in ("hls4ml_pareto.json", "hls4ml_reuse_factor.json", "hls4ml_bit_width.json"):
+        drawn = page.locator(f".figure-plot[data-artifact='{figure}'] .js-plotly-plot .main-svg")
+        expect(drawn.first).to_be_visible(timeout=30_000)
     page.locator("#fpga-import-file").set_input_files(str(ROOT / "README.md"))
     page.get_by_label("Trial", exact=True).fill("0")
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#fpga-import-error")).to_contain_text("file:")
     section.screenshot(path=SHOTS / "job_detail_fpga.png")
+
+
+def test_a_finished_job_shows_its_headlines_tables_and_figures(page, stack: Stack) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    console_errors: list[str] = []
+    page.on(
+        "console",
+        lambda msg: console_errors.append(f"{msg.text} at {msg.location['url']}") if msg.type == "error" else None,
+    )
+    job, client = _finished_job_page(page, stack, "mlp_sweep", "results in the browser")
+    result = client.job(job["id"])["result"]
+    headlines = page.locator("#result-summary .headline")
+    expect(headlines).to_have_count(len(result["summary"]))
+    for i, entry in enumerate(result["summary"]):
+        expect(headlines.nth(i).locator(".headline-label")).to_have_text(entry["label"])
+        if entry["unit"]:
+            expect(headlines.nth(i).locator(".headline-value")).to_contain_text(entry["unit"])
+        if entry["better"]:
+            expect(headlines.nth(i)).to_contain_text(f"{entry['better']} is better")
+    tables = page.locator("#result-tables table")
+    expect(tables).to_have_count(len(result["tables"]))
+    for i, t in enumerate(result["tables"]):
+        expect(tables.nth(i).locator("caption")).to_have_text(t["name"])
+        expect(tables.nth(i).locator("thead th")).to_have_count(len(t["columns"]))
+        expect(tables.nth(i).locator("tbody tr")).to_have_count(len(t["rows"]))
+    artifacts = client.get(f"/api/v1/jobs/{job['id']}/artifacts/").json()["results"]
+    figures = [a["name"] for a in artifacts if a["kind"] == "figure"]
+    assert figures
+    for name in figures:
+        drawn = page.locator(f".figure-plot[data-artifact='{name}'] .js-plotly-plot")
+        expect(drawn.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
+        expect(drawn.locator(".scatterlayer .point").first).to_be_attached()  # the data, not only the axes
+    raw = page.locator("#result-raw")
+    assert raw.evaluate("d => !d.open")  # the raw JSON is kept, folded away
+    raw.locator("summary").click()
+    expect(page.locator("#job-result")).to_contain_text('"best_val_accuracy"')
+    page.locator("#job").screenshot(path=SHOTS / "job_detail_results.png")
+    assert not console_errors, f"console errors on the job page: {console_errors}"
 
 
 def test_the_nas_tree_drawing_is_shown_on_the_job_page(page, stack: Stack) -> None:  # noqa: ANN001

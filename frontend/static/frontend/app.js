@@ -42,6 +42,37 @@ const AutoML = (() => {
     return String(v);
   }
 
+  // --- a result's headlines and tables (every value set as text: nothing from a job is parsed as HTML) ---------
+  function fmtNumber(v) {
+    if (Number.isInteger(v)) return v.toLocaleString("en-US");
+    if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
+    return String(Number(v.toPrecision(4)));
+  }
+  function fmtCell(v) {
+    if (v === null || v === undefined) return "—";
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (typeof v === "number") return fmtNumber(v);
+    return fmtValue(v);
+  }
+  const BETTER = {higher: ["▲", "higher is better"], lower: ["▼", "lower is better"]};
+  const TIGHT_UNITS = new Set(["%", "×"]);
+  function headlineNode(h) {
+    let value = typeof h.value === "number" ? fmtNumber(h.value) : String(h.value);
+    if (h.unit === "points" && typeof h.value === "number" && h.value > 0) value = `+${value}`;
+    if (h.unit) value += TIGHT_UNITS.has(h.unit) ? h.unit : ` ${h.unit}`;
+    const better = BETTER[h.better];
+    return el("div", {class: "headline", role: "group", "aria-label": h.label},
+      el("span", {class: "headline-value", text: value}),
+      better ? el("span", {class: `headline-better ${h.better}`, title: better[1]}, ` ${better[0]}`,
+                  el("span", {class: "sr-only", text: ` (${better[1]})`})) : "",
+      el("span", {class: "headline-label", text: h.label}));
+  }
+  function tableNode(t) {
+    return el("table", {class: "grid result-table"}, el("caption", {text: t.name}),
+      el("thead", {}, el("tr", {}, ...t.columns.map(c => el("th", {scope: "col", text: c})))),
+      el("tbody", {}, ...t.rows.map(row => el("tr", {}, ...row.map(c => el("td", {text: fmtCell(c)}))))));
+  }
+
   function progressCell(job) {
     const bar = el("progress", {max: "1", value: String(job.progress), "aria-label": `job ${job.id} progress`});
     return el("td", {}, bar, ` ${Math.round(job.progress * 100)}%`);
@@ -131,11 +162,20 @@ const AutoML = (() => {
         parentSelect.append(el("option", {value: job.id, text: `#${job.id} ${job.kind} ${job.name}`,
                                           selected: String(job.id) === form.dataset.parent}));
     }
+    const exampleSelect = document.getElementById("example");
+    function renderFields() {
+      const kind = kinds.find(k => k.name === kindSelect.value);
+      const values = {...kind.defaults, ...((kind.examples || {})[exampleSelect.value] || {})};
+      fields.replaceChildren(el("legend", {text: "Configuration"}));
+      for (const [name, prop] of Object.entries(kind.schema.properties)) fields.append(fieldFor(name, prop, values[name]));
+    }
+    exampleSelect.addEventListener("change", renderFields);
     function render() {
       const kind = kinds.find(k => k.name === kindSelect.value);
       document.getElementById("kind-description").textContent = kind.description;
-      fields.replaceChildren(el("legend", {text: "Configuration"}));
-      for (const [name, prop] of Object.entries(kind.schema.properties)) fields.append(fieldFor(name, prop, kind.defaults[name]));
+      exampleSelect.replaceChildren(...Object.keys(kind.examples || {default: {}}).map(name =>
+        el("option", {value: name, text: name, selected: name === "default"})));
+      renderFields();
       datasetSelect.replaceChildren(...datasets.filter(d => kind.modalities.includes(d.modality)).map(d =>
         el("option", {value: d.id, text: `${d.name}${d.is_builtin ? "" : " (uploaded)"} · ${d.modality}`,
                       selected: d.builtin === kind.default_dataset})));
@@ -203,6 +243,33 @@ const AutoML = (() => {
         el("td", {text: fmtValue(t.values)}), el("td", {text: t.duration_seconds === null ? "" : t.duration_seconds.toFixed(2)}))));
     }
 
+    let shownResult = null;
+    function renderResult(result) {
+      const text = result ? JSON.stringify(result, null, 2) : "—";
+      if (text === shownResult) return;
+      shownResult = text;
+      document.getElementById("job-result").textContent = text;
+      const headlines = result && Array.isArray(result.summary) ? result.summary : [];
+      const tables = result && Array.isArray(result.tables) ? result.tables : [];
+      document.getElementById("result-summary").replaceChildren(...headlines.map(headlineNode));
+      document.getElementById("result-tables").replaceChildren(...tables.map(tableNode));
+      document.getElementById("result-empty").hidden = !!result;
+    }
+
+    // A figure artifact is plotly JSON ({data, layout}): fetched and drawn here with the served plotly.js.
+    async function drawFigure(a, holder) {
+      const caption = holder.querySelector("figcaption");
+      try {
+        const response = await fetch(a.download_url, {credentials: "same-origin"});
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const figure = JSON.parse(await response.text());
+        await Plotly.newPlot(holder.querySelector(".chart"), figure.data || [], figure.layout || {},
+                             {displaylogo: false, responsive: true});
+      } catch (e) {
+        caption.textContent = `${a.name}: could not draw it (${e.message})`;
+      }
+    }
+
     const shownPlots = new Set();
     async function refreshArtifacts() {
       const r = await api(`/api/v1/jobs/${id}/artifacts/?page_size=1000`);
@@ -210,6 +277,16 @@ const AutoML = (() => {
       document.getElementById("artifacts").replaceChildren(...r.data.results.map(a => el("li", {},
         el("a", {href: a.download_url, text: a.name}), ` ${a.kind}, ${a.size_bytes} bytes, sha256 ${a.sha256.slice(0, 12)}…`)));
       // The kind's own views: drawings shown inline, interactive plots opened on demand (they can be megabytes).
+      const figures = document.getElementById("figures");
+      for (const a of r.data.results.filter(x => x.kind === "figure" && !shownPlots.has(x.id))) {
+        shownPlots.add(a.id);
+        if (!window.Plotly) continue;
+        const holder = el("figure", {class: "plot figure-plot", "data-artifact": a.name},
+          el("div", {class: "chart", role: "img", "aria-label": `${a.name} (figure made by the job)`}),
+          el("figcaption", {text: a.name}));
+        figures.append(holder);
+        drawFigure(a, holder);
+      }
       const plots = document.getElementById("plots");
       for (const a of r.data.results.filter(x => x.kind === "plot" && !shownPlots.has(x.id))) {
         shownPlots.add(a.id);
@@ -275,7 +352,7 @@ const AutoML = (() => {
       document.getElementById("job-progress-message").textContent = job.progress_message;
       const err = document.getElementById("job-error");
       err.hidden = !job.error; err.textContent = job.error;
-      document.getElementById("job-result").textContent = job.result ? JSON.stringify(job.result, null, 2) : "—";
+      renderResult(job.result);
       document.getElementById("job-config").textContent = JSON.stringify(job.config, null, 2);
       document.getElementById("cancel-button").disabled = !ACTIVE.has(job.status) || job.cancel_requested;
       document.getElementById("parent-link").hidden = !(job.result && job.result.output_model);
