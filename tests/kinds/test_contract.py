@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 
 from search_spaces import registry
-from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryReporter
+from search_spaces.base import METRIC_GROUPS, ConfigError, JobCancelled, JobInputs, MemoryReporter
+from search_spaces.kit.results import MAX_FIGURE_BYTES
 
 KINDS = sorted(registry.KINDS)
+_TINY_RUNS: dict[str, tuple[dict[str, Any], MemoryReporter]] = {}
+
+
+def _tiny_run(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], MemoryReporter]:
+    """The kind's tiny config run once per session; the tests that read its result share it."""
+    if name not in _TINY_RUNS:
+        kind = registry.get_kind(name)
+        reporter = MemoryReporter()
+        workdir = tmp_path_factory.mktemp(f"tiny-{name}")
+        result = kind.run(kind.validate(kind.tiny_config), _inputs(name, workdir), reporter)
+        _TINY_RUNS[name] = (result, reporter)
+    return _TINY_RUNS[name]
 
 
 def _inputs(kind_name: str, tmp_path: Path, seed: int = 0) -> JobInputs:
@@ -60,10 +74,8 @@ def test_bad_configs_are_refused_per_field(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", KINDS)
-def test_tiny_run_stores_trials_metrics_artifacts(name: str, tmp_path: Path) -> None:
-    kind = registry.get_kind(name)
-    reporter = MemoryReporter()
-    result = kind.run(kind.validate(kind.tiny_config), _inputs(name, tmp_path), reporter)
+def test_tiny_run_stores_trials_metrics_artifacts(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    result, reporter = _tiny_run(name, tmp_path_factory)
     json.dumps(result)  # the result summary must be storable as JSON
     finished = [t for t in reporter.trials.values() if t["state"] in ("complete", "pruned")]
     assert len(finished) >= 3
@@ -74,6 +86,66 @@ def test_tiny_run_stores_trials_metrics_artifacts(name: str, tmp_path: Path) -> 
     assert reporter.progress_values[-1][0] == 1.0
     if result.get("output_model"):
         assert result["output_model"] in {a[0] for a in reporter.artifacts}
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_result_shows_headlines_and_tables(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    result, _ = _tiny_run(name, tmp_path_factory)
+    json.dumps(result, allow_nan=False)
+    assert result["summary"], "no headline figures in the result's summary"
+    for entry in result["summary"]:
+        assert set(entry) == {"label", "value", "unit", "better"}, entry
+        assert isinstance(entry["label"], str) and entry["label"]
+        assert isinstance(entry["value"], (int, float, str)) and not isinstance(entry["value"], bool), entry
+        assert isinstance(entry["unit"], str) and entry["better"] in ("higher", "lower", None), entry
+    assert result["tables"], "no tables in the result"
+    for t in result["tables"]:
+        assert isinstance(t["name"], str) and t["name"] and t["columns"], t
+        assert all(isinstance(c, str) for c in t["columns"])
+        assert t["rows"], f"table {t['name']!r} is empty"
+        for row in t["rows"]:
+            assert isinstance(row, list) and len(row) == len(t["columns"]), (t["name"], row)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_figures_are_plotly_json_under_a_megabyte(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import plotly.graph_objects as go
+
+    _, reporter = _tiny_run(name, tmp_path_factory)
+    figures = [(n, path) for n, path, kind in reporter.artifacts if kind == "figure"]
+    assert figures, "no artifact of kind 'figure'"
+    for artifact, path in figures:
+        raw = path.read_bytes()
+        assert len(raw) <= MAX_FIGURE_BYTES, f"{artifact} is {len(raw)} bytes"
+        figure = json.loads(raw)
+        assert set(figure) >= {"data", "layout"} and figure["data"], artifact
+        assert b"<script" not in raw and b"plotly.js" not in raw.lower()
+        go.Figure(figure)  # validates every trace and layout property
+    assert not [n for n, _, kind in reporter.artifacts if kind == "plot" and n.endswith(".html")], (
+        "self-contained HTML plots are replaced by figure artifacts"
+    )
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_declared_metrics_cover_the_reported_ones(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    kind = registry.get_kind(name)
+    assert kind.metrics, f"{name} declares no metrics"
+    for spec in kind.metrics:
+        assert spec.group in METRIC_GROUPS and isinstance(spec.unit, str)
+    _, reporter = _tiny_run(name, tmp_path_factory)
+    reported = {metric for metric, *_ in reporter.metrics}
+    undeclared = sorted(m for m in reported if kind.metric_spec(m) is None)
+    assert not undeclared, f"metrics reported but not declared: {undeclared}"
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_examples_hold_tiny_and_default_configs(name: str) -> None:
+    kind = registry.get_kind(name)
+    examples = kind.examples
+    assert {"tiny", "default"} <= set(examples)
+    assert examples["tiny"] == kind.tiny_config
+    for config in examples.values():
+        kind.validate(config)
 
 
 @pytest.mark.parametrize("name", KINDS)
