@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter, scaled_seconds
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
@@ -275,13 +275,13 @@ class AdcPrune(JobKind):
             errors["mode"] = ["the latency mode needs the resource-constrained reward (error)"]
         return errors
 
-    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+    def budget(self, config: dict[str, Any], data: DataShape | str | None = None) -> float:
         """CPU-minutes on the 2-core machine: pretraining, the episodes (each scaled by the calibration work),
         and fine-tuning two models; latency mode adds the per-layer timing."""
-        name = dataset or self.default_dataset
-        episode = _EPISODE_SECONDS.get(name, _EPISODE_SECONDS["mnist5k"])
+        data = DataShape.of(data, self.default_dataset)
+        episode = scaled_seconds(_EPISODE_SECONDS, data, "mnist5k")
         episode *= 0.7 + 0.3 * config["calibration_batches"] / 8
-        epoch = _EPOCH_SECONDS.get(name, _EPOCH_SECONDS["mnist5k"]) * (0.3 + 0.7 * 64 / config["batch_size"])
+        epoch = scaled_seconds(_EPOCH_SECONDS, data, "mnist5k") * (0.3 + 0.7 * 64 / config["batch_size"])
         seconds = (
             15
             + config["pretrain_epochs"] * epoch

@@ -181,6 +181,43 @@ class DataShape:
     modality: str
     input_shape: tuple[int, ...]
     num_classes: int
+    # Samples in the whole dataset (``None``: not known) and a built-in dataset's key (empty for an upload): what
+    # a kind's :meth:`JobKind.budget` scales its measured timings by.
+    num_samples: int | None = None
+    name: str = ""
+
+    @property
+    def features(self) -> int:
+        """Numbers per sample (features, or C×H×W)."""
+        return math.prod(self.input_shape)
+
+    @classmethod
+    def of(cls, data: DataShape | str | None, default: str) -> DataShape:
+        """``data`` itself, the built-in dataset it names, or (``None``) the built-in ``default``."""
+        if isinstance(data, DataShape):
+            return data
+        return cls.builtin(data or default)
+
+    @classmethod
+    def builtin(cls, name: str) -> DataShape:
+        """The built-in dataset ``name`` (``search_spaces.kit.datasets``) with its size."""
+        from search_spaces.kit.datasets import BUILTIN, BUILTIN_SAMPLES
+
+        info = BUILTIN[name]
+        return cls(info.modality, tuple(info.input_shape), info.num_classes, BUILTIN_SAMPLES[name], name)
+
+
+def scaled_seconds(table: dict[str, float], data: DataShape | None, reference: str) -> float:
+    """A kind's measured seconds (per epoch, per episode) on ``data``: ``table``'s own figure for a built-in
+    dataset it lists, else the ``reference`` dataset's figure scaled by the numbers an epoch reads (samples ×
+    features), so an uploaded 12 × 1,000,000 table is budgeted as the work it is, not as ``reference``."""
+    if data is None:
+        return table[reference]
+    if data.name in table:
+        return table[data.name]
+    ref = DataShape.builtin(reference)
+    samples = data.num_samples or ref.num_samples or 1
+    return table[reference] * (samples * data.features) / ((ref.num_samples or 1) * ref.features)
 
 
 def shape_problems(arch: dict[str, Any], data: DataShape) -> list[str]:
@@ -291,10 +328,12 @@ class JobKind(ABC):
         """Cross-field checks after schema validation; return per-field messages (empty when fine)."""
         return {}
 
-    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+    def budget(self, config: dict[str, Any], data: DataShape | str | None = None) -> float:
         """A rough cost of the job in CPU-minutes on a 2-core machine, checked against per-user limits.
 
-        ``dataset`` is the built-in dataset's name (``None`` for an upload)."""
+        ``data`` is the dataset the job works on, with its sample count and (for a built-in one) its name (a
+        built-in's key will do; ``None``: the kind's default dataset, see :meth:`DataShape.of`). An upload's cost
+        follows its size (see :func:`scaled_seconds`)."""
         return 1.0
 
     def helpers(self, config: dict[str, Any]) -> int:

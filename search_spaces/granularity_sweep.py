@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter, scaled_seconds
 
 _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
@@ -227,10 +227,10 @@ class GranularitySweep(JobKind):
             errors["sampler"] = ["nsga2 is for the multi-objective mode; use tpe in single mode"]
         return errors
 
-    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+    def budget(self, config: dict[str, Any], data: DataShape | str | None = None) -> float:
         """Minutes on the 2-core machine: pretraining, then per trial ``prune_steps`` × the mean number of
         retrain epochs, plus start-up, evaluation and plots. Parallel trials are not credited."""
-        epoch = _EPOCH_SECONDS.get(dataset or self.default_dataset, _EPOCH_SECONDS["mnist5k"])
+        epoch = scaled_seconds(_EPOCH_SECONDS, DataShape.of(data, self.default_dataset), "mnist5k")
         epoch *= 0.3 + 0.7 * 64 / config["batch_size"]  # small models: an epoch costs about its batch count
         mean_retrain = (1 + config["retrain_epochs"]) / 2
         trial_seconds = config["prune_steps"] * mean_retrain * epoch + 0.05

@@ -135,6 +135,17 @@ BUILTIN: dict[str, DatasetInfo] = {
 }
 
 
+# Samples in each built-in dataset (budgets scale their measured timings by samples × features).
+BUILTIN_SAMPLES: dict[str, int] = {
+    "digits": 1797,
+    "mnist5k": 5000,
+    "fashion_mnist": 70_000,
+    "wine": 178,
+    "breast_cancer": 569,
+    "jets_synthetic": JETS_SAMPLES,
+}
+
+
 # --- availability -------------------------------------------------------------------------------------
 
 
