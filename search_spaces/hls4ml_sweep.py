@@ -130,9 +130,12 @@ class Hls4mlSweep(JobKind):
             },
             "input_precision": {
                 "type": "string",
-                "pattern": r"^ap_u?fixed<\d+,\d+>$",
+                # W in 1..64 and I in 0..64: a width of 10^20 digits would reach hls4ml and the compiler.
+                "pattern": r"^ap_u?fixed<([1-9]|[1-5][0-9]|6[0-4]),([0-9]|[1-5][0-9]|6[0-4])>$",
+                "maxLength": 20,
                 "default": "ap_fixed<16,6>",
-                "description": "Fixed-point type of the network's inputs (features are standardised).",
+                "description": "Fixed-point type of the network's inputs (features are standardised): "
+                "ap_fixed<W,I> or ap_ufixed<W,I> with 1 ≤ W ≤ 64 and 0 ≤ I ≤ W.",
             },
             "pruning_sparsities": {
                 "type": "array",
@@ -221,6 +224,9 @@ class Hls4mlSweep(JobKind):
         errors: dict[str, list[str]] = {}
         if min(config["integer_bits"]) > min(config["total_bits"]):
             errors["integer_bits"] = ["every integer width must fit in the smallest total width"]
+        width, integer = (int(v) for v in config["input_precision"].split("<")[1].rstrip(">").split(","))
+        if integer > width:
+            errors["input_precision"] = [f"{integer} integer bits do not fit in {width} bits"]
         return errors
 
     def budget(self, config: dict[str, Any], data: DataShape | str | None = None) -> float:
