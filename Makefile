@@ -18,8 +18,11 @@ $(VENV)/.deps: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt
+# The `automl` client and CLI (client/), editable, so the e2e tests run the entry point a user would; its
+# dependencies (requests, PyYAML) are pinned in the requirements files above.
+$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt client/pyproject.toml
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -e ./client
 	touch $@
 
 deps: $(VENV)/.deps
