@@ -15,3 +15,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("frontend.urls")),
 ]
+
+handler404 = "automl_site.jobs.api.errors.not_found"
