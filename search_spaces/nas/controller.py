@@ -14,9 +14,12 @@ identity edge.
 first: choose the root's merge scheme; for every branch of a node just set, choose a primitive for an identity
 edge and whether to insert a node (while depth allows); an inserted node gets its merge scheme chosen next.
 
-**Training.** REINFORCE with reward tan(acc·π/2) minus a moving-average baseline (decay 0.95), an entropy
-bonus (1e-2, per decision) and Adam (lr 6e-3). An episode is kept as its decisions, and log-probabilities are
-recomputed by replaying them when the controller is updated (the controller has not changed in between).
+**Training.** REINFORCE with reward tan(acc·π/2) minus a moving-average baseline, an entropy bonus (1e-2, per
+decision) and Adam (lr 6e-3), as the reference's ``ArchManager.update_meta_controller``: the baseline starts at
+the base network's reward and moves 95% of the way to each update's mean reward before the advantages are taken;
+an update whose rewards are all equal is skipped (no signal, only the entropy term would move the policy); the
+gradient's norm is clipped at 40. An episode is kept as its decisions, and log-probabilities are recomputed by
+replaying them when the controller is updated (the controller has not changed in between).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ EMBED, HIDDEN, ACTOR_UNITS = 10, 100, 500
 EDGE_TOKENS = ("root", *T.PRIMITIVES)
 ACTIONS = ("merge", "insert", "edge")
 ACC_CAP = 0.995  # tan(π/2) is infinite: a perfect validation score is capped before the reward
+MAX_GRAD_NORM = 40.0  # the reference's clip of the controller's gradient (RLTrainer.update_controller)
 
 
 def reward(acc: float) -> float:
@@ -233,15 +237,23 @@ class Controller(nn.Module):
 
 
 class Reinforce:
-    """REINFORCE with a moving-average baseline and an entropy bonus (reference ``ReinforceTrainer``)."""
+    """REINFORCE with a moving-average baseline and an entropy bonus (reference ``ReinforceTrainer`` and
+    ``ArchManager``). ``baseline`` is the starting baseline: the base network's reward (``None``: the first update's
+    mean reward)."""
 
     def __init__(
-        self, controller: Controller, *, lr: float = 6e-3, entropy: float = 1e-2, baseline_decay: float = 0.95
+        self,
+        controller: Controller,
+        *,
+        lr: float = 6e-3,
+        entropy: float = 1e-2,
+        baseline_decay: float = 0.95,
+        baseline: float | None = None,
     ) -> None:
         self.controller = controller
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=lr)
         self.entropy, self.decay = entropy, baseline_decay
-        self.baseline: float | None = None
+        self.baseline: float | None = baseline
 
     def update(
         self,
@@ -251,25 +263,29 @@ class Reinforce:
         *,
         max_depth: int,
         primitives: tuple[str, ...],
-    ) -> dict[str, float]:
-        """One gradient step on ``episodes`` and their ``rewards``; returns the loss and the new baseline.
+    ) -> dict[str, float | bool]:
+        """One gradient step on ``episodes`` and their ``rewards``; returns the loss, the new baseline, the
+        gradient norm before clipping and whether the step was skipped.
 
-        Each reward is compared with the baseline as it stood before that reward, then folded into it:
-        b ← decay·b + (1 − decay)·R (the first reward starts the baseline).
+        The reference's rule: b ← b + decay·(mean(R) − b), then every advantage is R − b with the new b; the loss
+        is the batch mean of −(R − b)·log π(episode) − entropy_weight·H(episode); the gradient's norm is clipped at
+        :data:`MAX_GRAD_NORM`. All rewards equal (e.g. every network the same cell): no step at all.
         """
+        mean = sum(rewards) / max(len(rewards), 1)
+        baseline = mean if self.baseline is None else self.baseline
+        self.baseline = baseline + self.decay * (mean - baseline)
+        if not rewards or max(rewards) == min(rewards):
+            return {"loss": 0.0, "baseline": self.baseline, "grad_norm": 0.0, "skipped": True}
         self.optimizer.zero_grad()
         total = torch.zeros(())
         for ep, r in zip(episodes, rewards, strict=True):
-            if self.baseline is None:
-                self.baseline = r
-            advantage = r - self.baseline
-            self.baseline = self.decay * self.baseline + (1 - self.decay) * r
             log_prob, entropy = self.controller.replay(start, ep, max_depth=max_depth, primitives=primitives)
-            total = total - advantage * log_prob - self.entropy * entropy
-        loss = total / max(len(episodes), 1)
+            total = total - (r - self.baseline) * log_prob - self.entropy * entropy
+        loss = total / len(episodes)
         loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.controller.parameters(), MAX_GRAD_NORM)
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "baseline": float(self.baseline if self.baseline is not None else 0.0)}
+        return {"loss": float(loss.detach()), "baseline": self.baseline, "grad_norm": float(norm), "skipped": False}
 
     def state_dict(self) -> dict[str, Any]:
         return {

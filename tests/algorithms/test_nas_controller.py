@@ -107,6 +107,50 @@ def test_reinforce_moves_probability_towards_the_rewarded_action() -> None:
     assert p_add2() > before + 0.2
 
 
+def _episodes(n: int, seed: int = 1) -> tuple[C.Controller, T.Tree, list[C.Episode]]:
+    torch.manual_seed(0)
+    ctrl, start = C.Controller(), T.leaf("sep3x3")
+    rng = torch.Generator().manual_seed(seed)
+    return ctrl, start, [ctrl.sample(start, rng=rng, max_depth=2, primitives=T.PRIMITIVES) for _ in range(n)]
+
+
+def test_baseline_starts_at_the_base_reward_and_moves_most_of_the_way_to_each_batch_mean() -> None:
+    """The reference (ArchManager.update_baseline): b ← b + 0.95·(mean R − b), starting at the base network's reward."""
+    ctrl, start, eps = _episodes(4)
+    rl = C.Reinforce(ctrl, baseline=2.0)
+    stats = rl.update(start, eps, [3.0, 5.0, 4.0, 4.0], max_depth=2, primitives=T.PRIMITIVES)
+    assert stats["baseline"] == pytest.approx(2.0 + 0.95 * (4.0 - 2.0))
+    assert not stats["skipped"]
+    stats = rl.update(start, eps, [1.0, 2.0, 0.0, 1.0], max_depth=2, primitives=T.PRIMITIVES)
+    assert stats["baseline"] == pytest.approx(3.9 + 0.95 * (1.0 - 3.9))
+
+
+def test_an_update_whose_rewards_are_all_equal_is_skipped() -> None:
+    ctrl, start, eps = _episodes(3)
+    rl = C.Reinforce(ctrl, baseline=1.0)
+    before = {k: v.clone() for k, v in ctrl.state_dict().items()}
+    stats = rl.update(start, eps, [2.5, 2.5, 2.5], max_depth=2, primitives=T.PRIMITIVES)
+    assert stats["skipped"] and stats["baseline"] == pytest.approx(1.0 + 0.95 * 1.5)
+    assert all(torch.equal(before[k], v) for k, v in ctrl.state_dict().items())
+
+
+def test_the_gradient_norm_is_clipped_at_40(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctrl, start, eps = _episodes(4)
+    rl = C.Reinforce(ctrl, baseline=0.0)
+    seen: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def record(params, max_norm, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        params = list(params)
+        norm = clip(params, max_norm, *args, **kwargs)
+        seen.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
+    stats = rl.update(start, eps, [1e4, -1e4, 1e4, -1e4], max_depth=2, primitives=T.PRIMITIVES)
+    assert stats["grad_norm"] > 40 and seen[0] == pytest.approx(40.0, rel=1e-4)
+
+
 def test_reward_is_tan_of_scaled_accuracy() -> None:
     assert C.reward(0.5) == pytest.approx(1.0)
     assert C.reward(0.9) == pytest.approx(math.tan(0.45 * math.pi))
