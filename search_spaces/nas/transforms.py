@@ -5,12 +5,19 @@ Each function changes one node of one cell in place; :func:`apply_to_network` ap
 All transformed networks compute the same outputs as before (in eval mode, up to float rounding), except when an
 identity edge becomes a pooling layer, which the reference accepts as not function-preserving.
 
-* :func:`replicate_and_add` — a leaf edge becomes N copies of itself whose outputs are averaged;
+* :func:`replicate_and_add` — a leaf edge becomes N copies of itself whose outputs are averaged; copies 2..N get
+  their weights perturbed (``noise``), or the copies would receive equal gradients and stay equal forever;
 * :func:`split_and_concat` — a leaf edge's output channels (filters, BatchNorm entries) are shared out among
   2 branches whose outputs are concatenated; channel-wise edges (identity, pooling) split their input instead;
 * :func:`insert_node` — a leaf node with an identity edge goes between a branch's edge and its child;
 * :func:`identity_to_layer` — an identity edge becomes a layer initialised to the identity (Net2DeeperNet:
-  centre-tap / unit kernels, BatchNorm set to undo its own normalisation, ReLU of a non-negative input).
+  centre-tap / unit kernels, BatchNorm set to undo its own normalisation, ReLU of a non-negative input), its kernel
+  perturbed by ``noise`` too, so two identity edges replaced alike do not stay twins.
+
+``noise`` is the reference's ``trans_noise_config`` (han-cai/PathLevel-EAS ``apply_noise``): Gaussian noise of
+standard deviation ``noise × std(W)`` added to each convolution weight ``W`` (BatchNorm untouched); the reference
+uses 6e-3 (:data:`NOISE_RATIO`), which leaves the network's outputs within about 1e-3 of the parent's. ``noise=0``
+keeps every transformation exact.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from torch import nn
 from search_spaces.kit import pathlevel as N
 from search_spaces.kit import tree_cells as T
 
+NOISE_RATIO = 6e-3  # the reference's "wider" and "deeper" noise: normal, 6e-3 of the weights' std
+
 
 def node_at(cell: N.TreeNode, path: list[int]) -> N.TreeNode:
     node = cell
@@ -35,12 +44,30 @@ def node_at(cell: N.TreeNode, path: list[int]) -> N.TreeNode:
     return node
 
 
-def replicate_and_add(node: N.TreeNode, n: int) -> None:
-    """Leaf ``node``'s edge replicated into ``n`` branches merged by add (mean: each output scaled by 1/n)."""
+def replicate_and_add(
+    node: N.TreeNode, n: int, *, noise: float = 0.0, generator: torch.Generator | None = None
+) -> None:
+    """Leaf ``node``'s edge replicated into ``n`` branches merged by add (mean: each output scaled by 1/n); copies
+    2..n get ``noise`` (see the module docstring), as the reference's ``set_merge_type`` does."""
     _check_leaf(node)
     edge = node.branch(0).edge
-    node.branches = nn.ModuleList([N.Branch(copy.deepcopy(edge), None) for _ in range(n)])
+    copies = [copy.deepcopy(edge) for _ in range(n)]
+    for c in copies[1:]:
+        perturb(c, noise, generator)
+    node.branches = nn.ModuleList([N.Branch(c, None) for c in copies])
     node.merge, node.split = "add", "copy"
+
+
+@torch.no_grad()
+def perturb(module: nn.Module, ratio: float, generator: torch.Generator | None = None) -> None:
+    """Add N(0, (ratio·std W)²) to every convolution weight W of ``module`` (the reference's ``apply_noise``)."""
+    if ratio <= 0:
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            scale = float(w.std()) if w.numel() > 1 else float(w.abs().mean())
+            w.add_(torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) * (ratio * scale))
 
 
 def split_and_concat(node: N.TreeNode, n: int = 2) -> None:
@@ -88,12 +115,15 @@ def insert_node(node: N.TreeNode, branch: int) -> None:
 
 
 @torch.no_grad()
-def identity_to_layer(node: N.TreeNode, branch: int, kind: str) -> None:
+def identity_to_layer(
+    node: N.TreeNode, branch: int, kind: str, *, noise: float = 0.0, generator: torch.Generator | None = None
+) -> None:
     """Identity edge ``branch`` of ``node`` replaced by primitive ``kind`` initialised as the identity.
 
     The BatchNorm gets running statistics (0, 1) and scale sqrt(1 + eps), so in eval mode it is exactly the
     identity; :func:`calibrate` later sets the statistics from data so training-mode BatchNorm is close to it
-    too (the reference code's ``set_non_ready_layers``). Pooling cannot be the identity and is not.
+    too (the reference code's ``set_non_ready_layers``). Pooling cannot be the identity and is not. The identity
+    kernels get ``noise`` (the reference's "deeper" noise).
     """
     b = node.branch(branch)
     if b.edge.kind != "identity":
@@ -106,6 +136,7 @@ def identity_to_layer(node: N.TreeNode, branch: int, kind: str) -> None:
         new.pw.weight.copy_(torch.eye(width).view(width, width, 1, 1))
     elif isinstance(new, N.ConvOp):
         _identity_kernel(new.conv)
+    perturb(new, noise, generator)
     if isinstance(new, N.ConvOp | N.SepConvOp):  # the edges with a BatchNorm
         running_mean, running_var, _ = _running_stats(new.bn)
         running_mean.zero_()
@@ -141,29 +172,32 @@ def _check_leaf(node: N.TreeNode) -> None:
         raise T.TreeError("only a leaf node gets a merge scheme")
 
 
-def apply_to_cell(cell: N.TreeNode, op: T.Op) -> None:
+def apply_to_cell(cell: N.TreeNode, op: T.Op, *, noise: float = 0.0, generator: torch.Generator | None = None) -> None:
     """Apply one JSON transformation ``op`` (see :func:`.tree.apply`) to ``cell`` in place."""
     node = node_at(cell, list(op["path"]))
     kind = op["type"]
     if kind == "set_merge":
         if op["merge"] == "add":
-            replicate_and_add(node, int(op["branches"]))
+            replicate_and_add(node, int(op["branches"]), noise=noise, generator=generator)
         else:
             split_and_concat(node, int(op["branches"]))
     elif kind == "insert_node":
         insert_node(node, int(op["branch"]))
     elif kind == "replace_identity":
         if op["op"] != "identity":
-            identity_to_layer(node, int(op["branch"]), op["op"])
+            identity_to_layer(node, int(op["branch"]), op["op"], noise=noise, generator=generator)
     else:
         raise T.TreeError(f"unknown transformation {kind!r}")
 
 
-def apply_to_network(net: nn.Module, ops: list[T.Op]) -> None:
-    """Apply ``ops`` in order to every cell of ``net`` (in place); the weights are inherited."""
+def apply_to_network(
+    net: nn.Module, ops: list[T.Op], *, noise: float = 0.0, generator: torch.Generator | None = None
+) -> None:
+    """Apply ``ops`` in order to every cell of ``net`` (in place); the weights are inherited, perturbed by ``noise``
+    where a copy or an identity layer would otherwise be a twin (draws from ``generator``, for reproducibility)."""
     for op in ops:
         for cell in N.cells(net):
-            apply_to_cell(cell, op)
+            apply_to_cell(cell, op, noise=noise, generator=generator)
 
 
 @torch.no_grad()

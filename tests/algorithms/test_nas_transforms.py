@@ -87,6 +87,62 @@ def test_a_long_chain_of_transformations_preserves_the_function() -> None:
     assert _same_function(net, []) < 1e-5
 
 
+def _branch_gap_under_training(noise: float, branches: int) -> tuple[float, list[float]]:
+    """Replicate-and-add with ``noise``: the output's change (relative to its largest logit) and the relative
+    distance between two copies' pointwise weights after 0, 30 and 60 SGD steps on random labels."""
+    net = _net("resnet")
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    with torch.no_grad():
+        before = net(x)
+    ops = [{"type": "set_merge", "path": [], "merge": "add", "branches": branches}]
+    X.apply_to_network(net, ops, noise=noise, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        change = float((net(x) - before).abs().max() / before.abs().max())
+    first, second = (b.edge for b in next(N.cells(net)).branch_list()[:2])
+
+    def gap() -> float:
+        return float((first.pw.weight - second.pw.weight).norm() / first.pw.weight.norm())
+
+    gaps = [gap()]
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    net.train()
+    for step in range(60):
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 30 == 29:
+            gaps.append(gap())
+    return change, gaps
+
+
+@pytest.mark.parametrize("branches", [2, 3])
+def test_replicated_copies_are_perturbed_so_they_diverge_under_training(branches: int) -> None:
+    """The reference perturbs copies 2..N (6e-3 of the weights' std): exact copies get equal gradients and stay
+    equal, so an add merge of them adds no capacity; perturbed ones drift apart, and the output barely moves."""
+    change, gaps = _branch_gap_under_training(X.NOISE_RATIO, branches)
+    assert change < 1e-3
+    assert 0 < gaps[0] < 1e-2 and gaps[-1] > 1.5 * gaps[0] and gaps[1] > gaps[0]
+    change, gaps = _branch_gap_under_training(0.0, branches)
+    assert change < 1e-5 and gaps == [0.0, 0.0, 0.0]
+
+
+def test_identity_layers_get_the_deeper_noise_and_stay_close_to_the_identity() -> None:
+    net = _net("resnet")
+    ops = [*PREFIX, {"type": "set_merge", "path": [0], "merge": "add", "branches": 2}]
+    ops += [{"type": "replace_identity", "path": [0], "branch": b, "op": "sep3x3"} for b in (0, 1)]
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        before = net(x)
+    X.apply_to_network(net, ops, noise=X.NOISE_RATIO, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # two noisy identity kernels in a row: 1.6e-3 of the largest logit here
+        assert float((net(x) - before).abs().max() / before.abs().max()) < 5e-3
+    inner = next(N.cells(net)).branch(0).child
+    assert inner is not None
+    a, b = (br.edge for br in inner.branch_list())
+    assert not torch.equal(a.pw.weight, b.pw.weight)  # the two identity layers are not twins
+
+
 def test_pooling_replacement_is_not_function_preserving() -> None:
     """As in the paper: a pooling edge cannot act as the identity (the test would catch a silent no-op)."""
     net = _net("resnet")
