@@ -37,6 +37,7 @@ def test_a_found_cell_network_is_pruned_by_granularity(stack: Stack) -> None:
     nas, pruned = _chain(stack, [("pathlevel_nas", "digits"), ("granularity_sweep", None)])
     assert nas["result"]["output_arch"]["name"] == "pathlevel"
     assert pruned["result"]["output_arch"] == nas["result"]["output_arch"]  # masks keep the architecture
+    assert pruned["result"]["summary"] and pruned["result"]["tables"], "the child's result shows its figures"
 
 
 def test_a_found_cell_network_is_channel_pruned_by_amc(stack: Stack) -> None:
