@@ -55,6 +55,13 @@ class DGCSettings:
     ``adapt_bounds`` and ``adapt_tries`` are the reference code's threshold-sampling settings. With
     ``dense_vectors`` the 1-D tensors (biases, BatchNorm scales and shifts) are sent whole every step and
     never masked, as the reference code does (it compresses only tensors of two or more dimensions).
+
+    Two more switches follow the reference code (``dgc/compression.py``, ``dgc/optim/sgd.py``): with
+    ``exact_k`` a tensor never sends more than its k entries (the reference cuts any selection larger
+    than k down to k; off, a selection of up to ``adapt_bounds[1]``·k is sent whole, up to 30% more
+    bytes); with ``local_weight_decay`` the decay ``λ·w`` is not added to the gradient before compression
+    but applied by every worker to its own (identical) weights after the exchange, with its own momentum
+    buffer (the reference's ``DGCSGD``), so it is never sent.
     """
 
     sparsity: float = 0.999
@@ -70,6 +77,8 @@ class DGCSettings:
     adapt_bounds: tuple[float, float] = (0.8, 1.3)
     adapt_tries: int = 10
     dense_vectors: bool = False
+    exact_k: bool = False
+    local_weight_decay: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
@@ -280,7 +289,7 @@ def select_above(
 
 
 def adapt_threshold(
-    importance: torch.Tensor, thresholds: torch.Tensor, plan: SelectionPlan, *, tries: int = 10
+    importance: torch.Tensor, thresholds: torch.Tensor, plan: SelectionPlan, *, tries: int = 10, exact: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine sampled thresholds until each segment selects between ``bounds[0]·k`` and ``bounds[1]·k``
     (``plan.bounds``; the reference uses 0.8 and 1.3).
@@ -290,7 +299,8 @@ def adapt_threshold(
     its threshold lowered by the factor ``bounds[0]`` and is counted again, at most ``tries`` times; one
     that selects more than ``bounds[1]·k`` keeps its candidates, from which :func:`exact_top_k` later
     takes the k largest (the candidates hold the true top-k, so that is exact and cheap). A threshold of
-    zero would select every exact zero, so thresholds stay above the smallest positive float.
+    zero would select every exact zero, so thresholds stay above the smallest positive float. With
+    ``exact`` every segment selecting more than k is flagged too many (the reference's truncation to k).
 
     Returns the selected indices and segment ends (:func:`select_above`), the segments selecting too
     many (to be cut to k) and those still selecting too few (to be replaced by an exact top-k).
@@ -303,7 +313,7 @@ def adapt_threshold(
         if attempt == tries - 1 or not bool(too_few.any()):
             break
         thresholds = torch.where(too_few, thresholds * plan.bounds[0], thresholds)
-    return indices, ends, counts > plan.k_high, too_few
+    return indices, ends, counts > (plan.k if exact else plan.k_high), too_few
 
 
 def exact_top_k(
@@ -340,9 +350,17 @@ def exact_top_k(
 
 
 def select_top_k(
-    importance: torch.Tensor, plan: SelectionPlan, *, generator: torch.Generator | None = None, tries: int = 10
+    importance: torch.Tensor,
+    plan: SelectionPlan,
+    *,
+    generator: torch.Generator | None = None,
+    tries: int = 10,
+    exact: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Flat indices of the entries to send: sampled threshold, adapted, exact top-k where that failed.
+
+    With ``exact`` no segment sends more than its k entries: a larger selection is cut to its k largest
+    (the reference code keeps its first k by position; both send k, this keeps the larger values).
 
     Returns the sorted int64 indices and the number of segments that needed an exact top-k (cut down from
     too many candidates or, after ``tries`` lowered thresholds, still too few).
@@ -350,7 +368,7 @@ def select_top_k(
     if plan.dense:
         return torch.arange(plan.total), 0
     thresholds = sample_threshold(importance, plan, generator)
-    indices, ends, too_many, too_few = adapt_threshold(importance, thresholds, plan, tries=tries)
+    indices, ends, too_many, too_few = adapt_threshold(importance, thresholds, plan, tries=tries, exact=exact)
     fallbacks = int(too_many.sum()) + int(too_few.sum())
     if fallbacks:
         indices = exact_top_k(importance, indices, ends, plan, too_many=too_many, too_few=too_few)
@@ -494,6 +512,8 @@ class DGCCompressor:
         # Without momentum correction, momentum is applied after the exchange to the summed sparse
         # gradient (the "vanilla momentum" of §3.2), identically on every worker.
         self.global_momentum = None if settings.momentum_correction else torch.zeros(self.total)
+        # Local weight decay keeps its own momentum, as torch.optim.SGD would for the decay term alone.
+        self.decay_momentum = torch.zeros(self.total) if settings.local_weight_decay and settings.weight_decay else None
         self.generator = torch.Generator().manual_seed(int(seed))
         self.stats = StepStats()
         self.epoch = 0
@@ -522,13 +542,13 @@ class DGCCompressor:
     ) -> SparseGradient:
         """Accumulate this worker's gradients and pick what to send (Algorithm 1).
 
-        ``∇_k ← ∇_k + λ·w`` (weight decay, if set), share ``G = ∇_k / N``, local clipping, momentum
-        correction (or plain accumulation), top-k selection of ``|v|``, then the sent positions are
-        cleared (and masked in ``u``). A missing gradient (``None``: the parameter was not used) is zero.
+        ``∇_k ← ∇_k + λ·w`` (weight decay, if set and not ``local_weight_decay``), share ``G = ∇_k / N``,
+        local clipping, momentum correction (or plain accumulation), top-k selection of ``|v|``, then the sent
+        positions are cleared (and masked in ``u``). A missing gradient (``None``: the parameter was not used) is zero.
         """
         s = self.settings
         share = torch.cat([_flat_or_zeros(grads[i], n) for i, n in zip(self.order, self.numels, strict=True)])
-        if s.weight_decay and params is not None:
+        if s.weight_decay and params is not None and not s.local_weight_decay:
             share.add_(torch.cat([params[i].detach().reshape(-1).float() for i in self.order]), alpha=s.weight_decay)
         if self.world_size != 1:
             share.div_(self.world_size)
@@ -540,7 +560,7 @@ class DGCCompressor:
             gradient_accumulation(self.v, share)
         started = time.perf_counter()
         indices, fallbacks = select_top_k(
-            self.v[: self.sparse_total].abs(), self.plan, generator=self.generator, tries=s.adapt_tries
+            self.v[: self.sparse_total].abs(), self.plan, generator=self.generator, tries=s.adapt_tries, exact=s.exact_k
         )
         self.stats.select_seconds += time.perf_counter() - started
         wire = VALUE_DTYPES[s.value_dtype]
@@ -564,21 +584,34 @@ class DGCCompressor:
                 total[self.sparse_total :] += piece.dense.float()
         return total
 
-    def direction(self, aggregated: torch.Tensor) -> torch.Tensor:
-        """The update direction: the aggregate itself under momentum correction, else ``U ← m·U + Σ``."""
-        if self.global_momentum is None:
-            return aggregated
-        return self.global_momentum.mul_(self.settings.momentum).add_(aggregated)
+    def direction(self, aggregated: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The update direction: the aggregate itself under momentum correction, else ``U ← m·U + Σ``.
+
+        With ``local_weight_decay`` (and ``params``) the reference's ``DGCSGD`` step is added: ``b ← m·b + λ·w``,
+        direction ``+ b``, computed by every worker from its own weights, which all workers hold identical.
+        """
+        out = (
+            aggregated
+            if self.global_momentum is None
+            else self.global_momentum.mul_(self.settings.momentum).add_(aggregated)
+        )
+        if self.decay_momentum is not None and params is not None:
+            weights = torch.cat([params[i].detach().reshape(-1).float() for i in self.order])
+            self.decay_momentum.mul_(self.settings.momentum).add_(weights, alpha=self.settings.weight_decay)
+            out = out + self.decay_momentum
+        return out
 
     # -- resume
     def state_dict(self) -> dict[str, Any]:
-        """``u``, ``v``, the post-exchange momentum (without momentum correction), the epoch and the
-        sampling generator: everything a resumed worker needs to continue bit for bit."""
+        """``u``, ``v``, the post-exchange momentum (without momentum correction), the local decay's momentum,
+        the epoch and the sampling generator: everything a resumed worker needs to continue bit for bit."""
         state: dict[str, Any] = {"v": self.v.clone(), "epoch": self.epoch, "generator": self.generator.get_state()}
         if self.u is not None:
             state["u"] = self.u.clone()
         if self.global_momentum is not None:
             state["global_momentum"] = self.global_momentum.clone()
+        if self.decay_momentum is not None:
+            state["decay_momentum"] = self.decay_momentum.clone()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -590,6 +623,8 @@ class DGCCompressor:
             self.u.copy_(state["u"])
         if self.global_momentum is not None and "global_momentum" in state:
             self.global_momentum.copy_(state["global_momentum"])
+        if self.decay_momentum is not None and "decay_momentum" in state:
+            self.decay_momentum.copy_(state["decay_momentum"])
         self.generator.set_state(state["generator"])
         self.set_epoch(int(state["epoch"]))
 

@@ -9,7 +9,10 @@ Every step each worker computes its gradient and then either
   worker's byte piece (indices + values) and sums the pieces — the exchange of the reference code
   (an all-gather: pieces with different indices cannot be all-reduced); or
 * ``dense``: all-reduces the fp32 gradient and takes a momentum-SGD step (the baseline, same seed, same
-  shards, same batches, same learning-rate schedule).
+  shards, same batches, same learning-rate schedule); or
+* ``reference``: DGC with ``TrainSpec.reference``'s settings and learning-rate warm-up, the way the
+  reference code trains (1-D tensors dense, exactly k entries, weight decay applied locally, the
+  learning rate ramped from lr/N to lr over ``reference_lr_warmup_epochs``), beside the headline run.
 
 The parent process is the only one that holds the job's reporter. Each worker talks to it over its own
 authenticated local connection: the lowest local rank (the *leader*) sends epoch starts, ~10 loss points
@@ -61,7 +64,7 @@ from search_spaces.dgc.compressor import (
     encode,
 )
 
-MODES = ("dgc", "dense")
+MODES = ("dgc", "dense", "reference")
 # Seconds a stopped worker gets to exit on SIGTERM before it is killed.
 TERMINATE_GRACE_S = 5.0
 # How long the parent keeps collecting error messages after the first failure, to name the root cause.
@@ -102,7 +105,9 @@ class PhaseStart:
 @dataclass(frozen=True)
 class TrainSpec:
     """Everything the workers need. ``batch_size`` is per worker; ``x_train``/``y_train`` are the whole
-    training split (the launcher hands each worker only its shard)."""
+    training split (the launcher hands each worker only its shard). ``lr_warmup_epochs`` ramps the
+    learning rate of the ``dgc`` and ``dense`` runs (see :func:`lr_at`); the ``reference`` run uses
+    ``reference`` (DGC settings, default: ``dgc``'s) and ``reference_lr_warmup_epochs``."""
 
     arch: dict[str, Any]
     initial_state: bytes
@@ -120,6 +125,9 @@ class TrainSpec:
     weight_decay: float = 0.0
     clip_norm: float = 0.0
     dgc: DGCSettings = field(default_factory=DGCSettings)
+    lr_warmup_epochs: int = 0
+    reference: DGCSettings | None = None
+    reference_lr_warmup_epochs: int = 0
     seed: int = 0
     rendezvous: Rendezvous = field(default_factory=Rendezvous)
     threads_per_worker: int = 0  # 0: the host's cores shared out among the local workers
@@ -521,14 +529,31 @@ def _die_with_parent() -> None:
         pass
 
 
-def lr_at(epoch: int, *, lr: float, schedule: str, epochs: int) -> float:
-    """The learning rate of ``epoch``: cosine annealing to 0 over ``epochs`` (Loshchilov & Hutter 2017,
-    the kit's schedule) or constant."""
+def lr_at(
+    epoch: int,
+    *,
+    lr: float,
+    schedule: str,
+    epochs: int,
+    warmup_epochs: int = 0,
+    world_size: int = 1,
+    progress: float = 0.0,
+) -> float:
+    """The learning rate of ``epoch`` (``progress``: the fraction of it done): cosine annealing to 0 over
+    ``epochs`` (Loshchilov & Hutter 2017, the kit's schedule) or constant.
+
+    With ``warmup_epochs`` the reference code's warm-up (Goyal et al. 2017, its ``adjust_learning_rate``)
+    comes first: the rate rises linearly per step from ``lr/N`` to ``lr`` over those epochs, and the
+    cosine then runs over the remaining ``epochs − warmup_epochs``."""
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use 'cosine' or 'constant'")
+    if epoch < warmup_epochs:
+        n = max(world_size, 1)
+        return lr * ((epoch + progress) * (n - 1) / warmup_epochs + 1) / n
     if schedule == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
-    if schedule == "constant":
-        return lr
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; use 'cosine' or 'constant'")
+        span = max(epochs - warmup_epochs, 1)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch - warmup_epochs, span) / span))
+    return lr
 
 
 def all_gather_bytes(payload: torch.Tensor, world_size: int) -> tuple[list[torch.Tensor], int]:
@@ -630,7 +655,9 @@ class _Worker:
         state = phase.worker_states.get(self.rank)
         step_fn: _DgcStep | _DenseStep
         if phase.mode == "dgc":
-            step_fn = _DgcStep(params, spec, self.world, seed=spec.seed * 1000 + self.rank)
+            step_fn = _DgcStep(params, spec.dgc, self.world, seed=spec.seed * 1000 + self.rank)
+        elif phase.mode == "reference":
+            step_fn = _DgcStep(params, spec.reference or spec.dgc, self.world, seed=spec.seed * 1000 + self.rank)
         elif phase.mode == "dense":
             step_fn = _DenseStep(params, spec, self.world)
         else:
@@ -656,7 +683,20 @@ class _Worker:
         started = time.time()
         if self.leader:
             self.messages.put(("begin", mode, epoch, started))
-        lr = lr_at(epoch, lr=spec.lr, schedule=spec.lr_schedule, epochs=spec.epochs)
+        warmup = spec.reference_lr_warmup_epochs if mode == "reference" else spec.lr_warmup_epochs
+
+        def lr_now(progress: float) -> float:
+            return lr_at(
+                epoch,
+                lr=spec.lr,
+                schedule=spec.lr_schedule,
+                epochs=spec.epochs,
+                warmup_epochs=warmup,
+                world_size=self.world,
+                progress=progress,
+            )
+
+        lr = lr_now(0.0)
         sparsity = step_fn.set_epoch(epoch)
         # The batch order depends on (seed, epoch, rank) only, so a resumed run sees the same batches.
         generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch * 1_009 + self.rank)
@@ -673,7 +713,7 @@ class _Worker:
             for p in params:
                 p.grad = None
             loss.backward()
-            step_fn.step(lr, counters, t0)
+            step_fn.step(lr_now(b / steps) if epoch < warmup else lr, counters, t0)
             window.append(loss.detach())
             if self.leader and (b + 1) % every == 0:
                 value = float(torch.stack(window).mean())
@@ -736,10 +776,10 @@ def _average_buffers(model: nn.Module, world: int) -> None:
 class _DgcStep:
     """A DGC step: compress, all-gather the byte pieces, sum them, update the weights."""
 
-    def __init__(self, params: list[torch.Tensor], spec: TrainSpec, world: int, *, seed: int) -> None:
+    def __init__(self, params: list[torch.Tensor], settings: DGCSettings, world: int, *, seed: int) -> None:
         self.params, self.world = params, world
-        self.value_dtype = spec.dgc.value_dtype
-        self.compressor = DGCCompressor([p.shape for p in params], spec.dgc, world_size=world, seed=seed)
+        self.value_dtype = settings.value_dtype
+        self.compressor = DGCCompressor([p.shape for p in params], settings, world_size=world, seed=seed)
         self.numel = self.compressor.total
 
     def set_epoch(self, epoch: int) -> float:
@@ -755,7 +795,7 @@ class _DgcStep:
         aggregated = self.compressor.aggregate(
             [decode(b, self.value_dtype, self.compressor.dense_total) for b in buffers]
         )
-        self.compressor.apply_update(self.params, self.compressor.direction(aggregated), lr)
+        self.compressor.apply_update(self.params, self.compressor.direction(aggregated, self.params), lr)
         t3 = time.perf_counter()
         counters.compute_s += (t1 - t0) + (t3 - t2)
         counters.comm_s += t2 - t1

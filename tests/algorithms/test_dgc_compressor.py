@@ -117,10 +117,16 @@ def _tiny_model() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
 
 
-@pytest.mark.parametrize(("weight_decay", "dense_vectors"), [(0.0, False), (1e-3, True)])
-def test_density_one_with_momentum_correction_is_momentum_sgd(weight_decay: float, dense_vectors: bool) -> None:
+@pytest.mark.parametrize(
+    ("weight_decay", "dense_vectors", "local_weight_decay"),
+    [(0.0, False, False), (1e-3, True, False), (1e-2, False, True), (1e-2, True, True)],
+)
+def test_density_one_with_momentum_correction_is_momentum_sgd(
+    weight_decay: float, dense_vectors: bool, local_weight_decay: bool
+) -> None:
     """One worker, sparsity 0, momentum correction on, masking off: the update is u_t = m·u_{t−1} + ∇,
-    w ← w − η·u_t, i.e. ``torch.optim.SGD(momentum=m)`` step for step."""
+    w ← w − η·u_t, i.e. ``torch.optim.SGD(momentum=m)`` step for step. Weight decay applied locally after
+    the exchange with its own momentum (the reference's DGCSGD) is the same step, by linearity."""
     reference, dgc = _tiny_model(), _tiny_model()
     lr, momentum = 0.1, 0.9
     opt = torch.optim.SGD(reference.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -133,6 +139,7 @@ def test_density_one_with_momentum_correction_is_momentum_sgd(weight_decay: floa
             factor_masking=False,
             weight_decay=weight_decay,
             dense_vectors=dense_vectors,
+            local_weight_decay=local_weight_decay,
         ),
         world_size=1,
     )
@@ -146,9 +153,36 @@ def test_density_one_with_momentum_correction_is_momentum_sgd(weight_decay: floa
         F.cross_entropy(dgc(x), y).backward()
         piece = comp.compress([p.grad for p in params], params)  # type: ignore[misc]
         assert piece.entries == comp.total
-        comp.apply_update(params, comp.direction(comp.aggregate([piece])), lr)
+        comp.apply_update(params, comp.direction(comp.aggregate([piece]), params), lr)
         for p, q in zip(reference.parameters(), dgc.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_local_weight_decay_is_never_sent() -> None:
+    """With zero gradients only the decay moves the weights: sent inside the pieces unless applied locally."""
+    params = [torch.full(shape, 0.5) for shape in SHAPES]
+    zeros = [torch.zeros(shape) for shape in SHAPES]
+    sent = DGCCompressor(SHAPES, _settings(weight_decay=0.1), world_size=1).compress(zeros, params)
+    assert float(sent.values.abs().sum()) > 0
+    local = DGCCompressor(SHAPES, _settings(weight_decay=0.1, local_weight_decay=True), world_size=1)
+    piece = local.compress(zeros, params)
+    assert float(piece.values.abs().sum()) == 0.0
+    direction = local.direction(local.aggregate([piece]), params)
+    torch.testing.assert_close(direction, torch.full((local.total,), 0.05))  # λ·w, every worker alike
+
+
+@pytest.mark.parametrize("exact_k", [False, True])
+def test_exact_k_sends_no_tensor_more_than_k(exact_k: bool) -> None:
+    """The reference code truncates every selection to k; the default keeps up to 1.3·k (the adapt bound)."""
+    comp = DGCCompressor(SHAPES, _settings(sparsity=0.99, exact_k=exact_k), world_size=1, seed=1)
+    k, ends = comp.plan.k, torch.cumsum(comp.plan.numels, 0)
+    worst = 0.0
+    for step in range(20):
+        piece = comp.compress(_grads(SHAPES, step))
+        counts = torch.diff(torch.searchsorted(piece.indices.long(), ends), prepend=torch.zeros(1, dtype=torch.long))
+        worst = max(worst, float((counts / k).max()))
+        assert bool((counts <= (k if exact_k else torch.ceil(k * 1.3))).all())
+    assert worst <= (1.0 if exact_k else 1.3 + 1e-9)
 
 
 def test_without_momentum_correction_momentum_follows_the_exchange() -> None:

@@ -155,6 +155,65 @@ def test_lr_schedule() -> None:
     assert dd.lr_at(7, lr=0.1, schedule="constant", epochs=10) == 0.1
 
 
+def test_lr_warmup_is_the_reference_codes_ramp_from_lr_over_n() -> None:
+    """train.py's adjust_learning_rate: lr·((e + s/steps)(N − 1)/E + 1)/N during the first E epochs, then the
+    cosine over the remaining epochs."""
+    kw: dict[str, Any] = {"lr": 0.4, "schedule": "cosine", "epochs": 12, "warmup_epochs": 2, "world_size": 4}
+    assert dd.lr_at(0, **kw) == pytest.approx(0.1)
+    assert dd.lr_at(1, progress=0.0, **kw) == pytest.approx(0.4 * (1 * 3 / 2 + 1) / 4)
+    assert dd.lr_at(1, progress=0.999, **kw) < 0.4
+    assert dd.lr_at(2, **kw) == pytest.approx(0.4)
+    assert dd.lr_at(7, **kw) == pytest.approx(0.2)  # half-way through the 10 cosine epochs
+    assert dd.lr_at(3, **{**kw, "schedule": "constant"}) == 0.4
+
+
+def test_auto_batch_gives_every_entry_its_sends() -> None:
+    """The rule of the schema: (epochs − warmup) × ⌈shard/batch⌉ × density ≥ min_sends, the largest batch ≤ 32."""
+    from search_spaces.dgc_train import auto_batch_size, expected_sends_per_entry
+
+    rule = {"epochs": 20, "warmup_epochs": 5, "sparsity": 0.999}
+    # mnist5k: 3,500 training images over 4 workers; batch 32 gives 0.42 sends (the reviewer's miss).
+    assert expected_sends_per_entry(3500, 4, 32, **rule) == pytest.approx(0.42)
+    assert auto_batch_size(3500, 4, min_sends=2.0, **rule) == 6
+    assert expected_sends_per_entry(3500, 4, 6, **rule) >= 2.0 > expected_sends_per_entry(3500, 4, 7, **rule)
+    assert auto_batch_size(1257, 4, min_sends=2.0, **rule) == 2  # digits
+    assert auto_batch_size(400, 4, min_sends=2.0, **rule) == 2  # too little data: the smallest
+    assert auto_batch_size(400, 2, min_sends=2.0, epochs=3, warmup_epochs=5, sparsity=0.999) == 32  # no steady phase
+    assert auto_batch_size(100_000, 4, min_sends=2.0, **rule) == 32
+    config = KIND.validate({})
+    assert config["batch_size"] is None and config["min_sends_per_entry"] == 2.0
+    assert KIND.validate({"batch_size": 16})["batch_size"] == 16
+
+
+@pytest.mark.parametrize(("dataset", "widths"), [("digits", [32, 128, 128]), ("mnist5k", [16, 32, 128, 128])])
+def test_the_default_model_lets_the_reference_way_reach_270x(dataset: str, widths: list[int]) -> None:
+    """The built-in vgg keeps 1-D tensors near 0.3% of the parameters, so sending them dense (the reference
+    code's way) with fp16 values still compresses ≥ 270×; the kit's default VGG cannot (0.97%: 154×)."""
+    from search_spaces.dgc.compressor import DGCCompressor
+    from search_spaces.dgc_train import dgc_vgg_arch
+
+    info = datasets.BUILTIN[dataset]
+    arch = KIND.output_arch(KIND.validate({}), dd_shape(info), None)
+    assert arch == dgc_vgg_arch(info.input_shape, info.num_classes) and arch["widths"] == widths
+
+    def reference_ratio(arch: dict[str, Any]) -> float:
+        params = list(models.build_model(models.complete_arch(arch)).parameters())
+        settings = DGCSettings(warmup=(), value_dtype="fp16", dense_vectors=True, exact_k=True)
+        comp = DGCCompressor([p.shape for p in params], settings, world_size=4)
+        g = torch.Generator().manual_seed(0)
+        piece = comp.compress([torch.randn(p.shape, generator=g) for p in params])
+        return comp.total * 4 / piece.nbytes
+
+    assert reference_ratio(arch) >= 270
+    assert reference_ratio(models.default_arch("vgg", info)) < 160
+
+
+def dd_shape(info: Any) -> Any:
+    from search_spaces.base import DataShape
+
+    return DataShape(info.modality, tuple(info.input_shape), info.num_classes)
+
+
 # --- the job kind, through the shared suite's checks -------------------------------------------------------
 
 
@@ -211,10 +270,10 @@ def test_tiny_run_stores_trials_metrics_artifacts(tiny_run: tuple[dict[str, Any]
     result, reporter = tiny_run
     json.dumps(result)
     epochs = KIND.tiny_config["epochs"]
-    assert sorted(reporter.trials) == list(range(2 * epochs))
+    assert sorted(reporter.trials) == list(range(3 * epochs))
     for number, trial in reporter.trials.items():
         assert trial["state"] == "complete"
-        assert trial["params"] == {"mode": "dgc" if number < epochs else "dense", "epoch": number % epochs}
+        assert trial["params"] == {"mode": ("dgc", "dense", "reference")[number // epochs], "epoch": number % epochs}
         assert trial["values"] == [trial["metrics"]["accuracy"]]
         assert {"accuracy", "loss", "bytes_per_worker", "density", "compression_ratio", "compute_s", "comm_s"} <= set(
             trial["metrics"]
@@ -223,7 +282,9 @@ def test_tiny_run_stores_trials_metrics_artifacts(tiny_run: tuple[dict[str, Any]
     assert densities == sorted(densities, reverse=True) and densities[0] < 0.3  # the warm-up
     assert {name for name, *_ in reporter.metrics} >= {"dgc/train_loss", "dense/train_loss", "dgc/val_acc"}
     names = {a[0] for a in reporter.artifacts}
-    assert names == {"dgc_model.pt", "dense_model.pt", "summary.json"}
+    assert names == {"dgc_model.pt", "dense_model.pt", "reference_model.pt", "summary.json", "dgc_vs_dense.json"}
+    assert result["reference"]["compression_ratio"] > 1 and 0 <= result["reference"]["test_accuracy"] <= 1
+    assert result["batch_size"] == 32 and result["expected_sends_per_entry"] == 0.0  # no step after the warm-up
     assert result["output_model"] == "dgc_model.pt"
     for _, path, _ in reporter.artifacts:
         assert path.exists() and path.stat().st_size > 0
@@ -259,7 +320,7 @@ def test_resume_does_not_redo_finished_epochs_and_ends_where_an_uninterrupted_ru
     result = KIND.run(config, _inputs(tmp_path / "b"), second)
     redone = {t.number for t in done} & set(second.trials)
     assert not redone, f"epochs {sorted(redone)} were trained again"
-    assert len(done) + len(second.trials) == 2 * config["epochs"]
+    assert len(done) + len(second.trials) == 3 * config["epochs"]
     # Same shards, batches, sampling and compressor state: the resumed model is the uninterrupted one.
     uninterrupted = tiny_run[1]
     resumed_model = torch.load(tmp_path / "b" / "dgc_model.pt", weights_only=True)["state_dict"]
