@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter, scaled_seconds
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, scaled_seconds
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
@@ -122,6 +122,7 @@ class AdcPrune(JobKind):
                 "before the agent learns (reference: 100).",
             },
             "min_keep": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.01,
                 "maximum": 1.0,
@@ -129,6 +130,7 @@ class AdcPrune(JobKind):
                 "description": "Smallest keep ratio of any layer (the action range is [min_keep, 1]).",
             },
             "channel_round": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 64,
@@ -137,6 +139,7 @@ class AdcPrune(JobKind):
                 "reference uses 8 for ImageNet networks, 1 suits the small built-ins.",
             },
             "calibration_batches": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 200,
@@ -145,6 +148,7 @@ class AdcPrune(JobKind):
                 "and the BatchNorm re-estimation (reference: 60).",
             },
             "calibration_points": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 256,
@@ -153,17 +157,20 @@ class AdcPrune(JobKind):
                 "least-squares refit (reference: 10).",
             },
             "reconstruct": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Refit the layer after each cut by least squares (off: magnitude pruning only).",
             },
             "recalibrate_bn": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Re-estimate BatchNorm running statistics on the calibration batches "
                 "after pruning, before the reward is measured.",
             },
             "fill_budget": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Scale a finished policy up (one factor for all layers) to the largest one "
@@ -177,6 +184,7 @@ class AdcPrune(JobKind):
                 "description": "Epochs to train the built-in model when no input model is given.",
             },
             "pretrain_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -191,6 +199,7 @@ class AdcPrune(JobKind):
                 "description": "Epochs to fine-tune the best AMC model and the uniform baseline (0: no fine-tuning).",
             },
             "fine_tune_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -198,6 +207,7 @@ class AdcPrune(JobKind):
                 "description": "SGD learning rate (cosine schedule) for fine-tuning.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -205,6 +215,7 @@ class AdcPrune(JobKind):
                 "description": "Minibatch size for pretraining, fine-tuning and the calibration batches.",
             },
             "actor_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -212,6 +223,7 @@ class AdcPrune(JobKind):
                 "description": "Adam learning rate of the actor (reference: 1e-4).",
             },
             "critic_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -219,6 +231,7 @@ class AdcPrune(JobKind):
                 "description": "Adam learning rate of the critic (reference: 1e-3).",
             },
             "tau": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -226,6 +239,7 @@ class AdcPrune(JobKind):
                 "description": "Soft target-network update rate τ (reference: 0.01).",
             },
             "noise_sigma": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.0,
                 "maximum": 2.0,
@@ -233,6 +247,7 @@ class AdcPrune(JobKind):
                 "description": "Initial σ of the truncated-normal exploration noise (reference: 0.5).",
             },
             "noise_decay": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0.0,
                 "maximum": 1.0,
@@ -240,6 +255,7 @@ class AdcPrune(JobKind):
                 "description": "σ is multiplied by this every episode after the warm-up (reference: 0.95).",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -258,6 +274,10 @@ class AdcPrune(JobKind):
             return input_arch
         family = "mlp" if data.modality == "tabular" else config["model"]
         return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """The agent's episode reward (the negative error, or error with log FLOPs/params for the other rewards)."""
+        return (Objective("reward", "maximize"),)
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

@@ -175,6 +175,21 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What one entry of a trial's ``values`` is: its ``name``, which way the search drives it (``direction``:
+    ``"maximize"`` or ``"minimize"``) and its ``unit`` (as :class:`MetricSpec`'s). A job's trial table heads its
+    value columns with these and marks the best trial by the first one."""
+
+    name: str
+    direction: str = "maximize"
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"objective direction {self.direction!r} is not 'maximize' or 'minimize'")
+
+
+@dataclass(frozen=True)
 class DataShape:
     """A dataset as a model sees it: its modality (``image``/``tabular``), one sample's shape and its classes."""
 
@@ -269,6 +284,12 @@ class JobKind(ABC):
         """Named configs to try the kind with: ``tiny`` (runs in seconds) and ``default`` (the schema's defaults);
         a kind may add more. Each is a partial config, filled with the defaults on submit."""
         return {"tiny": copy.deepcopy(self.tiny_config), "default": {}}
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """What each entry of the ``values`` a job with ``config`` reports per trial is, in order (a kind whose
+        objectives follow its config, a single- or multi-objective mode, says so here). The default: one value,
+        maximised."""
+        return (Objective("objective"),)
 
     def metric_spec(self, metric: str) -> MetricSpec | None:
         """The declaration that covers metric name ``metric`` (the first that matches), ``None`` if none does."""

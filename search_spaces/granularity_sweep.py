@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter, scaled_seconds
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, scaled_seconds
 
 _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
@@ -119,6 +119,7 @@ class GranularitySweep(JobKind):
                 "description": "Epochs to train the dense model when no input model is given.",
             },
             "lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -126,6 +127,7 @@ class GranularitySweep(JobKind):
                 "description": "SGD learning rate while retraining a pruned model.",
             },
             "pretrain_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -133,6 +135,7 @@ class GranularitySweep(JobKind):
                 "description": "SGD learning rate for the dense model.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -140,6 +143,7 @@ class GranularitySweep(JobKind):
                 "description": "Minibatch size for pretraining and retraining.",
             },
             "value_bits": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 32,
@@ -148,6 +152,7 @@ class GranularitySweep(JobKind):
                 "for quantised conv weights). Accuracy is measured in float32.",
             },
             "index_bits": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 16,
@@ -155,6 +160,7 @@ class GranularitySweep(JobKind):
                 "description": "Bits of each relative index entry; a longer gap costs padding entries.",
             },
             "vector_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 2,
                 "maximum": 64,
@@ -185,12 +191,14 @@ class GranularitySweep(JobKind):
                 "its sparsity follows from the storage model.",
             },
             "sampler": {
+                "x-advanced": True,
                 "type": "string",
                 "enum": ["tpe", "nsga2"],
                 "default": "tpe",
                 "description": "Optuna sampler (seeded): TPE, or NSGA-II for multi-objective mode.",
             },
             "parallel_trials": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 8,
@@ -200,6 +208,7 @@ class GranularitySweep(JobKind):
                 "(other Celery workers pick them up).",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -218,6 +227,13 @@ class GranularitySweep(JobKind):
             return input_arch
         family = "mlp" if data.modality == "tabular" else "vgg"
         return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """Accuracy after retraining; in the multi-objective mode the compression ratio too."""
+        accuracy = Objective("accuracy", "maximize", "fraction")
+        if config.get("mode") == "single":
+            return (accuracy,)
+        return (accuracy, Objective("compression_ratio", "maximize", "×"))
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

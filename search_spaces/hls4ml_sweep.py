@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter
 from search_spaces.hls.parts import CHOICES as PART_CHOICES
 
 _RF = [1, 2, 4, 8, 16, 32, 64]
@@ -83,6 +83,7 @@ class Hls4mlSweep(JobKind):
                 "description": "Target clock period in ns (5 ns = 200 MHz, as in the paper).",
             },
             "io_type": {
+                "x-advanced": True,
                 "type": "string",
                 "enum": ["io_parallel"],
                 "default": "io_parallel",
@@ -106,6 +107,7 @@ class Hls4mlSweep(JobKind):
                 "description": "hls4ml strategies to try (Resource puts weights in BRAM when RF > 1).",
             },
             "precision_mode": {
+                "x-advanced": True,
                 "type": "string",
                 "enum": ["global", "per_layer"],
                 "default": "global",
@@ -129,6 +131,7 @@ class Hls4mlSweep(JobKind):
                 "largest weight makes the trial fail as an overflow.",
             },
             "input_precision": {
+                "x-advanced": True,
                 "type": "string",
                 # W in 1..64 and I in 0..64: a width of 10^20 digits would reach hls4ml and the compiler.
                 "pattern": r"^ap_u?fixed<([1-9]|[1-5][0-9]|6[0-4]),([0-9]|[1-5][0-9]|6[0-4])>$",
@@ -138,6 +141,7 @@ class Hls4mlSweep(JobKind):
                 "ap_fixed<W,I> or ap_ufixed<W,I> with 1 ≤ W ≤ 64 and 0 ≤ I ≤ W.",
             },
             "pruning_sparsities": {
+                "x-advanced": True,
                 "type": "array",
                 "items": {"type": "number", "minimum": 0.0, "maximum": 0.95},
                 "minItems": 1,
@@ -147,6 +151,7 @@ class Hls4mlSweep(JobKind):
                 "(zeros need no multiplier); [0] turns pruning off.",
             },
             "prune_epochs": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 100,
@@ -176,6 +181,7 @@ class Hls4mlSweep(JobKind):
                 "description": "Training epochs of the built-in MLP.",
             },
             "lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -183,6 +189,7 @@ class Hls4mlSweep(JobKind):
                 "description": "Adam learning rate of the built-in MLP.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -190,6 +197,7 @@ class Hls4mlSweep(JobKind):
                 "description": "Minibatch size of training and fine-tuning.",
             },
             "max_train": {
+                "x-advanced": True,
                 "type": ["integer", "null"],
                 "minimum": 10,
                 "maximum": 10_000_000,
@@ -197,6 +205,7 @@ class Hls4mlSweep(JobKind):
                 "description": "Use at most this many training samples (stratified); null: all.",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -219,6 +228,15 @@ class Hls4mlSweep(JobKind):
             "hidden": list(config["hidden"]),
             "num_classes": data.num_classes,
         }
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """Fixed-point accuracy up; the resource cost (DSP, or the largest utilisation %) and latency down."""
+        cost = Objective("max_utilisation", "minimize", "%") if config.get("cost") == "utilisation" else None
+        return (
+            Objective("fixed_accuracy", "maximize", "fraction"),
+            cost or Objective("dsp", "minimize", "DSP"),
+            Objective("latency_ns", "minimize", "ns"),
+        )
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

@@ -11,11 +11,27 @@ import io
 import json
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, MetricSpec, Objective, Reporter
+from search_spaces.kit.config import typed_config
+
+
+@dataclass(frozen=True)
+class MlpSweepConfig:
+    """The typed config of ``mlp_sweep`` (the schema's properties; see :mod:`search_spaces.kit.config`)."""
+
+    trials: int = 8
+    epochs: int = 20
+    hidden_min: int = 8
+    hidden_max: int = 128
+    lr_min: float = 0.005
+    lr_max: float = 0.5
+    batch_size: int = 32
+    seed: int = 0
 
 
 class MlpSweep(JobKind):
@@ -79,6 +95,7 @@ class MlpSweep(JobKind):
                 "description": "Largest learning rate.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -86,6 +103,7 @@ class MlpSweep(JobKind):
                 "description": "Minibatch size.",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -94,6 +112,9 @@ class MlpSweep(JobKind):
             },
         },
     }
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        return (Objective("val_accuracy", "maximize", "fraction"),)
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
@@ -118,7 +139,13 @@ class MlpSweep(JobKind):
         )
         return flops / 1e9 / 60
 
+    def config_type(self) -> type:
+        return MlpSweepConfig
+
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
+        return self._run(typed_config(MlpSweepConfig, config), inputs, reporter)
+
+    def _run(self, config: MlpSweepConfig, inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         from search_spaces.kit import datasets
 
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
@@ -126,7 +153,7 @@ class MlpSweep(JobKind):
         classes = splits.info.num_classes
         done = {t.number: t for t in reporter.completed_trials()}
         best = _Best.restore(reporter.load_checkpoint())
-        total = config["trials"]
+        total = config.trials
         scores: dict[int, float] = {}  # trial -> validation accuracy, for the result's table and figure
         for number in range(total):
             params = sample_params(config, number)
@@ -148,8 +175,8 @@ class MlpSweep(JobKind):
                 classes=classes,
                 hidden=params["hidden"],
                 lr=params["lr"],
-                epochs=config["epochs"],
-                batch_size=config["batch_size"],
+                epochs=config.epochs,
+                batch_size=config.batch_size,
                 seed=inputs.seed * 1000 + number,
                 reporter=reporter,
                 trial=number,
@@ -197,7 +224,7 @@ class MlpSweep(JobKind):
 
 
 def _shown(
-    config: dict[str, Any], scores: dict[int, float], result: dict[str, Any], inputs: JobInputs, reporter: Reporter
+    config: MlpSweepConfig, scores: dict[int, float], result: dict[str, Any], inputs: JobInputs, reporter: Reporter
 ) -> dict[str, Any]:
     """The result's headlines and trial table, and the accuracy-vs-width figure (reported as an artifact)."""
     import plotly.graph_objects as go
@@ -240,11 +267,11 @@ def _shown(
     }
 
 
-def sample_params(config: dict[str, Any], number: int) -> dict[str, Any]:
+def sample_params(config: MlpSweepConfig, number: int) -> dict[str, Any]:
     """Trial ``number``'s configuration: a pure function of (seed, number), so a resume samples the same."""
-    rng = np.random.default_rng([config["seed"], number])
-    hidden = int(round(math.exp(rng.uniform(math.log(config["hidden_min"]), math.log(config["hidden_max"])))))
-    lr = float(math.exp(rng.uniform(math.log(config["lr_min"]), math.log(config["lr_max"]))))
+    rng = np.random.default_rng([config.seed, number])
+    hidden = int(round(math.exp(rng.uniform(math.log(config.hidden_min), math.log(config.hidden_max)))))
+    lr = float(math.exp(rng.uniform(math.log(config.lr_min), math.log(config.lr_max))))
     return {"hidden": hidden, "lr": round(lr, 6)}
 
 
