@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from tests.stack import Stack, scratch_pg_stack
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# Its own Redis database; AUTOML_TEST_REDIS_URL names another, so two e2e runs on one machine can go at once
+# (sharing one, each flushes the other's queue and their workers take each other's messages).
+REDIS_URL = os.environ.get("AUTOML_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 USERS = {"alice": "alice-pass-1", "bob": "bob-pass-1", "staff": "staff-pass-1"}
 
