@@ -311,6 +311,11 @@ class AdcPrune(JobKind):
         )
         return seconds / 60
 
+    def config_type(self) -> type:
+        from search_spaces.adc.search import AdcConfig
+
+        return AdcConfig
+
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         from dataclasses import replace
 

@@ -324,6 +324,12 @@ class JobKind(ABC):
         problems += shape_problems(arch, data)
         return problems
 
+    def config_type(self) -> type | None:
+        """The frozen dataclass the algorithm reads its validated config as (built with
+        :func:`search_spaces.kit.config.typed_config`); the shared contract test checks that its fields are the
+        schema's properties. Imported when called: the algorithm's module may import torch."""
+        return None
+
     def defaults(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v["default"]) for k, v in self.schema["properties"].items() if "default" in v}
 

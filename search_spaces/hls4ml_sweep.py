@@ -259,6 +259,11 @@ class Hls4mlSweep(JobKind):
         prune = len(config["pruning_sparsities"]) * config["prune_epochs"] * per_epoch
         return round(0.2 + pretrain + prune + config["n_trials"] * _SECONDS_PER_COMPILE / 60.0, 2)
 
+    def config_type(self) -> type:
+        from search_spaces.hls.sweep import Settings
+
+        return Settings
+
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         from search_spaces.hls.sweep import Settings, sweep
 

@@ -25,6 +25,7 @@ from search_spaces.adc import graph as g
 from search_spaces.adc.ddpg import DDPG, AgentSettings
 from search_spaces.adc.env import STATE_DIM, EnvSettings, Outcome, PruningEnv, describe
 from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+from search_spaces.kit.config import typed_config
 from search_spaces.kit.models import TrainedModel, cpu_state
 
 CHECKPOINT_FORMAT = "adc_prune/1"
@@ -62,7 +63,7 @@ class AdcConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AdcConfig:
-        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
+        return typed_config(cls, config)
 
     def env_settings(self) -> EnvSettings:
         return EnvSettings(

@@ -4,16 +4,22 @@ Mao et al., "Exploring the Regularity of Sparse Structure in Convolutional Neura
 (arXiv:1705.08922): prune a trained CNN at fine / vector / kernel / filter granularity, retrain, and
 compare accuracy against the real storage cost including the sparse index. Here Optuna drives the sweep:
 
-* ``multi`` mode: maximise (validation accuracy, compression ratio) over granularity, target sparsity,
-  saliency norm and retrain epochs (TPE or NSGA-II, seeded); no trial pruning (Optuna does not prune
-  multi-objective studies).
+* the default ``grid`` sampler (Optuna's ``GridSampler``): every granularity × every sparsity of
+  ``sparsity_grid`` × every saliency norm × ``seeds`` retraining seeds, ``retrain_epochs`` per prune step;
+  per granularity and seed the accuracy-vs-sparsity curve is cut at the accuracy threshold
+  (:mod:`.curve`) and the compression ratio read there, so granularities are compared at equal accuracy
+  instead of by the best of a few noisy trials;
+* ``multi`` mode with ``tpe``/``nsga2``: maximise (validation accuracy, compression ratio) over
+  granularity, target sparsity, saliency norm and retrain epochs (TPE or NSGA-II, seeded); no trial
+  pruning (Optuna does not prune multi-objective studies).
 * ``single`` mode: maximise validation accuracy at a fixed compression budget: each trial's sparsity is
   the smallest one whose storage (on the dense weights) reaches ``target_compression``; a
   ``MedianPruner`` stops hopeless trials after any retrain epoch, and they are stored as pruned.
 
 The study lives in an RDB (``inputs.optuna_storage``; ``None`` keeps it in memory), so several workers
 can run trials of one study at once and ``optuna-dashboard`` can show it. ``n_trials`` counts the whole
-study (finished plus running trials of every worker), so two workers together run N trials, not 2N.
+study (finished plus running trials of every worker), so two workers together run N trials, not 2N; the
+grid sampler runs its grid once instead.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +40,12 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.granularity.curve import CurvePoint, threshold_crossing
 from search_spaces.granularity.storage import StorageReport, model_storage
+from search_spaces.kit.config import typed_config
 from search_spaces.kit.models import TrainedModel, cpu_state
 from search_spaces.kit.pruning import (
     GRANULARITIES,
-    NORMS,
     Masks,
     counted_weights,
     group_mask,
@@ -66,14 +73,22 @@ class SweepConfig:
     ``value_bits = 8`` is Deep Compression's width for quantised conv weights, the format Mao et al. count
     storage in; ``index_bits = 4`` is a short relative index (the paper's exact widths were not at hand
     when this was written: both are config knobs). ``dense_bits = 32`` is float32.
+
+    With ``sampler = "grid"`` the study is the grid granularities × ``sparsity_grid`` × norms × ``seeds``
+    (``n_trials`` and the sparsity range are not used) and every trial retrains ``retrain_epochs`` per
+    prune step; the samplers draw ``retrain_epochs`` from 1 to it.
     """
 
     granularities: tuple[str, ...] = GRANULARITIES
     sparsity_min: float = 0.5
     sparsity_max: float = 0.95
-    norms: tuple[str, ...] = NORMS
+    norms: tuple[str, ...] = ("l1",)
     n_trials: int = 400
-    retrain_epochs: int = 3
+    sparsity_grid: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+    seeds: int = 3
+    dense_first_conv: bool = True
+    val_fraction: float = 0.3
+    retrain_epochs: int = 6
     prune_steps: int = 3
     pretrain_epochs: int = 30
     lr: float = 0.01
@@ -86,18 +101,33 @@ class SweepConfig:
     accuracy_threshold: float = 0.005
     mode: str = "multi"
     target_compression: float = 8.0
-    sampler: str = "tpe"
+    sampler: str = "grid"
     parallel_trials: int = 1
     seed: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SweepConfig:
-        names = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in config.items() if k in names}
-        for key in ("granularities", "norms"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        return typed_config(cls, config)
+
+    @property
+    def grid(self) -> bool:
+        return self.sampler == "grid"
+
+    @property
+    def trial_count(self) -> int:
+        """Trials in the whole study: the grid's size, or ``n_trials``."""
+        if self.grid:
+            return len(self.granularities) * len(self.sparsity_grid) * len(self.norms) * self.seeds
+        return self.n_trials
+
+    def grid_space(self) -> dict[str, list[Any]]:
+        """The ``GridSampler`` search space (every combination is one trial)."""
+        return {
+            "granularity": list(self.granularities),
+            "sparsity": [float(x) for x in self.sparsity_grid],
+            "norm": list(self.norms),
+            "retrain_seed": list(range(self.seeds)),
+        }
 
 
 @dataclass
@@ -160,7 +190,7 @@ def sparsity_for_ratio(
     so coarse groups, which save index bits, need less sparsity for the same ratio (Mao et al., Sec. 4).
     Returns ``upper`` when even that does not reach the target.
     """
-    weights = prunable_weights(model)
+    weights = prunable_weights(model, dense_first_conv=settings.dense_first_conv)
 
     def ratio(level: float) -> float:
         masks = {
@@ -264,12 +294,14 @@ def prune_configuration(
     s, splits, reporter = run.settings, run.splits, run.reporter
     model = run.dense.build(run.device)
     granularity, norm = str(params["granularity"]), str(params["norm"])
-    epochs = int(params["retrain_epochs"])
+    epochs = int(params.get("retrain_epochs", s.retrain_epochs))
     if s.mode == "single":
         target = sparsity_for_ratio(model, granularity, norm, s.target_compression, s)
     else:
         target = float(params["sparsity"])
-    seed = s.seed * 100_003 + number
+    # A grid trial's seed follows its retraining seed only, so every granularity and sparsity of one seed
+    # sees the same batches (common random numbers: their differences are not batch-order noise).
+    seed = s.seed * 100_003 + (7_919 * int(params["retrain_seed"]) if "retrain_seed" in params else number)
     steps_per_epoch = math.ceil(len(splits.y_train) / s.batch_size)
     trial_reporter = _TrialReporter(reporter, number, quiet=not report)
     state: dict[str, Any] = {"epoch": 0, "acc": float("nan")}
@@ -316,6 +348,7 @@ def prune_configuration(
         prune_steps=s.prune_steps,
         vector_size=s.vector_size,
         retrain=retrain,
+        dense_first_conv=s.dense_first_conv,
     )
     storage = measure_storage(model, masks, granularity, s)
     acc = state["acc"]
@@ -338,6 +371,8 @@ def prune_configuration(
         "value_bits": s.value_bits,
         "retrain_epochs": epochs,
         "prune_steps": s.prune_steps,
+        "retrain_seed": int(params.get("retrain_seed", 0)),
+        "dense_first_conv": s.dense_first_conv,
     }
     if s.mode == "single":
         metrics["target_compression"] = s.target_compression
@@ -391,6 +426,13 @@ class _Pruned(optuna.TrialPruned):
 
 
 def _suggest(trial: optuna.Trial, s: SweepConfig) -> dict[str, Any]:
+    if s.grid:  # the GridSampler hands out the values; the ranges only have to hold them
+        return {
+            "granularity": trial.suggest_categorical("granularity", list(s.granularities)),
+            "sparsity": trial.suggest_float("sparsity", min(s.sparsity_grid), max(s.sparsity_grid)),
+            "norm": trial.suggest_categorical("norm", list(s.norms)),
+            "retrain_seed": trial.suggest_int("retrain_seed", 0, s.seeds - 1),
+        }
     params: dict[str, Any] = {"granularity": trial.suggest_categorical("granularity", list(s.granularities))}
     if s.mode == "multi":
         params["sparsity"] = trial.suggest_float("sparsity", s.sparsity_min, s.sparsity_max)
@@ -400,6 +442,13 @@ def _suggest(trial: optuna.Trial, s: SweepConfig) -> dict[str, Any]:
 
 
 def _distributions(s: SweepConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+    if s.grid:
+        return {
+            "granularity": optuna.distributions.CategoricalDistribution(list(s.granularities)),
+            "sparsity": optuna.distributions.FloatDistribution(min(s.sparsity_grid), max(s.sparsity_grid)),
+            "norm": optuna.distributions.CategoricalDistribution(list(s.norms)),
+            "retrain_seed": optuna.distributions.IntDistribution(0, s.seeds - 1),
+        }
     dists: dict[str, optuna.distributions.BaseDistribution] = {
         "granularity": optuna.distributions.CategoricalDistribution(list(s.granularities)),
         "norm": optuna.distributions.CategoricalDistribution(list(s.norms)),
@@ -522,7 +571,7 @@ def _counted(study: optuna.Study) -> list[FrozenTrial]:
 def _worker_loop(run: _Run) -> None:
     """Ask for trials until the study holds ``n_trials`` finished or running ones, then wait for the
     other workers' running trials (a stale one is failed after the grace period and replaced)."""
-    n = run.settings.n_trials
+    n = run.settings.trial_count
     while True:
         check_stop(run.reporter)
         with run.ask_lock:
@@ -552,6 +601,16 @@ def _worker_loop(run: _Run) -> None:
         run.reporter.progress(PRETRAIN_SHARE + (1 - PRETRAIN_SHARE) * min(done, n) / n, f"trial {done}/{n}")
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for an ask-and-tell loop: the base class stops the study once the grid is done,
+    which works only inside ``study.optimize``; here :func:`_worker_loop` stops asking at ``trial_count``."""
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        return None
+
+
 def open_study(
     settings: SweepConfig, inputs: JobInputs, *, worker_index: int = 0
 ) -> tuple[optuna.Study, optuna.storages.RDBStorage | None]:
@@ -567,7 +626,10 @@ def open_study(
     )
     seed = settings.seed + 7919 * worker_index
     sampler: optuna.samplers.BaseSampler
-    if settings.sampler == "nsga2":
+    if settings.grid:
+        # Every worker shuffles the grid alike: a grid id must mean the same point in every process.
+        sampler = _AskTellGridSampler(settings.grid_space(), seed=settings.seed)
+    elif settings.sampler == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(population_size=max(4, min(20, settings.n_trials // 3)), seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, settings.n_trials // 4)))
@@ -636,7 +698,7 @@ def _report_failed(run: _Run) -> None:
 
 
 def optimise(run: _Run) -> None:
-    """Run this process's share of the study: trials until the study holds ``n_trials``."""
+    """Run this process's share of the study: trials until the study holds ``trial_count``."""
     _worker_loop(run)
 
 
@@ -675,6 +737,56 @@ def best_by_granularity(rows: list[dict[str, Any]], granularities: tuple[str, ..
         mine = [row for row in rows if row["metrics"]["granularity"] == g]
         best[g] = max(mine, key=lambda row: _best_key(row["metrics"])) if mine else None
     return best
+
+
+def at_threshold(rows: list[dict[str, Any]], s: SweepConfig, dense_accuracy: float) -> dict[str, Any]:
+    """Per granularity (grid sampler): every seed's accuracy-vs-sparsity curve cut at the threshold
+    (:func:`.curve.threshold_crossing`), and the seeds' mean compression ratio and sparsity there (Mao et al.'s
+    comparison at equal accuracy). With several norms, the norm whose mean ratio is higher; ``ratio_vs_fine``
+    divides by fine-grained's mean ratio. ``all_crossed`` is false when a seed's curve stayed above (a lower
+    bound) or started below the threshold on the grid (an upper bound)."""
+    threshold = dense_accuracy - s.accuracy_threshold
+    out: dict[str, Any] = {}
+    for g in s.granularities:
+        best: dict[str, Any] | None = None
+        for norm in s.norms:
+            per_seed = []
+            for seed in range(s.seeds):
+                mine = [
+                    r["metrics"]
+                    for r in rows
+                    if r["metrics"]["granularity"] == g
+                    and r["metrics"]["norm"] == norm
+                    and r["metrics"].get("retrain_seed", 0) == seed
+                ]
+                if not mine:
+                    continue
+                points = [
+                    CurvePoint(m["target_sparsity"], m["accuracy"], m["compressed_bits"], m["sparsity"]) for m in mine
+                ]
+                crossing = threshold_crossing(points, threshold, float(mine[0]["dense_bits"]))
+                per_seed.append({"seed": seed, "points": len(points), **crossing.as_dict()})
+            if not per_seed:
+                continue
+            ratios = [p["compression_ratio"] for p in per_seed]
+            entry = {
+                "norm": norm,
+                "seeds": per_seed,
+                "compression_ratio": sum(ratios) / len(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "weight_sparsity": sum(p["weight_sparsity"] for p in per_seed) / len(per_seed),
+                "target_sparsity": sum(p["target_sparsity"] for p in per_seed) / len(per_seed),
+                "all_crossed": all(p["status"] == "crossed" for p in per_seed),
+            }
+            if best is None or entry["compression_ratio"] > best["compression_ratio"]:
+                best = entry
+        out[g] = best
+    fine = out.get("fine")
+    for entry in out.values():
+        if entry and fine:
+            entry["ratio_vs_fine"] = entry["compression_ratio"] / fine["compression_ratio"]
+    return {"threshold": threshold, "granularities": out}
 
 
 def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
@@ -729,7 +841,8 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
     for entry in best_out.values():
         if entry and fine and fine["within_threshold"] and entry["within_threshold"]:
             entry["ratio_vs_fine"] = entry["compression_ratio"] / fine["compression_ratio"]
-    plots = write_figures(run, rows, workdir)
+    crossings = at_threshold(rows, s, run.dense.val_accuracy) if s.grid and s.mode == "multi" and rows else None
+    plots = write_figures(run, rows, workdir, crossings)
     result = {
         "dataset": splits.info.name,
         "mode": s.mode,
@@ -757,8 +870,11 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
         "best_by_granularity": best_out,
         **models.output_entry(output_model, run.dense.arch),
         "plots": plots,
+        "val_images": len(splits.y_val),
+        "test_images": len(splits.y_test),
+        "at_threshold": crossings,
         "sweep_seconds": time.time() - run.started,
-        **shown(run, best_out, pareto_set(rows), states.count(TrialState.COMPLETE)),
+        **shown(run, best_out, pareto_set(rows), states.count(TrialState.COMPLETE), crossings),
     }
     path = workdir / "summary.json"
     path.write_text(json.dumps(json_safe(result), indent=2))
@@ -771,16 +887,71 @@ def summarise(run: _Run, inputs: JobInputs) -> dict[str, Any]:
 _COLOURS = {"fine": "#1f77b4", "vector": "#2ca02c", "kernel": "#ff7f0e", "filter": "#d62728"}
 
 
-def shown(run: _Run, best: dict[str, Any], front: list[dict[str, Any]], complete: int) -> dict[str, Any]:
-    """The result's headlines (dense accuracy, each granularity's best compression ratio) and its tables (best
-    per granularity with the ratio to fine-grained, as in Mao et al. Table 2; the Pareto set)."""
+def shown(
+    run: _Run,
+    best: dict[str, Any],
+    front: list[dict[str, Any]],
+    complete: int,
+    crossings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The result's headlines (dense accuracy; each granularity's compression ratio at the accuracy threshold,
+    or without a grid its best trial's) and its tables (the ratios at the threshold with the sparsities and the
+    ratio to fine-grained, as in Mao et al. Table 2; the best trial per granularity; the Pareto set)."""
     from search_spaces.kit.results import headline, is_number, summary, table
 
-    ratios = [
-        headline(f"{g}: compression ratio of the best trial", b["compression_ratio"], "×")
-        for g, b in best.items()
-        if b and is_number(b["compression_ratio"])
-    ]
+    tables = []
+    if crossings is not None:
+        found = {g: c for g, c in crossings["granularities"].items() if c}
+        seeds = run.settings.seeds
+        ratios = [
+            headline(
+                f"{g}: compression ratio at the accuracy threshold (mean of {seeds} seeds)", c["compression_ratio"], "×"
+            )
+            for g, c in found.items()
+        ]
+        ratios += [
+            headline(f"{g} / fine compression ratio at the threshold", c["ratio_vs_fine"], "×")
+            for g, c in found.items()
+            if g != "fine" and is_number(c.get("ratio_vs_fine"))
+        ]
+        tables.append(
+            table(
+                "At the accuracy threshold",
+                [
+                    "granularity",
+                    "norm",
+                    "seeds",
+                    "target sparsity",
+                    "weight sparsity",
+                    "compression ratio (mean)",
+                    "ratio min",
+                    "ratio max",
+                    "ratio vs fine",
+                    "every seed crossed",
+                ],
+                [
+                    [
+                        g,
+                        c["norm"],
+                        len(c["seeds"]),
+                        c["target_sparsity"],
+                        c["weight_sparsity"],
+                        c["compression_ratio"],
+                        c["ratio_min"],
+                        c["ratio_max"],
+                        c.get("ratio_vs_fine"),
+                        c["all_crossed"],
+                    ]
+                    for g, c in found.items()
+                ],
+            )
+        )
+    else:
+        ratios = [
+            headline(f"{g}: compression ratio of the best trial", b["compression_ratio"], "×")
+            for g, b in best.items()
+            if b and is_number(b["compression_ratio"])
+        ]
     return {
         "summary": summary(
             headline("Dense validation accuracy", 100 * run.dense.val_accuracy, "%"),
@@ -788,6 +959,7 @@ def shown(run: _Run, best: dict[str, Any], front: list[dict[str, Any]], complete
             headline("Complete trials", complete, "", None),
         ),
         "tables": [
+            *tables,
             table(
                 "Best per granularity",
                 [
@@ -827,8 +999,11 @@ def shown(run: _Run, best: dict[str, Any], front: list[dict[str, Any]], complete
     }
 
 
-def write_figures(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[str]:
-    """Figure artifacts (plotly JSON): Pareto front, accuracy vs sparsity, optimisation history; their names."""
+def write_figures(
+    run: _Run, rows: list[dict[str, Any]], workdir: Path, crossings: dict[str, Any] | None = None
+) -> list[str]:
+    """Figure artifacts (plotly JSON): Pareto front, accuracy vs sparsity (with the grid's seed-mean curve and
+    where each granularity crosses the threshold), optimisation history; their names."""
     import plotly.graph_objects as go
 
     from search_spaces.kit.results import write_figure
@@ -872,6 +1047,31 @@ def write_figures(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[
                 hovertemplate="%{text}<br>acc %{y:.4f}",
             )
         )
+        crossing = (crossings or {}).get("granularities", {}).get(g)
+        if crossing:
+            curve = _mean_curve([r for r in mine if r["metrics"]["norm"] == crossing["norm"]])
+            accuracy.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in curve],
+                    y=[p[1] for p in curve],
+                    mode="lines",
+                    name=f"{g}: mean of seeds",
+                    legendgroup=g,
+                    line={"color": _COLOURS.get(g)},
+                )
+            )
+            accuracy.add_trace(
+                go.Scatter(
+                    x=[p["weight_sparsity"] for p in crossing["seeds"]],
+                    y=[dense - threshold] * len(crossing["seeds"]),
+                    mode="markers",
+                    name=f"{g}: at the threshold",
+                    legendgroup=g,
+                    marker={"color": _COLOURS.get(g), "symbol": "x", "size": 11},
+                    hovertemplate="sparsity %{x:.3f} at the threshold",
+                )
+            )
+            continue
         envelope = _sparsity_envelope(mine)
         accuracy.add_trace(
             go.Scatter(
@@ -926,6 +1126,17 @@ def write_figures(run: _Run, rows: list[dict[str, Any]], workdir: Path) -> list[
             ("accuracy_vs_sparsity.json", accuracy),
             ("optimization_history.json", history),
         )
+    ]
+
+
+def _mean_curve(rows: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(mean weight sparsity, mean validation accuracy) per grid sparsity, over the seeds."""
+    by_target: dict[float, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_target.setdefault(float(r["metrics"]["target_sparsity"]), []).append(r["metrics"])
+    return [
+        (sum(m["sparsity"] for m in ms) / len(ms), sum(m["accuracy"] for m in ms) / len(ms))
+        for _, ms in sorted(by_target.items())
     ]
 
 
@@ -1002,7 +1213,9 @@ def help_sweep(
         time.sleep(poll_seconds)
         blob = reporter.load_checkpoint()
     with threads(inputs.threads if torch_threads is None else torch_threads):
-        splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
+        splits = datasets.load(
+            inputs.dataset, path=inputs.dataset_path, seed=inputs.seed, val_fraction=settings.val_fraction
+        )
         study, storage = open_study(settings, inputs, worker_index=worker_index)
         run = _Run(
             settings=settings,
@@ -1024,7 +1237,9 @@ def _sweep(
 
     check_stop(reporter)
     if splits is None:
-        splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed)
+        splits = datasets.load(
+            inputs.dataset, path=inputs.dataset_path, seed=inputs.seed, val_fraction=settings.val_fraction
+        )
     dense = prepare_dense(settings, inputs, splits, reporter)
     study, storage = open_study(settings, inputs, worker_index=worker_index)
     run = _Run(

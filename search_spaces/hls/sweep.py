@@ -38,6 +38,7 @@ from search_spaces.hls import estimate as est
 from search_spaces.hls.parts import Part, get_part
 from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
 from search_spaces.kit import datasets, models, trainer
+from search_spaces.kit.config import typed_config
 from search_spaces.kit.pruning import group_mask
 from search_spaces.kit.studies import pareto_mask, rdb_storage
 
@@ -75,26 +76,10 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
-        return cls(
-            n_trials=config["n_trials"],
-            reuse_factors=tuple(sorted(set(config["reuse_factors"]))),
-            strategies=tuple(config["strategies"]),
-            precision_mode=config["precision_mode"],
-            total_bits=tuple(sorted(set(config["total_bits"]))),
-            integer_bits=tuple(sorted(set(config["integer_bits"]))),
-            input_precision=config["input_precision"],
-            pruning_sparsities=tuple(sorted(set(config["pruning_sparsities"]))),
-            prune_epochs=config["prune_epochs"],
-            part=get_part(config["part"]),
-            clock_period_ns=config["clock_period_ns"],
-            io_type=config["io_type"],
-            cost=config["cost"],
-            hidden=tuple(config["hidden"]),
-            epochs=config["epochs"],
-            lr=config["lr"],
-            batch_size=config["batch_size"],
-            max_train=config["max_train"],
-            seed=config["seed"],
+        """The validated config, typed; the search grids sorted and deduplicated, the part looked up."""
+        grids = ("reuse_factors", "total_bits", "integer_bits", "pruning_sparsities")
+        return typed_config(
+            cls, config, part=get_part(config["part"]), **{key: tuple(sorted(set(config[key]))) for key in grids}
         )
 
 

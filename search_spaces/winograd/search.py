@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+from search_spaces.kit.config import typed_config
 from search_spaces.winograd import counting, network
 
 CHECKPOINT_FORMAT = "winograd_prune/1"
@@ -63,11 +64,7 @@ class WinogradConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> WinogradConfig:
-        values = {k: v for k, v in config.items() if k in cls.__dataclass_fields__}
-        for key in ("widths", "weight_density"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        return typed_config(cls, config)
 
     def densities(self, layers: list[str]) -> dict[str, float]:
         """The target weight density of each pruned layer: one value for all, or one per layer in order."""

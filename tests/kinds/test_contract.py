@@ -44,6 +44,32 @@ def _inputs(kind_name: str, tmp_path: Path, seed: int = 0) -> JobInputs:
     )
 
 
+# dgc_train still reads its config as a dict (its rework is in progress); strict, so it fails once it has one.
+_DICT_CONFIG = pytest.mark.xfail(strict=True, reason="dgc_train has no typed config yet")
+
+
+@pytest.mark.parametrize("name", [pytest.param(k, marks=_DICT_CONFIG) if k == "dgc_train" else k for k in KINDS])
+def test_the_typed_config_is_the_schema(name: str) -> None:
+    """The dataclass the algorithm reads has a field for every schema property (no option silently ignored),
+    extra fields only with defaults, and is built from the validated defaults and the tiny config."""
+    import dataclasses
+
+    from search_spaces.kit.config import typed_config
+
+    kind = registry.get_kind(name)
+    cls = kind.config_type()
+    assert cls is not None and dataclasses.is_dataclass(cls), f"{name} has no typed config"
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(kind.schema["properties"]) <= set(fields), sorted(set(kind.schema["properties"]) - set(fields))
+    for extra in set(fields) - set(kind.schema["properties"]):
+        assert (
+            fields[extra].default is not dataclasses.MISSING or fields[extra].default_factory is not dataclasses.MISSING
+        )
+    for config in (kind.validate({}), kind.validate(kind.tiny_config)):
+        typed = cls.from_config(config) if hasattr(cls, "from_config") else typed_config(cls, config)
+        assert isinstance(typed, cls)
+
+
 @pytest.mark.parametrize("name", KINDS)
 def test_schema_is_valid_and_documented(name: str) -> None:
     kind = registry.get_kind(name)
