@@ -22,39 +22,105 @@ import torch
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.1
+# The reference's SGD (han-cai/PathLevel-EAS RunConfig: momentum 0.9, Nesterov, weight decay 1e-4) for every
+# training run of the search: base, fine-tunes, final training and the equal-size comparison.
+TRAIN_RECIPE: dict[str, Any] = {"nesterov": True, "weight_decay": 1e-4}
 
 
 def build_candidate(
-    arch: dict[str, Any], state_dict: dict[str, torch.Tensor], ops: list[dict[str, Any]], calib_x: torch.Tensor | None
+    arch: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    ops: list[dict[str, Any]],
+    calib_x: torch.Tensor | None,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+    mimic_x: torch.Tensor | None = None,
+    mimic_epochs: int = 0,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The parent network with ``ops`` applied to every cell (weights inherited); returns it and its arch."""
+    """The parent network with ``ops`` applied to every cell (weights inherited); returns it and its arch.
+
+    Replicated and identity-initialised layers get ``noise`` (:func:`.transforms.perturb`, drawn from ``seed``);
+    identity layers are calibrated on ``calib_x``; a cell with a pooling edge (not function-preserving) is first
+    taught the parent's logits on ``mimic_x`` for ``mimic_epochs`` (:func:`.mimic.mimic`, the reference's repair).
+    """
     from search_spaces.kit import pathlevel as N
     from search_spaces.kit import tree_cells as T
     from search_spaces.nas import transforms
 
     net = N.build_network(arch)
     net.load_state_dict(state_dict)
-    transforms.apply_to_network(net, ops)
+    transforms.apply_to_network(net, ops, noise=noise, generator=torch.Generator().manual_seed(seed))
     if calib_x is not None:
         transforms.calibrate(net, calib_x)
     new_arch = {**arch, "tree": T.apply_all(arch["tree"], ops)}
+    mimic_parent(net, new_arch["tree"], arch, state_dict, mimic_x, epochs=mimic_epochs, seed=seed)
     return net, new_arch
+
+
+def mimic_parent(
+    net: torch.nn.Module,
+    tree: dict[str, Any],
+    parent_arch: dict[str, Any],
+    parent_state: dict[str, torch.Tensor],
+    x: torch.Tensor | None,
+    *,
+    epochs: int,
+    seed: int,
+) -> bool:
+    """Run the mimic step (:func:`.mimic.mimic`) on ``net`` if its cell ``tree`` has a pooling edge, ``x`` is given
+    and ``epochs`` > 0; returns whether it ran."""
+    from search_spaces.kit import pathlevel as N
+    from search_spaces.nas import mimic
+
+    if x is None or epochs <= 0 or not mimic.needs_mimic(tree):
+        return False
+    parent = N.build_network(parent_arch)
+    parent.load_state_dict(parent_state)
+    mimic.mimic(net, parent, x, epochs=epochs, seed=seed)
+    return True
+
+
+def mimic_images(x_train: torch.Tensor, seed: int) -> torch.Tensor:
+    """The :data:`.mimic.IMAGES` training images (a seeded draw) a pooling cell mimics its parent on."""
+    from search_spaces.nas import mimic
+
+    order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))
+    return x_train[order[: mimic.IMAGES]]
 
 
 def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Build, fine-tune briefly and score one candidate on the validation split (never the test split).
 
-    Fine-tuning follows the reference: SGD with momentum 0.9, cosine learning rate from ``task["lr"]``.
+    Fine-tuning follows the reference (han-cai/PathLevel-EAS ``RunConfig``): SGD with Nesterov momentum 0.9 and
+    weight decay ``task["weight_decay"]`` (1e-4), the learning rate from ``task["lr"]`` annealed by cosine every
+    batch to 0. The seconds reported include building the candidate (and its mimic step, if any).
     """
     from search_spaces.kit import counting, models, trainer
 
     with trainer.torch_threads(task.get("threads", 1)):
         started = time.perf_counter()
         data = task["data"]
-        net, arch = build_candidate(task["arch"], task["state_dict"], task["ops"], data["x_train"][:256])
+        net, arch = build_candidate(
+            task["arch"],
+            task["state_dict"],
+            task["ops"],
+            data["x_train"][:256],
+            noise=task.get("noise", 0.0),
+            seed=task["seed"],
+        )
         size = counting.count(net, tuple(task["arch"]["input_shape"]))
         if task.get("max_params") is not None and size["params"] > task["max_params"]:
             return {"val_acc": 0.0, "seconds": 0.0, "params": size["params"], "macs": size["macs"], "over_budget": True}
+        mimicked = mimic_parent(
+            net,
+            arch["tree"],
+            task["arch"],
+            task["state_dict"],
+            data.get("x_mimic"),
+            epochs=task.get("mimic_epochs", 0),
+            seed=task["seed"],
+        )
         stop = _StopOnly(should_stop) if should_stop is not None else None
         trainer.train(
             net,
@@ -64,6 +130,8 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
             lr=task["lr"],
             batch_size=task["batch_size"],
             seed=task["seed"],
+            nesterov=task.get("nesterov", False),
+            weight_decay=task.get("weight_decay", 0.0),
             reporter=stop,
         )
         acc = trainer.evaluate(net, data["x_val"], data["y_val"])
@@ -73,6 +141,7 @@ def evaluate_task(task: dict[str, Any], should_stop: Callable[[], bool] | None =
             "params": size["params"],
             "macs": size["macs"],
             "over_budget": False,
+            "mimicked": mimicked,
         }
         if task.get("return_weights"):
             result["state_dict"] = models.cpu_state(net)
