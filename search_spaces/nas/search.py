@@ -8,7 +8,13 @@
    before is not trained again (the reference's net pool). Then REINFORCE updates the controller and a
    checkpoint of the whole search is written (controller, optimizer, baseline, parent weights, history).
 3. The best cell's network is trained ``final_epochs`` from its inherited weights, and the same network from
-   scratch for the same epochs; both are scored on the test split.
+   scratch for the same epochs; both are scored on the test split. Then the paper's equal-size comparison
+   (Cai et al. 2018, §4.2 and Table 1: a found cell against its base at the same or fewer parameters): the found
+   network's widths are scaled down until its parameters are at or below the base's (:func:`rescale_to_params`),
+   and it and the base network are both trained from scratch for ``final_epochs`` with ``compare_seeds`` seeds.
+
+Every training run uses the reference's recipe (han-cai/PathLevel-EAS ``RunConfig``): SGD with Nesterov momentum
+0.9, weight decay 1e-4 (:data:`TRAIN_RECIPE`), cosine learning rate annealed every batch.
 
 Sampling of update ``u`` draws from a generator seeded by (seed, u) with the controller as checkpointed before
 ``u``, so a resumed job re-samples the same cells and takes the scores of finished ones from their trials.
@@ -20,7 +26,7 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +35,14 @@ import torch
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
 from search_spaces.kit import pathlevel as N
 from search_spaces.kit import tree_cells as T
+from search_spaces.kit.config import typed_config
 from search_spaces.nas import controller as C
 from search_spaces.nas import evaluate as E
 
 CHECKPOINT_FORMAT = "pathlevel_nas/1"
 MAX_RESAMPLES = 50
 SEARCH_SHARE = (0.1, 0.85)  # progress: base training before, final training after
+TRAIN_RECIPE = E.TRAIN_RECIPE
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class SearchConfig:
     base: str = "resnet"
     base_op: str = "sep3x3"
     stem: int = 16
-    widths: tuple[int, ...] = (16, 32)
+    widths: tuple[int, ...] = (16, 32, 64)
     blocks_per_stage: int = 1
     growth: int = 12
     dense_layers: tuple[int, ...] = (3, 3)
@@ -62,6 +70,9 @@ class SearchConfig:
     controller_lr: float = 6e-3
     entropy_weight: float = 1e-2
     baseline_decay: float = 0.95
+    transform_noise: float = 6e-3
+    mimic_epochs: int = 5
+    compare_seeds: int = 2
     max_params: int | None = None
     eval_workers: int = 1
     max_train: int | None = None
@@ -69,9 +80,7 @@ class SearchConfig:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SearchConfig:
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
-        return cls(**values)
+        return typed_config(cls, config)
 
     def base_arch(self, info: Any) -> dict[str, Any]:
         return N.complete(
@@ -142,12 +151,7 @@ def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, spli
         splits = datasets.load(inputs.dataset, path=inputs.dataset_path, seed=inputs.seed, max_train=cfg.max_train)
     if splits.info.modality != "image":
         raise ValueError("pathlevel_nas searches convolutional cells and needs image data")
-    data = {
-        "x_train": torch.from_numpy(splits.x_train),
-        "y_train": torch.from_numpy(splits.y_train),
-        "x_val": torch.from_numpy(splits.x_val),
-        "y_val": torch.from_numpy(splits.y_val),
-    }
+    data = tensors(splits, cfg.seed)
     state = _State.from_bytes(reporter.load_checkpoint())
     if state is None:
         state = _train_base(cfg, splits, data, reporter)
@@ -162,6 +166,19 @@ def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, spli
     search.run()
     reporter.progress(SEARCH_SHARE[1], "final training of the best cell")
     return _finish(cfg, state, splits, data, inputs, reporter, search)
+
+
+def tensors(splits: Any, seed: int) -> dict[str, torch.Tensor]:
+    """The training and validation splits as tensors, and the training images a pooling cell mimics its parent on
+    (``x_mimic``, a seeded draw: :func:`.evaluate.mimic_images`)."""
+    x_train = torch.from_numpy(splits.x_train)
+    return {
+        "x_train": x_train,
+        "y_train": torch.from_numpy(splits.y_train),
+        "x_val": torch.from_numpy(splits.x_val),
+        "y_val": torch.from_numpy(splits.y_val),
+        "x_mimic": E.mimic_images(x_train, seed),
+    }
 
 
 def _train_base(cfg: SearchConfig, splits: Any, data: dict[str, torch.Tensor], reporter: Reporter) -> _State:
@@ -188,6 +205,7 @@ def _train_base(cfg: SearchConfig, splits: Any, data: dict[str, torch.Tensor], r
         reporter=reporter,
         metric_prefix="base_",
         on_epoch_end=on_epoch,
+        **TRAIN_RECIPE,
     )
     size = counting.count(net, tuple(arch["input_shape"]))
     base = {
@@ -199,6 +217,11 @@ def _train_base(cfg: SearchConfig, splits: Any, data: dict[str, torch.Tensor], r
     }
     parent = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return _State(arch=arch, parent=parent, base=base, update=0, history=[])
+
+
+def _network_seed(cfg: SearchConfig, k: int) -> int:
+    """Seed of sampled network ``k``: its transformation noise, mimic and fine-tune batch order."""
+    return cfg.seed * 1_000_003 + k
 
 
 def _cell_key(ep: C.Episode) -> str:
@@ -220,6 +243,8 @@ class _Search:
         )
         if state.rl:
             self.rl.load_state_dict(state.rl)
+        if self.rl.baseline is None:  # the reference starts the baseline at the base network's reward
+            self.rl.baseline = C.reward(state.base["val_acc"])
         self.history: list[dict[str, Any]] = list(state.history or [])
         self.done: dict[int, TrialRecord] = {t.number: t for t in reporter.completed_trials()}
         self.cache = {T.canonical(h["tree"]): h for h in self.history if not h.get("cached")}
@@ -300,9 +325,12 @@ class _Search:
             "epochs": cfg.finetune_epochs,
             "lr": cfg.finetune_lr,
             "batch_size": cfg.batch_size,
-            "seed": cfg.seed * 1_000_003 + k,
+            "seed": _network_seed(cfg, k),
             "max_params": cfg.max_params,
             "threads": self.threads,
+            "noise": cfg.transform_noise,
+            "mimic_epochs": cfg.mimic_epochs,
+            **TRAIN_RECIPE,
         }
 
     def _record(self, k: int, ep: C.Episode, result: dict[str, Any], *, cached: bool) -> dict[str, Any]:
@@ -317,6 +345,7 @@ class _Search:
             "macs": int(result["macs"]),
             "finetune_s": 0.0 if cached else float(result["seconds"]),
             "over_budget": bool(result.get("over_budget", False)),
+            "mimicked": bool(result.get("mimicked", False)),
             "cached": cached,
         }
         now = time.time()
@@ -349,6 +378,7 @@ def _finish(
     search: _Search,
 ) -> dict[str, Any]:
     from search_spaces.kit import counting, models, trainer
+    from search_spaces.nas.compare import equal_size
     from search_spaces.nas.draw import tree_svg
 
     scored = [h for h in search.history if not h.get("over_budget")]
@@ -356,19 +386,32 @@ def _finish(
     best = (
         max(scored, key=lambda h: h["val_acc"])
         if scored
-        else {"val_acc": state.base["val_acc"], "episode": {"ops": []}}
+        else {"val_acc": state.base["val_acc"], "episode": {"ops": []}, "number": -1}
     )
     ops = best["episode"]["ops"]
     torch.manual_seed(cfg.seed)
-    net, arch = E.build_candidate(state.arch, state.parent, ops, data["x_train"][:256])
+    net, arch = E.build_candidate(
+        state.arch,
+        state.parent,
+        ops,
+        data["x_train"][:256],
+        noise=cfg.transform_noise,
+        seed=_network_seed(cfg, int(best.get("number", -1))),  # the noise and mimic its trial had
+        mimic_x=data.get("x_mimic"),
+        mimic_epochs=cfg.mimic_epochs,
+    )
     final_seed = cfg.seed * 1_000_003 + 999_983
+    runs = 2 + 2 * cfg.compare_seeds  # inherited, same net from scratch, then base and scaled found per seed
+    share = (1 - SEARCH_SHARE[1]) / runs
+
+    def at(done: float, what: str) -> None:
+        if reporter.should_stop():
+            raise JobCancelled()
+        reporter.progress(SEARCH_SHARE[1] + share * done, what)
 
     def progress(offset: float) -> Any:
         def on_epoch(epoch: int, result: Any) -> None:
-            if reporter.should_stop():
-                raise JobCancelled()
-            share = (1 - SEARCH_SHARE[1]) / 2
-            reporter.progress(SEARCH_SHARE[1] + share * (offset + (epoch + 1) / cfg.final_epochs), "final training")
+            at(offset + (epoch + 1) / cfg.final_epochs, "final training")
 
         return on_epoch
 
@@ -381,6 +424,7 @@ def _finish(
         batch_size=cfg.batch_size,
         seed=final_seed,
         on_epoch_end=progress(0),
+        **TRAIN_RECIPE,
     )
     test_inherited = trainer.evaluate(net, splits.x_test, splits.y_test)
     trainer.set_seed(cfg.seed)
@@ -394,9 +438,23 @@ def _finish(
         batch_size=cfg.batch_size,
         seed=final_seed,
         on_epoch_end=progress(1),
+        **TRAIN_RECIPE,
     )
     test_scratch = trainer.evaluate(scratch, splits.x_test, splits.y_test)
     size = counting.count(net, tuple(arch["input_shape"]))
+    same_size = equal_size(
+        state.arch,
+        arch,
+        data,
+        (splits.x_test, splits.y_test),
+        seeds=cfg.compare_seeds,
+        epochs=cfg.final_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        recipe=TRAIN_RECIPE,
+        on_run=lambda done: at(2 + done, "equal-size comparison"),
+    )
 
     out = Path(inputs.workdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -438,6 +496,9 @@ def _finish(
         "mean_reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "mean_reward_last_quarter": sum(rewards[-quarter:]) / quarter,
         "mean_val_acc": sum(accs) / len(accs),
+        "mean_val_acc_first_quarter": sum(accs[:quarter]) / quarter,
+        "mean_val_acc_last_quarter": sum(accs[-quarter:]) / quarter,
+        "equal_size": same_size,
         **models.output_entry("best_model.pt", {"name": "pathlevel", **arch}),
         "within_max_params": len(scored),
     }
@@ -453,7 +514,7 @@ def _shown(result: dict[str, Any], history: list[dict[str, Any]], out: Path, rep
 
     from search_spaces.kit.results import headline, summary, table, write_figure
 
-    base = result["base"]
+    base, same = result["base"], result["equal_size"]
     numbers = [h["number"] for h in history]
     best_so_far = [max(h["val_acc"] for h in history[: i + 1]) for i in range(len(history))]
     fig = go.Figure()
@@ -479,12 +540,14 @@ def _shown(result: dict[str, Any], history: list[dict[str, Any]], out: Path, rep
     top = sorted(history, key=lambda h: -h["val_acc"])[:10]
     return {
         "summary": summary(
-            # the fair pair: both from fresh weights (the inherited network has had more epochs in all)
+            # the paper's pair: at the same or fewer parameters, both from scratch for the same epochs
             headline(
-                "Found cell from scratch vs base, test accuracy",
-                100 * (result["test_acc_from_scratch"] - base["test_acc"]),
+                f"Found cell vs base at ≤ the base's parameters, both from scratch, test accuracy "
+                f"(mean of {len(same['runs'])} seeds)",
+                same["found_minus_base_points"],
                 "points",
             ),
+            headline("Parameters, narrowed found / base", same["params_ratio"], "×", "lower"),
             headline("Found network, test accuracy", 100 * result["test_acc"], "%"),
             headline("Found network trained from scratch, test accuracy", 100 * result["test_acc_from_scratch"], "%"),
             headline("Parameters, found / base", result["params"] / max(base["params"], 1), "×", "lower"),
@@ -510,6 +573,15 @@ def _shown(result: dict[str, Any], history: list[dict[str, Any]], out: Path, rep
                         result["params"],
                         result["macs"],
                     ],
+                ],
+            ),
+            table(
+                f"Found vs base at equal size ({same['epochs']} epochs from scratch, found widths × "
+                f"{same['width_factor']:.3f})",
+                ["seed", "base test accuracy", "found test accuracy", "base val accuracy", "found val accuracy"],
+                [
+                    [r["seed"], r["base_test_acc"], r["found_test_acc"], r["base_val_acc"], r["found_val_acc"]]
+                    for r in same["runs"]
                 ],
             ),
             table(
