@@ -354,7 +354,11 @@ const AutoML = (() => {
       err.hidden = !job.error; err.textContent = job.error;
       renderResult(job.result);
       document.getElementById("job-config").textContent = JSON.stringify(job.config, null, 2);
-      document.getElementById("cancel-button").disabled = !ACTIVE.has(job.status) || job.cancel_requested;
+      document.getElementById("cancel-button").disabled =
+        !(ACTIVE.has(job.status) || job.status === "paused") || job.cancel_requested;
+      document.getElementById("pause-button").disabled =
+        !ACTIVE.has(job.status) || job.cancel_requested || job.pause_requested;
+      document.getElementById("resume-button").disabled = job.status !== "paused";
       document.getElementById("parent-link").hidden = !(job.result && job.result.output_model);
       await Promise.all([refreshTrials(), refreshMetrics(), refreshArtifacts(), refreshFpga(job.kind)]);
       if (ACTIVE.has(job.status)) setTimeout(refresh, 1000);
@@ -379,10 +383,15 @@ const AutoML = (() => {
       refreshFpga();
     });
 
-    document.getElementById("cancel-button").addEventListener("click", async () => {
-      await api(`/api/v1/jobs/${id}/cancel/`, {method: "POST"});
-      refresh();
-    });
+    // Cancel, pause (checkpoint kept) and resume: the service says why when it refuses (a finished job, a limit).
+    for (const action of ["cancel", "pause", "resume"]) {
+      document.getElementById(`${action}-button`).addEventListener("click", async () => {
+        const r = await api(`/api/v1/jobs/${id}/${action}/`, {method: "POST"});
+        document.getElementById("action-error").textContent = r.ok ? "" : Object.values(r.data || {})
+          .map(v => [].concat(v).join(" ")).join("; ") || `HTTP ${r.status}`;
+        refresh();
+      });
+    }
     document.getElementById("rerun-button").addEventListener("click", async () => {
       const r = await api(`/api/v1/jobs/${id}/rerun/`, {method: "POST"});
       if (r.ok) window.location.href = `/jobs/${r.data.id}/`;
