@@ -4,8 +4,10 @@ Order of work: (1) the dense model: a resumed job's checkpoint, the input model,
 model trained here (a reported pretrain stage); (2) calibration statistics for the least-squares refit;
 (3) ``episodes`` episodes, each one trial and one checkpoint (agent, replay buffer, RNG, history);
 (4) the best policy and the uniform policy at the same budget are built, fine-tuned and measured, and
-the result table, models, agent and charts are stored. Rewards use the validation split, a stratified
-part held out of the training data; the test split is touched only for the final table.
+the result table, models, agent and charts are stored. Rewards use one half of the validation split (a
+stratified part held out of the training data); the policy kept at the end is chosen among the best episodes on
+the other half, the selection split (:func:`select_policy`), so the winner of hundreds of noisy episodes is not
+also judged on the images it won on; the test split is touched only for the final table.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from search_spaces.kit.models import TrainedModel, cpu_state
 
 CHECKPOINT_FORMAT = "adc_prune/1"
 PRETRAIN_SHARE, SEARCH_END = 0.1, 0.85  # of the progress bar
+SELECTION_CANDIDATES = 5  # best distinct episodes (by reward) re-scored on the selection split
+LATENCY_ROUND = 8  # the reference's channel rounding; the default in latency mode
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class AdcConfig:
     episodes: int = 200
     warmup_episodes: int = 50
     min_keep: float = 0.2
-    channel_round: int = 1
+    channel_round: int | None = None
     calibration_batches: int = 8
     calibration_points: int = 10
     reconstruct: bool = True
@@ -65,11 +69,19 @@ class AdcConfig:
     def from_config(cls, config: Mapping[str, Any]) -> AdcConfig:
         return typed_config(cls, config)
 
+    @property
+    def rounding(self) -> int:
+        """The channel rounding in force: ``channel_round``, or by default :data:`LATENCY_ROUND` in the latency
+        mode (odd channel counts run slower on the CPU) and 1 otherwise."""
+        if self.channel_round is not None:
+            return self.channel_round
+        return LATENCY_ROUND if self.mode == "latency" else 1
+
     def env_settings(self) -> EnvSettings:
         return EnvSettings(
             target_ratio=self.target_ratio,
             min_keep=self.min_keep,
-            channel_round=self.channel_round,
+            channel_round=self.rounding,
             reward=self.reward,
             reconstruct=self.reconstruct,
             recalibrate_bn=self.recalibrate_bn,
@@ -91,7 +103,10 @@ class AdcConfig:
 
 @dataclass
 class Data:
-    """The splits as float tensors (CPU), and the calibration batches drawn from the training split."""
+    """The splits as float tensors (CPU), and the calibration batches drawn from the training split.
+
+    ``x_val``/``y_val`` is the half of the validation split the agent's rewards are measured on, ``x_sel``/``y_sel``
+    the other half, on which the final policy is chosen (:func:`select_policy`)."""
 
     splits: Any
     x_train: torch.Tensor
@@ -101,6 +116,21 @@ class Data:
     x_test: torch.Tensor
     y_test: torch.Tensor
     calibration: list[torch.Tensor]
+    x_sel: torch.Tensor
+    y_sel: torch.Tensor
+
+
+def halves(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two stratified halves of labels ``y`` (each class dealt alternately, in a seeded order); the
+    first half gets the odd one out of a class with an odd count."""
+    rng = np.random.default_rng(seed)
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        first.append(members[0::2])
+        second.append(members[1::2])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
 def load_data(splits: Any, settings: AdcConfig) -> Data:
@@ -111,15 +141,19 @@ def load_data(splits: Any, settings: AdcConfig) -> Data:
     order = torch.from_numpy(np.random.default_rng(settings.seed + 17).permutation(len(x_train)))
     take = order[: settings.calibration_batches * settings.batch_size]
     calibration = [x_train[take[i : i + settings.batch_size]] for i in range(0, len(take), settings.batch_size)]
+    learn, select = halves(np.asarray(splits.y_val), settings.seed + 29)
+    x_val, y_val = t(splits.x_val, torch.float32), t(splits.y_val, torch.long)
     return Data(
         splits,
         x_train,
         t(splits.y_train, torch.long),
-        t(splits.x_val, torch.float32),
-        t(splits.y_val, torch.long),
+        x_val[learn],
+        y_val[learn],
         t(splits.x_test, torch.float32),
         t(splits.y_test, torch.long),
         calibration,
+        x_val[select],
+        y_val[select],
     )
 
 
@@ -403,6 +437,45 @@ def _best_counts(state: SearchState, reporter: Reporter) -> list[int]:
     return list(max(records, key=lambda r: r.values[0]).params["channels"])  # type: ignore[index]
 
 
+def select_policy(
+    env: PruningEnv, state: SearchState, data: Data, reporter: Reporter
+) -> tuple[list[int], dict[str, Any]]:
+    """The policy to keep: of the :data:`SELECTION_CANDIDATES` best distinct episodes by reward (measured on the
+    agent's half of the validation split), the one whose reward is best on the selection split (the other half).
+
+    The best of hundreds of episodes on the images they were scored on is biased upwards (some of its lead is
+    luck on those images); re-scoring a few leaders on images none of them was chosen on keeps the choice honest.
+    Returns the counts and ``{"candidates": [...], "chosen_episode"}``."""
+    from search_spaces.kit import trainer
+
+    ranked = sorted(state.history or [], key=lambda r: -r["reward"])
+    seen: set[tuple[int, ...]] = set()
+    leaders: list[dict[str, Any]] = []
+    for row in ranked:
+        if tuple(row["counts"]) not in seen:
+            seen.add(tuple(row["counts"]))
+            leaders.append(row)
+        if len(leaders) == SELECTION_CANDIDATES:
+            break
+    if not leaders:  # the history was lost with the checkpoint: the stored trials' best
+        return _best_counts(state, reporter), {"candidates": [], "chosen_episode": None}
+    scored = []
+    for row in leaders:
+        check_stop(reporter)
+        accuracy = trainer.evaluate(env.build(row["counts"]), data.x_sel, data.y_sel)
+        scored.append(
+            {
+                "episode": row["episode"],
+                "reward": row["reward"],
+                "accuracy": row["accuracy"],
+                "selection_accuracy": accuracy,
+                "selection_reward": env.reward(accuracy, row["flops"], row["params"]),
+            }
+        )
+    chosen = max(range(len(scored)), key=lambda i: (scored[i]["selection_reward"], scored[i]["reward"]))
+    return list(leaders[chosen]["counts"]), {"candidates": scored, "chosen_episode": scored[chosen]["episode"]}
+
+
 def _summarise(
     settings: AdcConfig,
     inputs: JobInputs,
@@ -419,7 +492,7 @@ def _summarise(
     workdir = Path(inputs.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     shape = graph.input_shape
-    best = _best_counts(state, reporter)
+    best, selection = select_policy(env, state, data, reporter)
     # Accuracy-guaranteed search has no target: the uniform baseline gets the AMC policy's own cost.
     same_cost = None if env.constrained else env.graph.total(best, env.resource) * (1 + 1e-9)
     policies = {"amc": best, "uniform": env.uniform_counts(same_cost)}
@@ -429,6 +502,7 @@ def _summarise(
     rows["original"] = {
         "keep_ratios": [1.0] * env.n_units,
         "val_accuracy": state.dense.val_accuracy,
+        "selection_accuracy": trainer.evaluate(dense, data.x_sel, data.y_sel),
         "test_accuracy": trainer.evaluate(dense, data.x_test, data.y_test),
         "val_accuracy_finetuned": None,
         "test_accuracy_finetuned": None,
@@ -449,6 +523,7 @@ def _summarise(
             "keep_ratios": outcome.keep_ratios,
             "channels": counts,
             "val_accuracy": outcome.accuracy,
+            "selection_accuracy": trainer.evaluate(model, data.x_sel, data.y_sel),
             "test_accuracy": trainer.evaluate(model, data.x_test, data.y_test),
             "flops": counted["flops"],
             "params": counted["params"],
@@ -522,6 +597,8 @@ def _summarise(
         "table": [{"model": name, **row} for name, row in rows.items()],
         "best_episode": state.best["episode"] if state.best else None,
         "best_reward": state.best["reward"] if state.best else None,
+        "selection": selection,
+        "channel_round": settings.rounding,
         "episodes": state.episode,
         "amc_cost_error": amc["cost_ratio"] / target - 1 if settings.reward == "error" else None,
         "amc_vs_uniform_val_accuracy": amc["val_accuracy"] - rows["uniform"]["val_accuracy"],
@@ -551,10 +628,12 @@ def shown(settings: AdcConfig, rows: dict[str, dict[str, Any]], graph: g.Graph) 
         a, u = amc.get(key), uniform.get(key)
         return 100 * (a - u) if is_number(a) and is_number(u) else None
 
-    searched, tuned = gap("val_accuracy"), gap("val_accuracy_finetuned")
+    # test accuracy: the agent learnt on the validation half and the policy was chosen on the selection half
+    searched, tuned = gap("test_accuracy"), gap("test_accuracy_finetuned")
     columns = [
         "model",
         "val accuracy",
+        "selection accuracy",
         "test accuracy",
         "val accuracy fine-tuned",
         "test accuracy fine-tuned",
@@ -564,7 +643,15 @@ def shown(settings: AdcConfig, rows: dict[str, dict[str, Any]], graph: g.Graph) 
         "params ratio",
         "latency ms",
     ]
-    keys = ["val_accuracy", "test_accuracy", "val_accuracy_finetuned", "test_accuracy_finetuned", "flops", "params"]
+    keys = [
+        "val_accuracy",
+        "selection_accuracy",
+        "test_accuracy",
+        "val_accuracy_finetuned",
+        "test_accuracy_finetuned",
+        "flops",
+        "params",
+    ]
     table_rows = [
         [
             name,
@@ -581,8 +668,10 @@ def shown(settings: AdcConfig, rows: dict[str, dict[str, Any]], graph: g.Graph) 
     ]
     return {
         "summary": summary(
-            headline(f"AMC vs uniform, {budget}, val accuracy", searched, "points") if searched is not None else None,
-            headline(f"AMC vs uniform, {budget}, val accuracy fine-tuned", tuned, "points")
+            headline(f"AMC vs uniform, {budget}, test accuracy before fine-tuning", searched, "points")
+            if searched is not None
+            else None,
+            headline(f"AMC vs uniform, {budget}, test accuracy fine-tuned", tuned, "points")
             if tuned is not None
             else None,
             headline("AMC FLOPs / original", 100 * amc["flops_ratio"], "%", "lower"),
