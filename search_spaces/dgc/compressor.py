@@ -528,6 +528,16 @@ class DGCCompressor:
             self.plan = self._plan(sparsity)
         return sparsity
 
+    def max_piece_bytes(self) -> int:
+        """The most bytes :meth:`compress` can return at the current sparsity, so that a fixed-size exchange
+        can carry any piece: per tensor at most ``adapt_bounds[1]``·k entries (k with ``exact_k``; a larger
+        selection is cut to k, a smaller one than ``adapt_bounds[0]``·k refilled to k), plus the dense tail."""
+        plan = self.plan
+        most = plan.k if self.settings.exact_k else torch.maximum(plan.k, torch.floor(plan.k_high).long())
+        value_bytes = torch.empty((), dtype=VALUE_DTYPES[self.settings.value_dtype]).element_size()
+        entries = int(torch.minimum(most, plan.numels).sum())
+        return entries * (value_bytes + INDEX_BYTES) + self.dense_total * value_bytes
+
     def _plan(self, sparsity: float) -> SelectionPlan:
         return make_plan(
             self.sparse_numels,

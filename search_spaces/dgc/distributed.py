@@ -556,12 +556,27 @@ def lr_at(
     return lr
 
 
-def all_gather_bytes(payload: torch.Tensor, world_size: int) -> tuple[list[torch.Tensor], int]:
-    """Every rank's uint8 ``payload`` (their lengths may differ), in rank order, and the longest length.
+def all_gather_bytes(
+    payload: torch.Tensor, world_size: int, capacity: int | None = None
+) -> tuple[list[torch.Tensor], int]:
+    """Every rank's uint8 ``payload`` (their lengths may differ), in rank order, and the padded length.
 
-    gloo's all-gather needs equal sizes: the lengths are gathered first (8 bytes each) and the pieces
-    padded to the longest, which the statistics count apart from the payload.
+    gloo's all-gather needs equal sizes. With ``capacity`` (the most a piece can hold, the same on every
+    rank) it is one collective: each piece travels in a buffer of ``capacity`` bytes behind an 8-byte
+    length header. Without, the lengths are gathered first (8 bytes each) and the pieces padded to the
+    longest. The statistics count the padding apart from the payload. One collective instead of two
+    matters: on a busy machine each costs about the same, whatever its size.
     """
+    if capacity is not None:
+        if payload.numel() > capacity:
+            raise ValueError(f"a piece of {payload.numel()} bytes does not fit the exchange's {capacity}")
+        buffer = torch.zeros(capacity + 8, dtype=torch.uint8)
+        buffer[:8] = torch.tensor([payload.numel()], dtype=torch.int64).view(torch.uint8)
+        buffer[8 : 8 + payload.numel()] = payload
+        gathered = [torch.empty_like(buffer) for _ in range(world_size)]
+        dist.all_gather(gathered, buffer)
+        sizes = [int(piece[:8].view(torch.int64)) for piece in gathered]
+        return [piece[8 : 8 + size] for piece, size in zip(gathered, sizes, strict=True)], capacity
     length = torch.tensor([payload.numel()], dtype=torch.int64)
     lengths = [torch.zeros_like(length) for _ in range(world_size)]
     dist.all_gather(lengths, length)
@@ -790,7 +805,7 @@ class _DgcStep:
         piece = self.compressor.compress([p.grad for p in self.params], self.params)
         payload = encode(piece)
         t1 = time.perf_counter()
-        buffers, longest = all_gather_bytes(payload, self.world)
+        buffers, longest = all_gather_bytes(payload, self.world, capacity=self.compressor.max_piece_bytes())
         t2 = time.perf_counter()
         aggregated = self.compressor.aggregate(
             [decode(b, self.value_dtype, self.compressor.dense_total) for b in buffers]

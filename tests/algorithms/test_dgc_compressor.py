@@ -182,6 +182,7 @@ def test_exact_k_sends_no_tensor_more_than_k(exact_k: bool) -> None:
         counts = torch.diff(torch.searchsorted(piece.indices.long(), ends), prepend=torch.zeros(1, dtype=torch.long))
         worst = max(worst, float((counts / k).max()))
         assert bool((counts <= (k if exact_k else torch.ceil(k * 1.3))).all())
+        assert piece.nbytes <= comp.max_piece_bytes()  # the fixed-size exchange carries any piece
     assert worst <= (1.0 if exact_k else 1.3 + 1e-9)
 
 
@@ -263,6 +264,7 @@ def test_dense_vectors_send_one_dimensional_tensors_whole_and_keep_their_momentu
         piece = comp.compress(_grads(SHAPES, step))
     assert piece.dense is not None and piece.dense.numel() == comp.dense_total
     assert int(piece.indices.max()) < comp.sparse_total
+    assert piece.nbytes <= comp.max_piece_bytes()
     assert torch.all(comp.v[comp.sparse_total :] == 0)  # sent
     assert comp.u is not None and torch.all(comp.u[comp.sparse_total :] != 0)  # never masked
     payload = C.encode(piece)
