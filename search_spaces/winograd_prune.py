@@ -179,6 +179,15 @@ class WinogradPrune(JobKind):
         ``model`` artifact with its own format), and the spatially pruned vgg is a baseline, stored likewise."""
         return None
 
+    def input_model_problems(self, arch: dict[str, Any], data: DataShape) -> list[str]:
+        """Besides family and shape: the vgg must have a second 3×3 convolution to prune (the first stays dense)."""
+        problems = super().input_model_problems(arch, data)
+        if arch.get("name") == "vgg" and ("conv_widths" in arch or "widths" in arch):
+            convs = len(arch.get("conv_widths") or []) or len(arch["widths"]) * int(arch.get("convs_per_stage", 1))
+            if convs < 2:
+                problems.append("the model has one 3×3 convolution; winograd_prune keeps the first one dense")
+        return problems
+
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
         convs = len(config["widths"]) * config["convs_per_stage"]
@@ -193,14 +202,12 @@ class WinogradPrune(JobKind):
             ]
         return errors
 
-    def budget(self, config: dict[str, Any], dataset: str | None = None) -> float:
+    def budget(self, config: dict[str, Any], data: DataShape | str | None = None) -> float:
         """CPU-minutes on the 2-core machine: two networks trained from scratch, ``rounds`` retrainings of each,
         and one counting pass over the validation images per stage; scaled by the network's work per pixel."""
-        from search_spaces.kit.datasets import BUILTIN
-
-        info = BUILTIN.get(dataset or self.default_dataset) or BUILTIN["mnist5k"]
-        side = min(info.input_shape[1:]) if len(info.input_shape) == 3 else 28
-        samples = _SAMPLES.get(info.name, _SAMPLES["mnist5k"])
+        data = DataShape.of(data, self.default_dataset)
+        side = min(data.input_shape[1:]) if len(data.input_shape) == 3 else 28
+        samples = _SAMPLES.get(data.name) or data.num_samples or _SAMPLES["mnist5k"]
         train = 0.7 * samples if not config["max_train"] else min(config["max_train"], 0.7 * samples)
         work = _work(config["widths"], config["convs_per_stage"]) / _work([16, 32, 64], 2)
         work *= max((side / 28) ** 2, 0.25)
@@ -209,6 +216,11 @@ class WinogradPrune(JobKind):
         epochs = config["epochs"] + config["rounds"] * config["retrain_epochs"]
         per_stage = (_COUNT_SECONDS_PER_1K["spatial"] + _COUNT_SECONDS_PER_1K[m]) * 0.15 * samples / 1_000 * work
         return (10 + epochs * epoch * (1 + _WINOGRAD_FACTOR[m]) + (config["rounds"] + 1) * per_stage) / 60
+
+    def config_type(self) -> type:
+        from search_spaces.winograd.search import WinogradConfig
+
+        return WinogradConfig
 
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
         from dataclasses import replace

@@ -95,3 +95,16 @@ def test_a_resumed_job_ends_where_an_uninterrupted_one_does(splits: datasets.Spl
     assert set(second.trials).isdisjoint(first.trials)
     for key in ("multiplication_reduction", "accuracy_loss_points", "spatial_reduction"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
+
+
+def test_the_spatial_baseline_is_compared_at_the_same_validation_accuracy() -> None:
+    from search_spaces.winograd.report import spatial_at_same_accuracy
+
+    rounds = [
+        {"round": 0, "val_accuracy": 0.98, "multiplication_reduction": 1.5},
+        {"round": 1, "val_accuracy": 0.97, "multiplication_reduction": 3.0},
+        {"round": 2, "val_accuracy": 0.95, "multiplication_reduction": 6.0},
+    ]
+    assert spatial_at_same_accuracy(rounds, 0.965) == (rounds[1], True)
+    assert spatial_at_same_accuracy(rounds, 0.95) == (rounds[2], True)
+    assert spatial_at_same_accuracy(rounds, 0.99) == (rounds[0], False)  # never reached: its most accurate round
