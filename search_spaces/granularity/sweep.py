@@ -905,7 +905,9 @@ def shown(
         seeds = run.settings.seeds
         ratios = [
             headline(
-                f"{g}: compression ratio at the accuracy threshold (mean of {seeds} seeds)", c["compression_ratio"], "×"
+                f"{g}: compression ratio at the accuracy threshold (mean of {seeds} seed{'s' if seeds != 1 else ''})",
+                c["compression_ratio"],
+                "×",
             )
             for g, c in found.items()
         ]

@@ -123,16 +123,21 @@ def group_mask(
     return alive.repeat_interleave(g).reshape(weight.shape).to(weight.dtype)
 
 
-def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+def prunable_weights(model: nn.Module, *, dense_first_conv: bool = False) -> dict[str, torch.Tensor]:
     """The weights that are pruned: every Conv2d and Linear weight except the output layer's.
 
     The last Linear (the classifier) stays dense: its rows are the classes, so filter-level pruning
     would delete whole classes, and its few weights barely change the storage. Its weights are still
-    counted in the storage model, stored dense.
+    counted in the storage model, stored dense. With ``dense_first_conv`` the first layer stays dense too
+    when it is a convolution: on one input channel its kernels are its filters (no regularity to choose),
+    it holds a tiny share of the weights, and every later layer sees what it loses (Han et al. 2015 keep
+    84% of AlexNet's first convolution, the most of any layer).
     """
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     if layers and isinstance(layers[-1][1], nn.Linear):
         layers = layers[:-1]
+    if dense_first_conv and layers and isinstance(layers[0][1], nn.Conv2d):
+        layers = layers[1:]
     return {f"{name}.weight" if name else "weight": m.weight for name, m in layers}
 
 
@@ -161,14 +166,15 @@ def prune_model(
     *,
     vector_size: int = 4,
     masks: Masks | None = None,
+    dense_first_conv: bool = False,
 ) -> Masks:
     """Prune every prunable layer of ``model`` to ``sparsity`` at ``granularity``; return the new masks.
 
     Each layer reaches the same target sparsity (Mao et al. prune per layer). Earlier ``masks`` are
-    kept. The weights are zeroed in place.
+    kept. The weights are zeroed in place. ``dense_first_conv``: see :func:`prunable_weights`.
     """
     new: Masks = {}
-    for name, weight in prunable_weights(model).items():
+    for name, weight in prunable_weights(model, dense_first_conv=dense_first_conv).items():
         keep = masks.get(name) if masks else None
         new[name] = group_mask(weight, granularity, sparsity, norm, vector_size=vector_size, keep=keep)
     apply_masks(model, new)
@@ -194,6 +200,7 @@ def prune_and_retrain(
     prune_steps: int = 1,
     vector_size: int = 4,
     retrain: Callable[[int, Masks], None] | None = None,
+    dense_first_conv: bool = False,
 ) -> Masks:
     """Iterative pruning: for each step of :func:`sparsity_schedule`, prune with the mask kept, retrain.
 
@@ -202,7 +209,9 @@ def prune_and_retrain(
     """
     masks: Masks | None = None
     for step, level in enumerate(sparsity_schedule(sparsity, prune_steps)):
-        masks = prune_model(model, granularity, level, norm, vector_size=vector_size, masks=masks)
+        masks = prune_model(
+            model, granularity, level, norm, vector_size=vector_size, masks=masks, dense_first_conv=dense_first_conv
+        )
         if retrain is not None:
             retrain(step, masks)
             apply_masks(model, masks)

@@ -68,7 +68,10 @@ def test_the_tiny_config_runs_on_a_saved_pathlevel_model(pathlevel_model: tuple[
     result, reporter = _run(path, tmp_path)
     assert reporter.progress_values[-1][0] == 1.0
     assert result["dense_model"] == "input model"
-    assert result["trials"]["complete"] + result["trials"]["pruned"] == KIND.tiny_config["n_trials"]
+    from search_spaces.granularity.sweep import SweepConfig
+
+    grid = SweepConfig.from_config(KIND.validate(KIND.tiny_config)).trial_count
+    assert result["trials"]["complete"] + result["trials"]["pruned"] == grid
     assert result["output_arch"] == arch
     produced = {name: p for name, p, _ in reporter.artifacts}[result["output_model"]]
     _, stored = load_model(produced)
@@ -80,11 +83,11 @@ def test_every_granularity_masks_depthwise_and_group_convolutions_in_whole_group
     pathlevel_model: tuple[Path, dict], tmp_path: Path, granularity: str
 ) -> None:
     path, _ = pathlevel_model
-    result, reporter = _run(path, tmp_path, n_trials=1, granularities=[granularity])
+    result, reporter = _run(path, tmp_path, sparsity_grid=[0.5], granularities=[granularity])
     assert reporter.trials[0]["metrics"]["granularity"] == granularity
     best = result["best_by_granularity"][granularity]
     model, _ = load_model(tmp_path / best["model"])
-    weights = pruning.prunable_weights(model)
+    weights = pruning.prunable_weights(model, dense_first_conv=True)  # the stem convolution stays dense
     kinds = {"depthwise": 0, "grouped": 0}
     for name, module in model.named_modules():
         if not isinstance(module, nn.Conv2d) or f"{name}.weight" not in weights:

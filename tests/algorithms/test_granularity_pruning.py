@@ -109,6 +109,16 @@ def test_prunable_weights_leave_the_classifier_dense() -> None:
     assert list(prunable_weights(TinyNet())) == ["conv1.weight", "conv2.weight", "fc.weight"]
 
 
+def test_dense_first_conv_leaves_the_first_convolution_whole() -> None:
+    net = TinyNet()
+    assert list(prunable_weights(net, dense_first_conv=True)) == ["conv2.weight", "fc.weight"]
+    before = net.conv1.weight.detach().clone()
+    masks = prune_and_retrain(net, granularity="kernel", sparsity=0.75, dense_first_conv=True)
+    assert "conv1.weight" not in masks and torch.equal(net.conv1.weight, before)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))  # the first layer is no convolution
+    assert list(prunable_weights(mlp, dense_first_conv=True)) == ["0.weight"]
+
+
 def test_sparsity_schedule_is_linear() -> None:
     assert sparsity_schedule(0.9, 3) == pytest.approx([0.3, 0.6, 0.9])
 

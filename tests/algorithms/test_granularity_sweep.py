@@ -1,5 +1,6 @@
 """The granularity_sweep kind end to end on digits with tiny budgets (no Django): trials, artifacts,
-cancel, resume without rerunning finished trials, and n_trials counted across workers of one study."""
+cancel, resume without rerunning finished trials, and n_trials counted across workers of one study (TPE);
+the default grid study runs every point once (also resumed and shared) and reads the threshold crossing."""
 
 from __future__ import annotations
 
@@ -20,7 +21,16 @@ from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryRepor
 from search_spaces.granularity_sweep import GranularitySweep
 
 KIND = GranularitySweep()
-TINY = {"n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1, "seed": 0}
+TINY = {"sampler": "tpe", "n_trials": 4, "pretrain_epochs": 3, "prune_steps": 1, "retrain_epochs": 1, "seed": 0}
+GRID = {
+    "pretrain_epochs": 3,
+    "prune_steps": 1,
+    "retrain_epochs": 1,
+    "granularities": ["fine", "kernel"],
+    "sparsity_grid": [0.5, 0.8, 0.9],
+    "seeds": 2,
+    "seed": 0,
+}
 
 
 def config(**overrides: Any) -> dict[str, Any]:
@@ -52,7 +62,12 @@ def test_schema_defaults_and_checks() -> None:
         assert "default" in prop and "description" in prop, name
     defaults = KIND.validate({})
     assert defaults["granularities"] == ["fine", "vector", "kernel", "filter"]
+    assert defaults["sampler"] == "grid" and defaults["retrain_epochs"] >= 5 and defaults["seeds"] >= 3
+    assert defaults["dense_first_conv"] and defaults["val_fraction"] == 0.3
     assert 0 < KIND.budget(defaults) < 15
+    with pytest.raises(ConfigError) as err:
+        KIND.validate({"mode": "single"})  # the grid has no sparsity to fix in single mode
+    assert "sampler" in err.value.errors
     with pytest.raises(ConfigError) as err:
         KIND.validate({"sparsity_min": 0.9, "sparsity_max": 0.6})
     assert "sparsity_min" in err.value.errors
@@ -244,3 +259,109 @@ def test_input_model_is_pruned_without_pretraining(
     assert out["dense_model"] == "input model"
     assert not any(name.startswith("pretrain/") for name, *_ in again.metrics)
     assert again.trials[0]["metrics"]["granularity"] == "filter"
+
+
+# --- the default grid study -----------------------------------------------------------------------------
+
+
+def _grid_points(reporter: MemoryReporter) -> list[tuple[str, float, int]]:
+    return sorted(
+        (t["params"]["granularity"], t["params"]["sparsity"], t["params"]["retrain_seed"])
+        for t in reporter.trials.values()
+        if t["state"] == "complete"
+    )
+
+
+FULL_GRID = sorted((g, s, r) for g in ("fine", "kernel") for s in (0.5, 0.8, 0.9) for r in (0, 1))
+
+
+@pytest.fixture(scope="module")
+def grid_run(
+    tmp_path_factory: pytest.TempPathFactory, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> tuple[MemoryReporter, dict[str, Any]]:
+    reporter = MemoryReporter(checkpoint=dense_checkpoint(first_run))
+    result = KIND.run(KIND.validate(GRID), inputs(tmp_path_factory.mktemp("grid")), reporter)
+    return reporter, result
+
+
+def test_the_grid_runs_every_point_once_and_reads_the_threshold_crossing(
+    grid_run: tuple[MemoryReporter, dict[str, Any]],
+) -> None:
+    reporter, result = grid_run
+    assert _grid_points(reporter) == FULL_GRID
+    assert result["trials"]["complete"] == 12 and result["val_images"] == 539  # 30% of digits' 1,797
+    for trial in reporter.trials.values():
+        m = trial["metrics"]
+        assert (
+            m["retrain_epochs"] == 1 and m["dense_first_conv"] and m["target_sparsity"] == trial["params"]["sparsity"]
+        )
+    crossings = result["at_threshold"]
+    assert crossings["threshold"] == pytest.approx(result["dense_accuracy"] - 0.005)
+    for g in ("fine", "kernel"):
+        c = crossings["granularities"][g]
+        assert [s["seed"] for s in c["seeds"]] == [0, 1] and all(s["points"] == 3 for s in c["seeds"])
+        ratios = [s["compression_ratio"] for s in c["seeds"]]
+        assert c["compression_ratio"] == pytest.approx(sum(ratios) / 2) and c["ratio_min"] <= c["ratio_max"]
+    assert crossings["granularities"]["kernel"]["ratio_vs_fine"] == pytest.approx(
+        crossings["granularities"]["kernel"]["compression_ratio"]
+        / crossings["granularities"]["fine"]["compression_ratio"]
+    )
+    at = next(t for t in result["tables"] if t["name"] == "At the accuracy threshold")
+    assert [row[0] for row in at["rows"]] == ["fine", "kernel"]
+    labels = [h["label"] for h in result["summary"]]
+    assert any(label.startswith("kernel / fine") for label in labels)
+
+
+def test_the_grid_keeps_the_first_convolution_dense(grid_run: tuple[MemoryReporter, dict[str, Any]]) -> None:
+    import torch
+
+    from search_spaces.kit.models import load_model
+
+    reporter, result = grid_run
+    path = {name: p for name, p, _ in reporter.artifacts}[result["output_model"]]
+    model, _ = load_model(path)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert bool((convs[0].weight != 0).all())
+    assert all(bool((m.weight == 0).any()) for m in convs[1:])
+
+
+def test_a_resumed_grid_runs_only_the_missing_points(
+    tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]
+) -> None:
+    reporter = MemoryReporter(stop_after_trials=5, checkpoint=dense_checkpoint(first_run))
+    with pytest.raises(JobCancelled):
+        KIND.run(KIND.validate(GRID), inputs(tmp_path), reporter)
+    done = reporter.finished_trials()
+    resumed = MemoryReporter(checkpoint=reporter.checkpoint, completed=done)
+    KIND.run(KIND.validate(GRID), inputs(tmp_path), resumed)
+    assert not {t.number for t in done} & set(resumed.trials)
+    points = [(t.params["granularity"], t.params["sparsity"], t.params["retrain_seed"]) for t in done]
+    assert sorted(points + _grid_points(resumed)) == FULL_GRID
+
+
+def test_two_workers_share_one_grid(tmp_path: Path, first_run: tuple[MemoryReporter, dict[str, Any], Path]) -> None:
+    from search_spaces.granularity.sweep import SweepConfig, run_sweep
+
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    settings = SweepConfig.from_config(KIND.validate(GRID))
+    reporters = [MemoryReporter(checkpoint=dense_checkpoint(first_run)) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            run_sweep(
+                settings,
+                inputs(tmp_path / f"w{index}", optuna_storage=url, study_name="grid"),
+                reporters[index],
+                worker_index=index,
+            )
+        except BaseException as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(_grid_points(reporters[0]) + _grid_points(reporters[1])) == FULL_GRID
