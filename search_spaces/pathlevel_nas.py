@@ -6,7 +6,8 @@ a bidirectional tree-LSTM meta-controller then grows the topology of its cells (
 split-and-concat, insert node, identity → layer), each sampled network inheriting the base's weights through
 these function-preserving transformations and being fine-tuned briefly; REINFORCE with reward tan(acc·π/2)
 on the validation split trains the controller. The best cell is finally trained from its inherited weights
-and, for comparison, from scratch for the same epochs.
+and, for comparison, from scratch for the same epochs; then, as the paper compares them, narrowed to at most the
+base's parameters and trained from scratch beside the base network, with several seeds.
 
 The algorithm lives in :mod:`search_spaces.nas`; this module imports only light things, since the web
 process imports it to serve the schema.
@@ -39,7 +40,8 @@ class PathlevelNas(JobKind):
         "preserving path-level transformations (replicate-and-add, split-and-concat, insert node, "
         "identity to layer) chosen by a bidirectional tree-LSTM meta-controller trained with "
         "REINFORCE. Every sampled network inherits the base's weights and is fine-tuned briefly; the "
-        "best cell is trained further and compared with the same network trained from scratch."
+        "best cell is trained further and compared with the same network trained from scratch, and, "
+        "narrowed to at most the base's parameters, with the base network trained from scratch alike."
     )
     default_dataset = "digits"
     modalities = ("image",)
