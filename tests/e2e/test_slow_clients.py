@@ -76,3 +76,19 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=5).status_code in (200, 503)
     except requests.RequestException:
         return False
+
+
+def test_a_body_over_the_upload_limit_is_refused_before_it_is_stored(pg_stack) -> None:  # noqa: ANN001
+    """A request declaring more than the upload limit gets a 413 from the ASGI entry, without being read."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(pg_stack.base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("POST", "/api/v1/datasets/")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(50 * 1024**3))  # 50 GiB, of which nothing is ever sent
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413, response.read()[:200]
+    conn.close()
