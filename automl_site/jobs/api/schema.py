@@ -5,8 +5,8 @@ status code or body.
 The rules follow DRF's own behaviour: a view with authenticators can answer 401 (no, a wrong or an expired
 token) and, with session auth, 403 (a browser request without its CSRF token); a path with an id, or a page
 past the last, 404; an unsafe method 400 (the services refuse input or a state, ``errors.py``), and 415 when it
-reads a body; a list with filters 400 for a value no filter takes; a throttled view 429. An operation's own
-``@extend_schema(responses=...)`` wins over these defaults.
+reads a body (413 past the upload limit); a list with filters 400 for a value no filter takes; a throttled view
+429. An operation's own ``@extend_schema(responses=...)`` wins over these defaults.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class AutoSchema(SpectacularAutoSchema):
         elif listed and getattr(view, "filterset_class", None) is not None:
             errors["400"] = ("a filter value that is not one of its choices", FieldErrorsSerializer)
         if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+            errors["413"] = ("a body over the upload limit, refused unread (automl_site/asgi.py)", ErrorSerializer)
             errors["415"] = ("a body in a media type the operation does not read", ErrorSerializer)
         if view.get_throttles():
             errors["429"] = ("too many requests: try again after Retry-After seconds", ErrorSerializer)
