@@ -151,7 +151,7 @@ def test_density_one_with_momentum_correction_is_momentum_sgd(
         opt.step()
         dgc.zero_grad()
         F.cross_entropy(dgc(x), y).backward()
-        piece = comp.compress([p.grad for p in params], params)  # type: ignore[misc]
+        piece = comp.compress([p.grad for p in params], params)
         assert piece.entries == comp.total
         comp.apply_update(params, comp.direction(comp.aggregate([piece]), params), lr)
         for p, q in zip(reference.parameters(), dgc.parameters(), strict=True):

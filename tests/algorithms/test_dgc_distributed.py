@@ -171,7 +171,7 @@ def test_auto_batch_gives_every_entry_its_sends() -> None:
     """The rule of the schema: (epochs − warmup) × ⌈shard/batch⌉ × density ≥ min_sends, the largest batch ≤ 32."""
     from search_spaces.dgc_train import auto_batch_size, expected_sends_per_entry
 
-    rule = {"epochs": 20, "warmup_epochs": 5, "sparsity": 0.999}
+    rule: dict[str, Any] = {"epochs": 20, "warmup_epochs": 5, "sparsity": 0.999}
     # mnist5k: 3,500 training images over 4 workers; batch 32 gives 0.42 sends (the reviewer's miss).
     assert expected_sends_per_entry(3500, 4, 32, **rule) == pytest.approx(0.42)
     assert auto_batch_size(3500, 4, min_sends=2.0, **rule) == 6
