@@ -35,7 +35,7 @@ import math
 import time
 from typing import Any
 
-from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobCancelled, JobInputs, JobKind, MetricSpec, Objective, Reporter
 
 _WARMUP = [0.75, 0.9375, 0.984375, 0.996, 0.999]
 _ARCHITECTURES = ["vgg", "resnet", "mobilenet", "mlp"]
@@ -121,6 +121,7 @@ class DgcTrain(JobKind):
                 "if there is no step after the warm-up.",
             },
             "min_sends_per_entry": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.0,
                 "maximum": 100.0,
@@ -138,12 +139,14 @@ class DgcTrain(JobKind):
                 "description": "Peak SGD learning rate (applied to the worker-averaged gradient).",
             },
             "lr_schedule": {
+                "x-advanced": True,
                 "type": "string",
                 "enum": ["cosine", "constant"],
                 "default": "cosine",
                 "description": "Per-epoch learning-rate schedule: cosine annealing to 0, or constant.",
             },
             "lr_warmup_epochs": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 100,
@@ -153,6 +156,7 @@ class DgcTrain(JobKind):
                 "code's warm-up). The reference-mode run always ramps over warmup_epochs.",
             },
             "momentum": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.0,
                 "maximum": 0.999,
@@ -160,6 +164,7 @@ class DgcTrain(JobKind):
                 "description": "SGD momentum m (DGC: of the locally accumulated velocity u).",
             },
             "weight_decay": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.0,
                 "maximum": 0.1,
@@ -192,6 +197,7 @@ class DgcTrain(JobKind):
                 "75%, 93.75%, 98.4375%, 99.6%, 99.9%).",
             },
             "momentum_correction": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Accumulate the velocity u ← m·u + ∇, v ← v + u and send "
@@ -199,11 +205,13 @@ class DgcTrain(JobKind):
                 "after the exchange.",
             },
             "local_clipping": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Clip each worker's share of the gradient before accumulating it, at clip_norm·N^-1/2.",
             },
             "clip_norm": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0.0,
                 "maximum": 1000.0,
@@ -212,12 +220,14 @@ class DgcTrain(JobKind):
                 "clips the averaged gradient at it; DGC clips locally if local_clipping.",
             },
             "factor_masking": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": True,
                 "description": "Momentum factor masking: zero the momentum u at the positions just "
                 "sent (the accumulator v is always cleared there).",
             },
             "dense_vectors": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": False,
                 "description": "Send 1-D tensors (biases, BatchNorm scales and shifts) whole every step, "
@@ -225,6 +235,7 @@ class DgcTrain(JobKind):
                 "tensor still sends at least one entry per step).",
             },
             "exact_k": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": False,
                 "description": "Send at most k = ⌈(1 − sparsity)·n⌉ entries of a tensor per step, as the "
@@ -232,6 +243,7 @@ class DgcTrain(JobKind):
                 "(only a larger selection is cut to k), which saves a pass but sends up to 30% more.",
             },
             "local_weight_decay": {
+                "x-advanced": True,
                 "type": "boolean",
                 "default": False,
                 "description": "Apply weight_decay after the exchange, each worker to its own (identical) "
@@ -239,6 +251,7 @@ class DgcTrain(JobKind):
                 "the gradient before compression, where it competes for the k entries.",
             },
             "value_dtype": {
+                "x-advanced": True,
                 "type": "string",
                 "enum": ["fp32", "fp16"],
                 "default": "fp16",
@@ -275,6 +288,7 @@ class DgcTrain(JobKind):
                 "description": "Use at most this many training samples (stratified); null: all.",
             },
             "rendezvous": {
+                "x-advanced": True,
                 "type": ["object", "null"],
                 "default": None,
                 "additionalProperties": False,
@@ -317,6 +331,7 @@ class DgcTrain(JobKind):
                 },
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -325,6 +340,10 @@ class DgcTrain(JobKind):
             },
         },
     }
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """A trial is one epoch of one run (DGC, dense, reference): its validation accuracy."""
+        return (Objective("accuracy", "maximize", "fraction"),)
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter, scaled_seconds
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, scaled_seconds
 
 _PRIMITIVES = ["identity", "conv1x1", "sep3x3", "sep5x5", "sep7x7", "maxpool3x3", "avgpool3x3", "gconv3x3"]
 _LAYERS = ["conv1x1", "sep3x3", "sep5x5", "sep7x7", "gconv3x3"]
@@ -93,6 +93,7 @@ class PathlevelNas(JobKind):
                 "20 on CIFAR-10).",
             },
             "finetune_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -116,6 +117,7 @@ class PathlevelNas(JobKind):
                 "weights and, for comparison, from scratch; also the epochs of the equal-size comparison.",
             },
             "lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -123,6 +125,7 @@ class PathlevelNas(JobKind):
                 "description": "Initial SGD learning rate (cosine) of the base and final training.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -158,6 +161,7 @@ class PathlevelNas(JobKind):
                 "three stages take 28×28 images down to 7×7 before the global pooling).",
             },
             "blocks_per_stage": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 16,
@@ -165,6 +169,7 @@ class PathlevelNas(JobKind):
                 "description": "resnet: residual cell blocks per stage.",
             },
             "growth": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 2,
                 "maximum": 256,
@@ -172,6 +177,7 @@ class PathlevelNas(JobKind):
                 "description": "densenet: channels each cell adds (growth rate).",
             },
             "dense_layers": {
+                "x-advanced": True,
                 "type": "array",
                 "items": {"type": "integer", "minimum": 1, "maximum": 32},
                 "minItems": 1,
@@ -202,6 +208,7 @@ class PathlevelNas(JobKind):
                 "in the same tree space (a baseline).",
             },
             "controller_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -209,6 +216,7 @@ class PathlevelNas(JobKind):
                 "description": "Adam learning rate of the meta-controller (the paper's 6e-3).",
             },
             "entropy_weight": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0,
                 "maximum": 1.0,
@@ -216,6 +224,7 @@ class PathlevelNas(JobKind):
                 "description": "Entropy bonus per decision in the REINFORCE loss (the paper's 1e-2).",
             },
             "baseline_decay": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0,
                 "maximum": 0.9999,
@@ -224,6 +233,7 @@ class PathlevelNas(JobKind):
                 "the base network's reward and moves this share of the way to each update's mean reward.",
             },
             "transform_noise": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0,
                 "maximum": 0.1,
@@ -233,6 +243,7 @@ class PathlevelNas(JobKind):
                 "identical; 0: exact copies.",
             },
             "mimic_epochs": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 100,
@@ -244,6 +255,7 @@ class PathlevelNas(JobKind):
                 "to 0.94 validation accuracy before fine-tuning.",
             },
             "compare_seeds": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 20,
@@ -262,6 +274,7 @@ class PathlevelNas(JobKind):
                 "job fails at once. Null: no budget.",
             },
             "eval_workers": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 32,
@@ -278,6 +291,7 @@ class PathlevelNas(JobKind):
                 "description": "Use at most this many training samples (stratified); null: all.",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -286,6 +300,10 @@ class PathlevelNas(JobKind):
             },
         },
     }
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """A trial is one sampled network: its validation accuracy after the fine-tune."""
+        return (Objective("val_acc", "maximize", "fraction"),)
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

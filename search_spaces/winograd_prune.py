@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter
 
 # Measured on the 2-core machine with one torch thread, default network (16-32-64, two 3×3 convolutions per stage,
 # batch 64) on mnist5k: a spatial training epoch costs about 1.0 s per 1,000 training images (28×28; smaller
@@ -127,6 +127,7 @@ class WinogradPrune(JobKind):
                 "description": "Epochs of retraining after each prune round, with the masks held (0: prune only).",
             },
             "lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -134,6 +135,7 @@ class WinogradPrune(JobKind):
                 "description": "SGD learning rate (momentum 0.9, cosine schedule) for training from scratch.",
             },
             "retrain_lr": {
+                "x-advanced": True,
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1.0,
@@ -141,6 +143,7 @@ class WinogradPrune(JobKind):
                 "description": "SGD learning rate (cosine schedule, restarted each round) for retraining.",
             },
             "batch_size": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 4096,
@@ -148,6 +151,7 @@ class WinogradPrune(JobKind):
                 "description": "Minibatch size for training and retraining.",
             },
             "weight_decay": {
+                "x-advanced": True,
                 "type": "number",
                 "minimum": 0,
                 "maximum": 0.1,
@@ -163,6 +167,7 @@ class WinogradPrune(JobKind):
                 "validation and test splits do not change.",
             },
             "seed": {
+                "x-advanced": True,
                 "type": "integer",
                 "minimum": 0,
                 "maximum": 2**31 - 1,
@@ -187,6 +192,13 @@ class WinogradPrune(JobKind):
             if convs < 2:
                 problems.append("the model has one 3×3 convolution; winograd_prune keeps the first one dense")
         return problems
+
+    def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
+        """A trial is one pruning round: validation accuracy, and the multiplications saved against dense direct."""
+        return (
+            Objective("val_accuracy", "maximize", "fraction"),
+            Objective("multiplication_reduction", "maximize", "×"),
+        )
 
     def check(self, config: dict[str, Any]) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}

@@ -165,6 +165,20 @@ def test_declared_metrics_cover_the_reported_ones(name: str, tmp_path_factory: p
 
 
 @pytest.mark.parametrize("name", KINDS)
+def test_objectives_name_every_trial_value(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The trial table heads a column per objective and marks the best trial by the first: every finished trial's
+    values are as many as the kind declares, and the schema's "x-advanced" flags (the form's fold) are booleans."""
+    kind = registry.get_kind(name)
+    objectives = kind.objectives(kind.validate(kind.tiny_config))
+    assert objectives and all(o.name and o.direction in ("maximize", "minimize") for o in objectives)
+    for key, prop in kind.schema["properties"].items():
+        assert isinstance(prop.get("x-advanced", False), bool), key
+    _, reporter = _tiny_run(name, tmp_path_factory)
+    lengths = {len(t["values"]) for t in reporter.trials.values() if t["state"] == "complete" and t["values"]}
+    assert lengths == {len(objectives)}, (lengths, objectives)
+
+
+@pytest.mark.parametrize("name", KINDS)
 def test_examples_hold_tiny_and_default_configs(name: str) -> None:
     kind = registry.get_kind(name)
     examples = kind.examples
