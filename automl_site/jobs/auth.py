@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -33,6 +34,8 @@ from automl_site.jobs.authentication import token_expired
 
 # --- failed logins ------------------------------------------------------------------------------------------
 
+log = logging.getLogger(__name__)
+
 
 def _failure_limit() -> tuple[int, int]:
     count, seconds = SimpleRateThrottle.parse_rate(None, settings.AUTOML["LOGIN_FAILURES"])  # type: ignore[arg-type]
@@ -52,7 +55,12 @@ def _failure_keys(request: Any, username: str | None) -> list[str]:
 
 
 def _recent(key: str, now: float, window: int) -> list[float]:
-    return [t for t in cache.get(key, []) if t > now - window]
+    try:
+        stamps = cache.get(key, [])
+    except Exception:  # the counting cache (the broker's Redis) is away: count nothing rather than refuse logins
+        log.warning("login-failure counter unreadable; not throttling", exc_info=True)
+        return []
+    return [t for t in stamps if t > now - window]
 
 
 def login_retry_after(request: Any, username: str | None) -> float | None:
@@ -71,7 +79,10 @@ def _record_failure(sender: Any, credentials: dict[str, Any], request: Any = Non
     _, window = _failure_limit()
     now = time.time()
     for key in _failure_keys(request, credentials.get("username")):
-        cache.set(key, [*_recent(key, now, window), now][-1000:], timeout=window)
+        try:
+            cache.set(key, [*_recent(key, now, window), now][-1000:], timeout=window)
+        except Exception:  # as in _recent: an unreachable cache must not turn a failed login into a 500
+            log.warning("login-failure counter unwritable", exc_info=True)
 
 
 user_login_failed.connect(_record_failure, dispatch_uid="automl-login-failures")
@@ -108,6 +119,13 @@ class UploadRateThrottle(UserRateThrottle):
 
     def get_rate(self) -> str:
         return settings.AUTOML["UPLOAD_RATE"]
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:  # the counting cache is away: the storage quota still bounds what a user can upload
+            log.warning("upload rate counter unreachable; not throttling", exc_info=True)
+            return True
 
 
 # --- tokens -------------------------------------------------------------------------------------------------

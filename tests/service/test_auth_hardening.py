@@ -115,3 +115,22 @@ def test_a_storage_quota_is_a_clear_400(alice_api, settings, tmp_path) -> None: 
     ]
     assert [r.status_code for r in codes] == [201, 201, 400]
     assert "quota" in codes[2].json()["file"][0]
+
+
+def test_logins_work_while_the_counting_cache_is_unreachable(alice, settings) -> None:  # noqa: ANN001
+    """The throttles count in the broker's Redis; with it away a login is answered (200/400), never a 500."""
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    caches._settings = None  # forget the connection handler's settings: the next lookup builds the dead cache
+    try:
+        if hasattr(caches._connections, "default"):
+            del caches._connections.default
+        assert _token("alice", "wrong").status_code == 400
+        assert _token("alice", "alice-pass-1").status_code == 200
+    finally:
+        caches._settings = None
+        if hasattr(caches._connections, "default"):
+            del caches._connections.default
