@@ -44,8 +44,10 @@ _DGC_VGG_WIDTHS = [16, 32, 128, 128]
 # The automatic per-worker batch: the largest in this range that gives enough steps (auto_batch_size).
 _AUTO_BATCH = (2, 32)
 _CHECKPOINT_FORMAT = "dgc_train/1"
-# Seconds per 1,000 training samples and epoch of the default CNN, 4 workers sharing 2 CPU cores, exchange
-# included (bench/dgc.py on mnist5k measures 0.3–0.5; the upper end is taken).
+# Seconds per 1,000 training samples and epoch at batch 32, 4 workers sharing 2 CPU cores, exchange included,
+# scaled up for smaller batches in budget(). With the automatic batch bench/dgc.py used 129 CPU-seconds per
+# 20-epoch run on mnist5k (batch 6) and 92 on digits (batch 2): a default job (three runs) is 5–7 CPU-minutes
+# plus start-up, and budget() says 11, so the figure stays.
 _EPOCH_SECONDS_PER_1K_SAMPLES = 0.5
 
 
