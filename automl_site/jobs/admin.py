@@ -1,8 +1,10 @@
-"""Staff review: every job, trial and FPGA report, with filters, search, inlines and actions."""
+"""Staff review: every job, trial and FPGA report, with filters, search, inlines and actions (cancel, pause,
+resume, re-run)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -91,12 +93,14 @@ class JobAdmin(admin.ModelAdmin):
         "finished_at",
         "heartbeat_at",
         "cancel_requested",
+        "pause_requested",
+        "stopped_runs",
         "budget",
     ]
     exclude = ["config", "result"]
     raw_id_fields = ["parent", "dataset", "model", "owner"]
     inlines = [TrialInline, FpgaReportInline, ArtifactInline]
-    actions = ["cancel_jobs", "rerun_jobs"]
+    actions = ["cancel_jobs", "pause_jobs", "resume_jobs", "rerun_jobs"]
 
     @admin.display(description="progress")
     def progress_percent(self, obj: Job) -> str:
@@ -120,6 +124,24 @@ class JobAdmin(admin.ModelAdmin):
             except services.ServiceError as exc:
                 self.message_user(request, f"job {job.pk}: {exc}", messages.WARNING)
         self.message_user(request, f"cancel requested for {done} job(s)")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Job], service: Any, done_message: str) -> None:
+        done = 0
+        for job in queryset:
+            try:
+                service(job=job)
+                done += 1
+            except services.ServiceError as exc:
+                self.message_user(request, f"job {job.pk}: {exc}", messages.WARNING)
+        self.message_user(request, done_message.format(done))
+
+    @admin.action(description="Pause selected jobs (checkpoint kept)")
+    def pause_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._each(request, queryset, services.job_pause, "pause requested for {} job(s)")
+
+    @admin.action(description="Resume selected paused jobs")
+    def resume_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._each(request, queryset, services.job_resume, "{} job(s) queued again")
 
     @admin.action(description="Re-run selected jobs (as their owners)")
     def rerun_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q, QuerySet
 
-from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
+from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, JobStatus, MetricPoint, ModelFile, Trial
 
 
 def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
@@ -49,3 +49,14 @@ def storage_used(*, user: AbstractBaseUser) -> int:
             Artifact.objects.filter(job__owner=user),
         )
     )
+
+
+def job_queue_state(*, job: Job) -> dict[str, int] | None:
+    """What a queued job waits for: the queued jobs (anyone's) submitted before it and the jobs running now;
+    ``None`` for a job that is not queued."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    return {
+        "ahead": Job.objects.filter(status=JobStatus.QUEUED, id__lt=job.pk).count(),
+        "running": Job.objects.filter(status=JobStatus.RUNNING).count(),
+    }

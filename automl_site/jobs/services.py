@@ -12,6 +12,7 @@ import re
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,27 @@ def _resolve_dataset(*, owner: AbstractBaseUser, kind_name: str, dataset: Datase
     return row
 
 
-def job_submit(
+def _data_shape(row: Dataset) -> DataShape:
+    """The dataset as a kind's budget sees it: shape, classes, its sample count and a built-in's key."""
+    from search_spaces.kit.datasets import BUILTIN_SAMPLES
+
+    samples = row.num_samples or BUILTIN_SAMPLES.get(row.builtin)
+    return DataShape(row.modality, tuple(row.input_shape), row.num_classes, samples, row.builtin)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A job as :func:`job_submit` would write it: the config with its defaults filled, the dataset it runs on,
+    its estimated budget (CPU-minutes) and, per field, what would still make the submit refuse it (the input
+    model, a budget over ``MAX_BUDGET_PER_JOB``)."""
+
+    config: dict[str, Any]
+    dataset: Dataset
+    budget: float
+    problems: dict[str, list[str]]
+
+
+def job_plan(
     *,
     owner: AbstractBaseUser,
     kind: str,
@@ -91,8 +112,10 @@ def job_submit(
     dataset: Dataset | int | str | None = None,
     model: ModelFile | None = None,
     parent: Job | None = None,
-) -> Job:
-    """Validate a job whole and queue it; nothing is written unless all of it is valid.
+) -> JobPlan:
+    """Every check :func:`job_submit` makes before it writes, writing nothing. What leaves nothing to size (an
+    unknown kind, a config the schema refuses, no such dataset) raises :class:`ServiceError`; the rest is listed
+    in the plan's ``problems``.
 
     A child job (``parent`` given, no ``dataset``) works on its parent's dataset; its input model, the parent's
     output or an upload, must be one the kind declares it takes, shaped for the dataset."""
@@ -121,37 +144,95 @@ def job_submit(
         errors.update(job_input_problems(owner=owner, kind=kind, dataset=dataset_row, parent=parent))
     elif model is not None:
         errors.update(job_input_problems(owner=owner, kind=kind, dataset=dataset_row, model=model))
-    budget = job_kind.budget(config, dataset_row.builtin or None)
+    budget = job_kind.budget(config, _data_shape(dataset_row))
     if budget > _conf("MAX_BUDGET_PER_JOB"):
         errors["config"] = (
             f"estimated budget {budget:.1f} CPU-minutes is over the per-job limit of {_conf('MAX_BUDGET_PER_JOB'):.0f}"
         )
-    if errors:
-        raise ServiceError(errors)
+    return JobPlan(config, dataset_row, budget, ServiceError(errors).errors)
+
+
+def job_submit(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    name: str = "",
+    config: dict[str, Any] | None = None,
+    dataset: Dataset | int | str | None = None,
+    model: ModelFile | None = None,
+    parent: Job | None = None,
+) -> Job:
+    """Validate a job whole (:func:`job_plan`) and queue it; nothing is written unless all of it is valid."""
+    plan = job_plan(owner=owner, kind=kind, name=name, config=config, dataset=dataset, model=model, parent=parent)
+    if plan.problems:
+        raise ServiceError(plan.problems)
     with transaction.atomic():
-        # Lock the user's row so two concurrent submits cannot both pass the active-jobs limit.
-        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-        active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
-        if active >= _conf("MAX_ACTIVE_JOBS_PER_USER"):
-            raise ServiceError(
-                {
-                    "non_field_errors": f"you have {active} queued or running jobs; the limit is "
-                    f"{_conf('MAX_ACTIVE_JOBS_PER_USER')}"
-                }
-            )
+        _check_active_limit(owner)
         job = Job.objects.create(
             owner=owner,
             kind=kind,
             name=name or "",
-            config=config,
-            dataset=dataset_row,
+            config=plan.config,
+            dataset=plan.dataset,
             model=model,
             parent=parent,
-            budget=budget,
+            budget=plan.budget,
             status=JobStatus.QUEUED,
         )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    """What :func:`job_estimate` answers: the job's plan and where its owner stands against the limits."""
+
+    plan: JobPlan
+    max_budget: float
+    active_jobs: int
+    max_active_jobs: int
+
+    @property
+    def over_budget(self) -> bool:
+        return self.plan.budget > self.max_budget
+
+    @property
+    def accepted(self) -> bool:
+        """Whether a submit of this job now would be accepted (the active-job limit counted without its lock)."""
+        return not self.plan.problems and self.active_jobs < self.max_active_jobs
+
+
+def job_estimate(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    name: str = "",
+    config: dict[str, Any] | None = None,
+    dataset: Dataset | int | str | None = None,
+    model: ModelFile | None = None,
+    parent: Job | None = None,
+) -> JobEstimate:
+    """The budget :func:`job_submit` would compute for this job and whether it would take it, writing nothing:
+    the submit form shows it before anyone presses Submit. Refuses what the submit refuses before sizing."""
+    plan = job_plan(owner=owner, kind=kind, name=name, config=config, dataset=dataset, model=model, parent=parent)
+    active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
+    return JobEstimate(plan, _conf("MAX_BUDGET_PER_JOB"), active, _conf("MAX_ACTIVE_JOBS_PER_USER"))
+
+
+def _check_active_limit(owner: AbstractBaseUser) -> None:
+    """Refuse one more active job for ``owner`` past ``MAX_ACTIVE_JOBS_PER_USER`` (paused jobs do not count).
+
+    Call inside a transaction: the user's row stays locked until it ends, so two concurrent submits (or
+    resumes) cannot both pass the limit."""
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    active = Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
+    if active >= _conf("MAX_ACTIVE_JOBS_PER_USER"):
+        raise ServiceError(
+            {
+                "non_field_errors": f"you have {active} queued or running jobs; the limit is "
+                f"{_conf('MAX_ACTIVE_JOBS_PER_USER')}"
+            }
+        )
 
 
 def job_input_problems(
@@ -218,16 +299,51 @@ def job_enqueue(*, job_id: int) -> bool:
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (its worker confirms within seconds)."""
+    """Cancel a queued or paused job at once; ask a running one to stop (its worker confirms within seconds)."""
     now = timezone.now()
-    if Job.objects.filter(id=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True
+    if Job.objects.filter(id=job.pk, status__in=(JobStatus.QUEUED, JobStatus.PAUSED)).update(
+        status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True, progress_message="cancelled"
     ):
         if job.celery_task_id:
             queue.revoke(job.celery_task_id)
     elif not Job.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
         job.refresh_from_db()
-        raise ServiceError({"status": f"job {job.pk} is {job.status}; only queued or running jobs can be cancelled"})
+        raise ServiceError(
+            {"status": f"job {job.pk} is {job.status}; only queued, running or paused jobs can be cancelled"}
+        )
+    job.refresh_from_db()
+    return job
+
+
+def job_pause(*, job: Job) -> Job:
+    """Pause a queued job at once (no worker will claim it); ask a running one to stop at its next heartbeat
+    (``paused`` once its worker has let go). Its trials and checkpoint are kept for ``job_resume``. Pausing a
+    paused job changes nothing."""
+    if not Job.objects.filter(id=job.pk, status=JobStatus.QUEUED, cancel_requested=False).update(
+        status=JobStatus.PAUSED, progress_message="paused before it started"
+    ) and not Job.objects.filter(id=job.pk, status=JobStatus.RUNNING, cancel_requested=False).update(
+        pause_requested=True
+    ):
+        job.refresh_from_db()
+        if job.status != JobStatus.PAUSED:
+            state = "being cancelled" if job.cancel_requested and job.status == JobStatus.RUNNING else job.status
+            raise ServiceError({"status": f"job {job.pk} is {state}; only queued or running jobs can be paused"})
+    job.refresh_from_db()
+    return job
+
+
+def job_resume(*, job: Job) -> Job:
+    """Queue a paused job again; its run resumes from the checkpoint without redoing stored trials. It counts
+    against the owner's active-job limit again, so a resume past the limit is refused like a submit."""
+    with transaction.atomic():
+        _check_active_limit(job.owner)
+        if not Job.objects.filter(id=job.pk, status=JobStatus.PAUSED).update(
+            status=JobStatus.QUEUED, enqueued_at=None, progress_message="resumed: waiting for a worker"
+        ):
+            job.refresh_from_db()
+            pending = " (its pause is still pending; resume once it is paused)" if job.pause_requested else ""
+            raise ServiceError({"status": f"job {job.pk} is {job.status}{pending}; only paused jobs can be resumed"})
+        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     job.refresh_from_db()
     return job
 
@@ -253,7 +369,11 @@ def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
     now = timezone.now()
     stale = now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS"))
     claimable = Q(status=JobStatus.QUEUED, cancel_requested=False) | Q(
-        status=JobStatus.RUNNING, heartbeat_at__lt=stale, cancel_requested=False, attempts__lt=_conf("MAX_ATTEMPTS")
+        status=JobStatus.RUNNING,
+        heartbeat_at__lt=stale,
+        cancel_requested=False,
+        pause_requested=False,
+        attempts__lt=F("stopped_runs") + _conf("MAX_ATTEMPTS"),
     )
     with transaction.atomic():
         rows = Job.objects.filter(claimable, id=job_id).update(
@@ -265,6 +385,7 @@ def job_claim(*, job_id: int, task_id: str, host: str) -> int | None:
             started_at=now,
             progress_message="starting",
             requeue_requested=False,
+            pause_requested=False,
         )
         if rows != 1:
             return None
@@ -318,14 +439,28 @@ def job_fail(*, job_id: int, attempt: int, error: str) -> None:
 
 
 def job_stopped(*, job_id: int, attempt: int) -> str:
-    """A run stopped on request: back to the queue if its worker is shutting down, else cancelled."""
-    mine = _claimed(job_id, attempt)
-    if mine.filter(requeue_requested=True, cancel_requested=False).update(
-        status=JobStatus.QUEUED, requeue_requested=False, progress_message="re-queued: its worker shut down"
+    """A run stopped on request: cancelled if a cancel was asked for, else paused if a pause was, else back to
+    the queue (its worker is shutting down). A paused or re-queued run counts as stopped, not lost."""
+    mine = _claimed(job_id, attempt).filter(cancel_requested=False)
+    if mine.filter(pause_requested=True).update(
+        status=JobStatus.PAUSED,
+        pause_requested=False,
+        requeue_requested=False,
+        stopped_runs=F("stopped_runs") + 1,
+        progress_message="paused: resume to continue from its checkpoint",
+    ):
+        return "paused"
+    if mine.filter(requeue_requested=True).update(
+        status=JobStatus.QUEUED,
+        requeue_requested=False,
+        stopped_runs=F("stopped_runs") + 1,
+        progress_message="re-queued: its worker shut down",
     ):
         job_enqueue(job_id=job_id)
         return "re-queued"
-    mine.update(status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
+    _claimed(job_id, attempt).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled"
+    )
     return "cancelled"
 
 
@@ -346,7 +481,8 @@ def jobs_release_worker(*, host: str) -> int:
 
 
 def jobs_reap() -> dict[str, int]:
-    """Running jobs whose worker stopped beating: finish a cancel, re-queue, or fail after N attempts."""
+    """Running jobs whose worker stopped beating: finish a cancel or a pause, re-queue, or fail after N lost runs.
+    Paused jobs are not running, so they are left alone."""
     now = timezone.now()
     stale = Job.objects.filter(
         status=JobStatus.RUNNING, heartbeat_at__lt=now - dt.timedelta(seconds=_conf("STALE_AFTER_SECONDS"))
@@ -354,20 +490,25 @@ def jobs_reap() -> dict[str, int]:
     cancelled = stale.filter(cancel_requested=True).update(
         status=JobStatus.CANCELLED, finished_at=now, progress_message="cancelled (worker gone)"
     )
-    failed = stale.filter(attempts__gte=_conf("MAX_ATTEMPTS")).update(
+    # The run was lost while pausing; its checkpoint is what it last saved, as after a crash.
+    paused = stale.filter(pause_requested=True).update(
+        status=JobStatus.PAUSED, pause_requested=False, progress_message="paused (worker gone)"
+    )
+    lost_limit = F("stopped_runs") + _conf("MAX_ATTEMPTS")
+    failed = stale.filter(attempts__gte=lost_limit).update(
         status=JobStatus.FAILED,
         finished_at=now,
         error=f"the worker running this job was lost {_conf('MAX_ATTEMPTS')} times; giving up",
     )
     requeued_ids = []
-    for job in stale.filter(attempts__lt=_conf("MAX_ATTEMPTS")).only("id", "heartbeat_at"):
+    for job in stale.filter(attempts__lt=lost_limit).only("id", "heartbeat_at"):
         if Job.objects.filter(id=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(
             status=JobStatus.QUEUED, progress_message="re-queued: its worker was lost"
         ):
             requeued_ids.append(job.pk)
     for job_id in requeued_ids:
         job_enqueue(job_id=job_id)
-    return {"cancelled": cancelled, "failed": failed, "requeued": len(requeued_ids)}
+    return {"cancelled": cancelled, "paused": paused, "failed": failed, "requeued": len(requeued_ids)}
 
 
 def jobs_reenqueue_lost() -> int:
@@ -397,6 +538,7 @@ def dataset_sync_builtins() -> None:
                 "modality": info.modality,
                 "input_shape": list(info.input_shape),
                 "num_classes": info.num_classes,
+                "num_samples": datasets.BUILTIN_SAMPLES.get(key),
                 "owner": None,
             },
         )
@@ -565,3 +707,89 @@ def fpga_report_import(
             rows.append(FpgaReport.objects.create(job=job, trial=trial, **copied, **json_safe(fields)))
     log.info("imported %d synthesis report(s) for job %s trial %s", len(rows), job.pk, trial_number)
     return rows
+
+
+# --- deleting -----------------------------------------------------------------------------------------------
+
+
+def _unlink_on_commit(paths: list[str]) -> None:
+    """Remove stored files once the rows that named them are gone for good (a rolled-back delete keeps both)."""
+    media = Path(settings.MEDIA_ROOT).resolve()
+
+    def unlink() -> None:
+        for name in paths:
+            path = (media / name).resolve()
+            if path.is_relative_to(media):
+                path.unlink(missing_ok=True)
+
+    transaction.on_commit(unlink)
+
+
+def job_delete(*, job: Job) -> None:
+    """Remove a job that is not running, with its trials, metric points, artifacts (and their files), FPGA
+    reports and checkpoint. A queued job is taken off the queue: its row is locked, so a worker's claim waits
+    and then finds nothing."""
+    with transaction.atomic():
+        row = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if row is None:
+            return
+        if row.status == JobStatus.RUNNING:
+            raise ServiceError({"status": f"job {row.pk} is running; cancel it first, then delete it"})
+        files = list(row.artifacts.values_list("file", flat=True))
+        task_id = row.celery_task_id if row.status == JobStatus.QUEUED else ""
+        row.delete()  # trials, metric points, artifacts, FPGA reports and the checkpoint cascade
+        _unlink_on_commit([f for f in files if f])
+    if task_id:
+        queue.revoke(task_id)
+
+
+def _in_use_by_active_jobs(queryset: QuerySet[Job], what: str) -> None:
+    active = sorted(queryset.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    if active:
+        jobs = ", ".join(str(pk) for pk in active[:10])
+        raise ServiceError({"non_field_errors": f"{what} is used by queued or running job(s) {jobs}; wait or cancel"})
+
+
+def dataset_delete(*, owner: AbstractBaseUser, dataset: Dataset) -> None:
+    """Remove an uploaded dataset and its file; refused for a built-in one or one a queued or running job uses.
+    Finished jobs that used it keep their results and lose the link."""
+    if dataset.owner_id != owner.pk:
+        raise ServiceError({"non_field_errors": "built-in datasets cannot be deleted"})
+    with transaction.atomic():
+        row = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        _in_use_by_active_jobs(Job.objects.filter(dataset=row), f"dataset {row.pk}")
+        Job.objects.filter(dataset=row).update(dataset=None)
+        files = [row.file.name] if row.file else []
+        row.delete()
+        _unlink_on_commit(files)
+
+
+def model_delete(*, owner: AbstractBaseUser, model: ModelFile) -> None:
+    """Remove an uploaded model and its file; refused while a queued or running job takes it as input."""
+    if model.owner_id != owner.pk:
+        raise ServiceError({"non_field_errors": "no such model"})
+    with transaction.atomic():
+        row = ModelFile.objects.select_for_update().get(pk=model.pk)
+        _in_use_by_active_jobs(Job.objects.filter(model=row), f"model {row.pk}")
+        Job.objects.filter(model=row).update(model=None)
+        files = [row.file.name] if row.file else []
+        row.delete()
+        _unlink_on_commit(files)
+
+
+def checkpoints_expire() -> int:
+    """Delete the checkpoints of jobs that ended more than ``CHECKPOINT_RETENTION_SECONDS`` ago: the database
+    row a resume reads and the job's ``checkpoint`` artifacts (with their files). Returns the jobs pruned."""
+    from automl_site.jobs.models import FINAL_STATUSES, Artifact, JobCheckpoint
+
+    cutoff = timezone.now() - dt.timedelta(seconds=_conf("CHECKPOINT_RETENTION_SECONDS"))
+    ended = Job.objects.filter(status__in=FINAL_STATUSES, finished_at__lt=cutoff)
+    with transaction.atomic():
+        rows = JobCheckpoint.objects.filter(job__in=ended)
+        artifacts = Artifact.objects.filter(job__in=ended, kind="checkpoint")
+        jobs = set(rows.values_list("job_id", flat=True)) | set(artifacts.values_list("job_id", flat=True))
+        files = list(artifacts.values_list("file", flat=True))
+        rows.delete()
+        artifacts.delete()
+        _unlink_on_commit([f for f in files if f])
+    return len(jobs)

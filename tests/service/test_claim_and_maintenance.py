@@ -40,7 +40,7 @@ def test_an_orphaned_job_is_requeued_then_failed_after_max_attempts(job, setting
 
 def test_a_fresh_heartbeat_is_left_alone(job) -> None:  # noqa: ANN001
     services.job_claim(job_id=job.pk, task_id="t", host="h")
-    assert services.jobs_reap() == {"cancelled": 0, "failed": 0, "requeued": 0}
+    assert services.jobs_reap() == {"cancelled": 0, "paused": 0, "failed": 0, "requeued": 0}
 
 
 def test_cancel_of_an_orphaned_job_finishes_it(job) -> None:  # noqa: ANN001

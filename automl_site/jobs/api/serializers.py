@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from automl_site.jobs import selectors
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, MetricPoint, ModelFile, Trial
+from search_spaces import registry
 from search_spaces.base import METRIC_GROUPS
+
+
+class ObjectiveSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    direction = serializers.ChoiceField(choices=["maximize", "minimize"])
+    unit = serializers.CharField(allow_blank=True)
+
+
+class QueueSerializer(serializers.Serializer):
+    ahead = serializers.IntegerField(help_text="queued jobs (anyone's) submitted before this one")
+    running = serializers.IntegerField(help_text="jobs running now, on every worker")
 
 
 class JobSerializer(serializers.ModelSerializer):
     children = serializers.PrimaryKeyRelatedField(
         many=True, read_only=True, help_text="jobs that took this job's output model as their input"
     )
+    objectives = serializers.SerializerMethodField(
+        help_text="what each entry of a trial's values is, in order (the kind's declaration for this config)"
+    )
+    queue = serializers.SerializerMethodField(
+        help_text="for a queued job, in GET /jobs/{id}/ only: what it waits for; null otherwise"
+    )
+
+    @extend_schema_field(ObjectiveSerializer(many=True))
+    def get_objectives(self, obj: Job) -> list[dict[str, str]]:
+        kind = registry.KINDS.get(obj.kind)
+        return [asdict(o) for o in kind.objectives(obj.config)] if kind is not None else []
+
+    @extend_schema_field(QueueSerializer(allow_null=True))
+    def get_queue(self, obj: Job) -> dict[str, int] | None:
+        view = self.context.get("view")
+        if getattr(view, "action", None) != "retrieve":  # a count per row would slow the list down
+            return None
+        return selectors.job_queue_state(job=obj)
 
     class Meta:
         model = Job
@@ -30,12 +63,15 @@ class JobSerializer(serializers.ModelSerializer):
             "model",
             "parent",
             "children",
+            "objectives",
             "result",
             "error",
             "budget",
             "attempts",
             "cancel_requested",
+            "pause_requested",
             "worker_host",
+            "queue",
             "created_at",
             "started_at",
             "finished_at",
@@ -70,6 +106,23 @@ class JobSubmitSerializer(serializers.Serializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
         return value
+
+
+class JobEstimateSerializer(serializers.Serializer):
+    config = serializers.JSONField(source="plan.config", help_text="the config with the kind's defaults filled")
+    dataset = serializers.IntegerField(source="plan.dataset.pk", help_text="the dataset the job would run on")
+    budget = serializers.FloatField(source="plan.budget", help_text="estimated CPU-minutes, as the submit computes it")
+    max_budget = serializers.FloatField(help_text="the per-job budget limit in CPU-minutes")
+    over_budget = serializers.BooleanField(help_text="whether the budget is over max_budget (the submit refuses it)")
+    active_jobs = serializers.IntegerField(help_text="your queued and running jobs now")
+    max_active_jobs = serializers.IntegerField(help_text="how many of them you may have at once")
+    problems = serializers.DictField(
+        source="plan.problems",
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="per field, what the submit would refuse besides the active-job limit (the input model, the "
+        "budget); empty when nothing",
+    )
+    accepted = serializers.BooleanField(help_text="whether a submit of this job now would be accepted")
 
 
 class MetricSpecSerializer(serializers.Serializer):

@@ -8,7 +8,8 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -17,6 +18,8 @@ from rest_framework.response import Response
 
 from automl_site.jobs import selectors, services
 from automl_site.jobs.api import serializers as s
+from automl_site.jobs.api import trial_filters
+from automl_site.jobs.api.schema import FieldErrorsSerializer
 from automl_site.jobs.auth import UploadRateThrottle
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, JobStatus, ModelFile
 from search_spaces import registry
@@ -77,13 +80,13 @@ class OwnedMixin:
         return type(self).selector(user=self.request.user)
 
 
-class JobKindViewSet(viewsets.ViewSet):
+class JobKindViewSet(viewsets.GenericViewSet):
     """Every job kind with the JSON Schema of its config and its defaults."""
 
     serializer_class = s.JobKindSerializer
     lookup_value_regex = "[a-z0-9_]+"
+    filter_backends: list[Any] = []  # the kinds are the registry's, not a queryset
 
-    @extend_schema(responses=s.JobKindSerializer(many=True))
     @staticmethod
     def _describe(kind: Any) -> dict[str, Any]:
         return {
@@ -102,8 +105,8 @@ class JobKindViewSet(viewsets.ViewSet):
         }
 
     def list(self, request: Request) -> Response:
-        kinds = [self._describe(k) for k in registry.KINDS.values()]
-        return Response({"count": len(kinds), "next": None, "previous": None, "results": kinds})
+        page = self.paginate_queryset([self._describe(k) for k in registry.KINDS.values()])
+        return self.get_paginated_response(page)
 
     @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, description="the kind's name")])
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
@@ -112,8 +115,10 @@ class JobKindViewSet(viewsets.ViewSet):
         return Response(self._describe(registry.get_kind(pk)))
 
 
-class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Your jobs: submit, list, inspect, cancel, re-run, and their trials, curves and files."""
+class JobViewSet(
+    OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Your jobs: submit, list, inspect, cancel, pause, resume, re-run, and their trials, curves and files."""
 
     serializer_class = s.JobSerializer
     filterset_class = JobFilter
@@ -145,10 +150,58 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         )
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request=s.JobSubmitSerializer,
+        responses={200: s.JobEstimateSerializer},
+        description="Check a job as a submit would and estimate its budget, creating nothing: the same body as "
+        "POST /jobs/. A config, kind or dataset the submit refuses gets the same 400; an input model that does "
+        "not fit or a budget over the limit is listed in problems (a submit would refuse it).",
+    )
+    @action(detail=False, methods=["post"], filterset_class=None)
+    def estimate(self, request: Request) -> Response:
+        data = s.JobSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        estimate = services.job_estimate(
+            owner=request.user,
+            kind=v["kind"],
+            name=v["name"],
+            config=v["config"],
+            dataset=v["dataset"],
+            model=self._own_or_400(ModelFile, v["model"], "model"),
+            parent=self._own_or_400(Job, v["parent"], "parent"),
+        )
+        return Response(s.JobEstimateSerializer(estimate).data)
+
+    @extend_schema(
+        description="Remove a job that is not running, with its trials, curves, artifacts (files too), FPGA "
+        "reports and checkpoint; a queued job is taken off the queue.",
+        responses={204: None},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.job_delete(job=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @extend_schema(request=None, responses={200: s.JobSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = services.job_cancel(job=self.get_object())
+        return Response(s.JobSerializer(job).data)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Stop a queued or running job with its trials and checkpoint kept: a queued one is ``paused`` at once, a
+        running one at its next heartbeat (``pause_requested`` until then). It frees its worker and its place in
+        the active-job limit."""
+        job = services.job_pause(job=self.get_object())
+        return Response(s.JobSerializer(job).data)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a paused job again; it continues from its checkpoint without redoing the trials it stored."""
+        job = services.job_resume(job=self.get_object())
         return Response(s.JobSerializer(job).data)
 
     @extend_schema(request=None, responses={201: s.JobSerializer})
@@ -157,10 +210,11 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         job = services.job_rerun(job=self.get_object(), owner=request.user)
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: s.TrialSerializer(many=True)})
+    @extend_schema(responses={200: s.TrialSerializer(many=True)}, parameters=trial_filters.PARAMETERS)
     @action(detail=True, methods=["get"], filterset_class=None)
     def trials(self, request: Request, pk: str | None = None) -> Response:
-        page = self.paginate_queryset(selectors.trial_list(job=self.get_object()))
+        trials = trial_filters.trials_filtered(request, selectors.trial_list(job=self.get_object()))
+        page = self.paginate_queryset(trials)
         return self.get_paginated_response(s.TrialSerializer(page, many=True).data)
 
     @extend_schema(
@@ -175,7 +229,8 @@ class JobViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, v
                     "last_id": serializers.IntegerField(),
                     "results": s.MetricPointSerializer(many=True),
                 },
-            )
+            ),
+            400: OpenApiResponse(FieldErrorsSerializer, description="since is not an integer"),
         },
     )
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
@@ -217,7 +272,8 @@ class ArtifactViewSet(OwnedMixin, mixins.RetrieveModelMixin, viewsets.GenericVie
     selector = staticmethod(selectors.artifact_list)
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): bytes},
+        # The file as stored, in the media type its name says (JSON, SVG, PNG, a .zip, ...; octet-stream if none).
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
         parameters=[
             OpenApiParameter(
                 "inline",
@@ -274,7 +330,9 @@ class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         return Response(s.FpgaReportSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DatasetViewSet(
+    OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """Built-in datasets and your uploads (``.npz`` with arrays ``x`` and ``y``, or CSV with the label last)."""
 
     serializer_class = s.DatasetSerializer
@@ -293,8 +351,19 @@ class DatasetViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixi
         )
         return Response(s.DatasetSerializer(row).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        description="Remove your uploaded dataset and its file; refused for a built-in one or while a queued or "
+        "running job uses it.",
+        responses={204: None},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.dataset_delete(owner=request.user, dataset=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
-class ModelFileViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+
+class ModelFileViewSet(
+    OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """Uploaded models: a ``state_dict`` for a built-in architecture (never an arbitrary pickle)."""
 
     serializer_class = s.ModelFileSerializer
@@ -313,3 +382,11 @@ class ModelFileViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
             owner=request.user, name=v["name"], upload=v["file"], architecture=v["architecture"]
         )
         return Response(s.ModelFileSerializer(row).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        description="Remove your uploaded model and its file; refused while a queued or running job takes it.",
+        responses={204: None},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.model_delete(owner=request.user, model=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

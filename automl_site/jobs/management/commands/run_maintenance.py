@@ -1,4 +1,5 @@
-"""The maintenance loop: reap jobs whose worker died and re-enqueue jobs the broker lost.
+"""The maintenance loop: reap jobs whose worker died, re-enqueue jobs the broker lost, and delete the
+checkpoints of jobs that ended longer ago than AUTOML_CHECKPOINT_RETENTION_SECONDS.
 
 It runs in its own process (one per deployment is enough; more are harmless, every change is a
 conditional UPDATE) rather than as a periodic Celery task, because it must work exactly when the
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from automl_site.jobs.services import jobs_reap, jobs_reenqueue_lost
+from automl_site.jobs.services import checkpoints_expire, jobs_reap, jobs_reenqueue_lost
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Command(BaseCommand):
             try:
                 outcome = jobs_reap()
                 outcome["reenqueued"] = jobs_reenqueue_lost()
+                outcome["checkpoints_expired"] = checkpoints_expire()
                 if any(outcome.values()):
                     log.info("maintenance: %s", outcome)
             except Exception:  # keep the loop alive through a database or broker outage
