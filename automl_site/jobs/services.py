@@ -744,10 +744,14 @@ def job_delete(*, job: Job) -> None:
 
 
 def _in_use_by_active_jobs(queryset: QuerySet[Job], what: str) -> None:
-    active = sorted(queryset.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    # A paused job will run again: it needs its data and input model as much as a queued one.
+    pending = (*ACTIVE_STATUSES, JobStatus.PAUSED)
+    active = sorted(queryset.filter(status__in=pending).values_list("pk", flat=True))
     if active:
         jobs = ", ".join(str(pk) for pk in active[:10])
-        raise ServiceError({"non_field_errors": f"{what} is used by queued or running job(s) {jobs}; wait or cancel"})
+        raise ServiceError(
+            {"non_field_errors": f"{what} is used by queued, running or paused job(s) {jobs}; wait or cancel"}
+        )
 
 
 def dataset_delete(*, owner: AbstractBaseUser, dataset: Dataset) -> None:

@@ -81,6 +81,8 @@ def test_a_dataset_is_refused_while_a_queued_job_uses_it_then_goes(alice_api, bo
     assert bob_api.delete(f"/api/v1/datasets/{data['id']}/").status_code == 404
     r = alice_api.delete(f"/api/v1/datasets/{data['id']}/")
     assert r.status_code == 400 and str(job["id"]) in r.json()["non_field_errors"][0]
+    Job.objects.filter(pk=job["id"]).update(status=JobStatus.PAUSED)  # it will run again: still in use
+    assert alice_api.delete(f"/api/v1/datasets/{data['id']}/").status_code == 400
     Job.objects.filter(pk=job["id"]).update(status=JobStatus.SUCCEEDED)
     assert alice_api.delete(f"/api/v1/datasets/{data['id']}/").status_code == 204
     assert not Dataset.objects.filter(pk=data["id"]).exists() and Job.objects.get(pk=job["id"]).dataset is None
