@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, scaled_seconds
+from search_spaces.base import (
+    DataShape,
+    JobInputs,
+    JobKind,
+    MetricSpec,
+    Objective,
+    Reporter,
+    input_or_builtin,
+    scaled_seconds,
+)
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
@@ -272,10 +281,7 @@ class AdcPrune(JobKind):
     ) -> dict[str, Any] | None:
         """The fine-tuned AMC model: the input model's family with fewer channels per layer, or the built-in
         ``model`` (an MLP on tabular data) pruned."""
-        if input_arch is not None:
-            return input_arch
-        family = "mlp" if data.modality == "tabular" else config["model"]
-        return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+        return input_or_builtin(input_arch, data, config["model"])
 
     def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
         """The agent's episode reward (the negative error, or error with log FLOPs/params for the other rewards)."""

@@ -254,6 +254,15 @@ def shape_problems(arch: dict[str, Any], data: DataShape) -> list[str]:
     return problems
 
 
+def input_or_builtin(input_arch: dict[str, Any] | None, data: DataShape, family: str) -> dict[str, Any]:
+    """The model a kind gives back when it keeps its input model's architecture (pruned, retrained), or trains the
+    kit's ``family`` sized for ``data`` (an MLP on tabular data) when it has no input model."""
+    if input_arch is not None:
+        return input_arch
+    name = "mlp" if data.modality == "tabular" else family
+    return {"name": name, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+
+
 class JobKind(ABC):
     """One kind of job: its config schema with defaults, its budget, and its run function.
 

@@ -18,7 +18,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, scaled_seconds
+from search_spaces.base import (
+    DataShape,
+    JobInputs,
+    JobKind,
+    MetricSpec,
+    Objective,
+    Reporter,
+    input_or_builtin,
+    scaled_seconds,
+)
 
 _GRANULARITIES = ["fine", "vector", "kernel", "filter"]
 # Seconds per epoch (training plus validation) of the default model at batch size 64 on the 2-core machine
@@ -273,10 +282,7 @@ class GranularitySweep(JobKind):
     ) -> dict[str, Any] | None:
         """The best pruned model: the input model's architecture with zeros (masks are not a new family), or the kit's
         VGG-style CNN (an MLP on tabular data) trained in the job."""
-        if input_arch is not None:
-            return input_arch
-        family = "mlp" if data.modality == "tabular" else "vgg"
-        return {"name": family, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+        return input_or_builtin(input_arch, data, "vgg")
 
     def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
         """Accuracy after retraining; in the multi-objective mode the compression ratio too."""
