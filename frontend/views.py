@@ -35,6 +35,16 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "frontend/job_detail.html", {"job": job})
 
 
+@login_required
+def job_compare(request: HttpRequest) -> HttpResponse:
+    return render(request, "frontend/job_compare.html", {"jobs": request.GET.get("jobs", "")})
+
+
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "frontend/dataset_list.html")
+
+
 @require_GET
 @cache_control(max_age=86400, public=True)
 def plotly_js(request: HttpRequest) -> FileResponse:

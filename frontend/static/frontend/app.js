@@ -73,174 +73,24 @@ const AutoML = (() => {
       el("tbody", {}, ...t.rows.map(row => el("tr", {}, ...row.map(c => el("td", {text: fmtCell(c)}))))));
   }
 
-  function progressCell(job) {
-    const bar = el("progress", {max: "1", value: String(job.progress), "aria-label": `job ${job.id} progress`});
-    return el("td", {}, bar, ` ${Math.round(job.progress * 100)}%`);
-  }
-
-  // --- job list ---------------------------------------------------------------------------------
-  function jobListPage() {
-    const tbody = document.querySelector("#jobs tbody");
-    const form = document.getElementById("filters");
-    let timer = null;
-    async function refresh() {
-      const params = new URLSearchParams(new FormData(form));
-      for (const [k, v] of [...params]) if (!v) params.delete(k);
-      const r = await api(`/api/v1/jobs/?${params}`);
-      if (!r.ok) { tbody.replaceChildren(el("tr", {}, el("td", {colspan: "6", text: "Could not load jobs."}))); return; }
-      const rows = r.data.results.map(job => el("tr", {"data-job-id": job.id},
-        el("td", {}, el("a", {href: `/jobs/${job.id}/`, text: `#${job.id}`})),
-        el("td", {text: job.name}), el("td", {text: job.kind}),
-        el("td", {}, el("span", {class: `status ${job.status}`, text: job.status})),
-        progressCell(job), el("td", {text: fmtDate(job.created_at)})));
-      tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", {colspan: "6", text: "No jobs yet."}))]));
-      clearTimeout(timer);
-      if (r.data.results.some(j => ACTIVE.has(j.status))) timer = setTimeout(refresh, 2000);
-    }
-    form.addEventListener("change", refresh);
-    refresh();
-  }
-
-  // --- submit form generated from the kind's JSON Schema ----------------------------------------
-  function fieldFor(name, prop, value) {
-    const id = `cfg-${name}`;
-    const wrap = el("div", {class: "field", "data-field": name});
-    const bounds = [];
-    if (prop.minimum !== undefined) bounds.push(`min ${prop.minimum}`);
-    if (prop.exclusiveMinimum !== undefined) bounds.push(`> ${prop.exclusiveMinimum}`);
-    if (prop.maximum !== undefined) bounds.push(`max ${prop.maximum}`);
-    wrap.append(el("label", {for: id, text: name.replaceAll("_", " ") + (bounds.length ? ` (${bounds.join(", ")})` : "")}));
-    let input;
-    if (prop.type === "array" && prop.items && prop.items.enum) {
-      // A set of choices: one checkbox each, so nobody has to type JSON.
-      input = el("span", {id, role: "group", class: "choices", "data-choices": "1"});
-      for (const option of prop.items.enum) {
-        const box = el("input", {type: "checkbox", id: `${id}-${option}`, value: option,
-                                 checked: (value || []).includes(option)});
-        input.append(el("label", {class: "choice", for: `${id}-${option}`}, box, ` ${option}`));
-      }
-    } else if (prop.enum) {
-      input = el("select", {id, name});
-      for (const option of prop.enum) input.append(el("option", {value: option, text: option, selected: option === value}));
-    } else if (prop.type === "boolean") {
-      input = el("input", {id, name, type: "checkbox", checked: !!value});
-    } else if (prop.type === "integer" || prop.type === "number") {
-      input = el("input", {id, name, type: "number", value: value ?? "", step: prop.type === "integer" ? "1" : "any",
-        min: prop.minimum, max: prop.maximum});
-    } else if (prop.type === "array" || prop.type === "object") {
-      input = el("input", {id, name, value: JSON.stringify(value ?? null), "data-json": "1"});
-    } else {
-      input = el("input", {id, name, value: value ?? ""});
-    }
-    input.dataset.type = prop.type || "string";
-    const help = el("small", {class: "help", id: `${id}-help`, text: prop.description || ""});
-    input.setAttribute("aria-describedby", `${id}-help ${id}-error`);
-    wrap.append(input, help, el("small", {class: "error", id: `${id}-error`, role: "status"}));
-    return wrap;
-  }
-
-  function readField(input) {
-    const type = input.dataset.type;
-    if (input.dataset.choices) return [...input.querySelectorAll("input:checked")].map(box => box.value);
-    if (input.type === "checkbox") return input.checked;
-    if (input.dataset.json) { try { return JSON.parse(input.value); } catch (e) { return input.value; } }
-    if (type === "integer" || type === "number") return input.value === "" ? null : Number(input.value);
-    return input.value;
-  }
-
-  async function submitPage() {
-    const form = document.getElementById("submit-form");
-    const kindSelect = document.getElementById("kind");
-    const fields = document.getElementById("config-fields");
-    const datasetSelect = document.getElementById("dataset");
-    const parentSelect = document.getElementById("parent");
-    const kinds = (await api("/api/v1/job-kinds/")).data.results;
-    const datasets = (await api("/api/v1/datasets/")).data.results;
-    const parents = (await api("/api/v1/jobs/?status=succeeded")).data.results;
-    for (const job of parents) {
-      if (job.result && job.result.output_model)
-        parentSelect.append(el("option", {value: job.id, text: `#${job.id} ${job.kind} ${job.name}`,
-                                          selected: String(job.id) === form.dataset.parent}));
-    }
-    const exampleSelect = document.getElementById("example");
-    function renderFields() {
-      const kind = kinds.find(k => k.name === kindSelect.value);
-      const values = {...kind.defaults, ...((kind.examples || {})[exampleSelect.value] || {})};
-      fields.replaceChildren(el("legend", {text: "Configuration"}));
-      for (const [name, prop] of Object.entries(kind.schema.properties)) fields.append(fieldFor(name, prop, values[name]));
-    }
-    exampleSelect.addEventListener("change", renderFields);
-    function render() {
-      const kind = kinds.find(k => k.name === kindSelect.value);
-      document.getElementById("kind-description").textContent = kind.description;
-      exampleSelect.replaceChildren(...Object.keys(kind.examples || {default: {}}).map(name =>
-        el("option", {value: name, text: name, selected: name === "default"})));
-      renderFields();
-      datasetSelect.replaceChildren(...datasets.filter(d => kind.modalities.includes(d.modality)).map(d =>
-        el("option", {value: d.id, text: `${d.name}${d.is_builtin ? "" : " (uploaded)"} · ${d.modality}`,
-                      selected: d.builtin === kind.default_dataset})));
-      document.getElementById("parent-row").hidden = !kind.accepts_model;
-    }
-    kindSelect.addEventListener("change", render);
-    render();
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      for (const e of form.querySelectorAll(".error")) e.textContent = "";
-      const config = {};
-      for (const input of fields.querySelectorAll("[data-type]")) config[input.name || input.id.slice(4)] = readField(input);
-      const body = {kind: kindSelect.value, name: form.elements.name.value, config, dataset: datasetSelect.value};
-      if (!document.getElementById("parent-row").hidden && parentSelect.value) body.parent = Number(parentSelect.value);
-      const button = document.getElementById("submit-button");
-      button.disabled = true;
-      const r = await api("/api/v1/jobs/", {method: "POST", body});
-      button.disabled = false;
-      if (r.ok) { window.location.href = `/jobs/${r.data.id}/`; return; }
-      const general = [];
-      for (const [key, messages] of Object.entries(r.data || {detail: [`HTTP ${r.status}`]})) {
-        const target = key.startsWith("config.") ? document.getElementById(`cfg-${key.slice(7)}-error`) : null;
-        const text = [].concat(messages).join(" ");
-        if (target) target.textContent = text; else general.push(`${key}: ${text}`);
-      }
-      document.getElementById("form-errors").textContent = general.join("\n");
-    });
-  }
-
   // --- job detail -----------------------------------------------------------------------------
   function jobDetailPage() {
     const root = document.getElementById("job");
     const id = root.dataset.jobId;
-    const series = new Map();  // metric name -> {x: [], y: []}
-    let since = 0;
-    let chartReady = false;
-
-    async function refreshMetrics() {
-      let more = true;
-      while (more) {
-        const r = await api(`/api/v1/jobs/${id}/metrics/?since=${since}`);
-        if (!r.ok) return;
-        for (const p of r.data.results) {
-          if (!series.has(p.name)) series.set(p.name, {x: [], y: []});
-          const s = series.get(p.name);
-          s.x.push(s.x.length);
-          s.y.push(p.value);
-        }
-        since = r.data.last_id;
-        more = !!r.data.next;
-      }
-      if (!window.Plotly || series.size === 0) return;
-      const traces = [...series.entries()].map(([name, s]) => ({name, x: s.x, y: s.y, mode: "lines", type: "scatter"}));
-      const layout = {margin: {t: 10, r: 10, b: 40, l: 50}, xaxis: {title: {text: "point"}}, height: 320};
-      if (chartReady) Plotly.react("curves", traces, layout, {displaylogo: false, responsive: true});
-      else { Plotly.newPlot("curves", traces, layout, {displaylogo: false, responsive: true}); chartReady = true; }
-    }
-
-    async function refreshTrials() {
-      const r = await api(`/api/v1/jobs/${id}/trials/?page_size=500`);
-      if (!r.ok) return;
-      document.getElementById("trial-count").textContent = `(${r.data.count})`;
-      document.querySelector("#trials tbody").replaceChildren(...r.data.results.map(t => el("tr", {},
-        el("td", {text: t.number}), el("td", {text: t.state}), el("td", {text: fmtValue(t.params)}),
-        el("td", {text: fmtValue(t.values)}), el("td", {text: t.duration_seconds === null ? "" : t.duration_seconds.toFixed(2)}))));
+    // Curves, trial table, facts and lineage: curves.js, trial_table.js, job_page.js.
+    const curves = AutoMLCurves.live(document.getElementById("curves"), id);
+    const trials = AutoMLTrials.create(document.getElementById("trials-section"), id);
+    const renderFacts = AutoMLJob.facts(document.getElementById("job-facts"));
+    const renderLineage = AutoMLJob.lineage(document.getElementById("lineage"));
+    let refreshTimer = null;
+    // While a job runs the page polls; what changes less often than its progress is asked for less often, so the
+    // curves' own poll does not wait behind it (a web process answers a browser's requests a few at a time).
+    const lastAsked = new Map();
+    function due(part, ms, final) {
+      const now = Date.now();
+      if (!final && now - (lastAsked.get(part) || 0) < ms) return false;
+      lastAsked.set(part, now);
+      return true;
     }
 
     let shownResult = null;
@@ -309,11 +159,14 @@ const AutoML = (() => {
       if (kindInfo === null && name) kindInfo = (await api(`/api/v1/job-kinds/${encodeURIComponent(name)}/`)).data || {};
       return kindInfo || {};
     }
+    let fpgaSeen = null;  // reports found by the last look (a kind that stores none is asked once)
     async function refreshFpga(kindName) {
       const info = await describeKind(kindName);
+      if (fpgaSeen === 0 && !info.fpga_reports && kindName) return;
       const r = await api(`/api/v1/fpga-reports/?job=${id}&page_size=1000`);
       if (!r.ok) return;
       const reports = r.data.results;
+      fpgaSeen = reports.length;
       document.getElementById("fpga-section").hidden = reports.length === 0 && !info.fpga_reports;
       document.getElementById("fpga-count").textContent = `(${reports.length})`;
       // Each trial's estimate first, then the synthesis reports imported for it, side by side.
@@ -359,9 +212,15 @@ const AutoML = (() => {
       document.getElementById("pause-button").disabled =
         !ACTIVE.has(job.status) || job.cancel_requested || job.pause_requested;
       document.getElementById("resume-button").disabled = job.status !== "paused";
-      document.getElementById("parent-link").hidden = !(job.result && job.result.output_model);
-      await Promise.all([refreshTrials(), refreshMetrics(), refreshArtifacts(), refreshFpga(job.kind)]);
-      if (ACTIVE.has(job.status)) setTimeout(refresh, 1000);
+      document.getElementById("rerun-button").disabled = false;  // any job can be run again
+      renderFacts(job);
+      const final = !ACTIVE.has(job.status);
+      await Promise.all([due("trials", 2000, final) && trials.refresh(job), curves.refresh(job),
+                         due("artifacts", 5000, final) && refreshArtifacts(), due("fpga", 3000, final) && refreshFpga(job.kind),
+                         renderLineage(job)]);
+      AutoMLJob.parentLinks(document.getElementById("use-as-parent"), job);  // its questions wait behind the rest
+      clearTimeout(refreshTimer);  // one loop, however often an action asks for a refresh
+      if (ACTIVE.has(job.status)) refreshTimer = setTimeout(refresh, 1000);
     }
 
     document.getElementById("fpga-import").addEventListener("submit", async event => {
@@ -384,8 +243,12 @@ const AutoML = (() => {
     });
 
     // Cancel, pause (checkpoint kept) and resume: the service says why when it refuses (a finished job, a limit).
+    // A cancel cannot be undone, so it is asked for twice.
     for (const action of ["cancel", "pause", "resume"]) {
       document.getElementById(`${action}-button`).addEventListener("click", async () => {
+        if (action === "cancel" && !(await AutoMLJob.confirmAction(
+          `Cancel job ${id}? A running job stops at its next check; what it stored so far is kept, but it cannot be resumed.`,
+          "Cancel the job"))) return;
         const r = await api(`/api/v1/jobs/${id}/${action}/`, {method: "POST"});
         document.getElementById("action-error").textContent = r.ok ? "" : Object.values(r.data || {})
           .map(v => [].concat(v).join(" ")).join("; ") || `HTTP ${r.status}`;
@@ -393,6 +256,8 @@ const AutoML = (() => {
       });
     }
     document.getElementById("rerun-button").addEventListener("click", async () => {
+      if (!(await AutoMLJob.confirmAction(`Re-run job ${id}? A new job with the same kind, config, dataset and input is queued.`,
+                                          "Queue the re-run"))) return;
       const r = await api(`/api/v1/jobs/${id}/rerun/`, {method: "POST"});
       if (r.ok) window.location.href = `/jobs/${r.data.id}/`;
       else document.getElementById("job-error").textContent = JSON.stringify(r.data);
@@ -400,5 +265,5 @@ const AutoML = (() => {
     refresh();
   }
 
-  return {jobListPage, submitPage, jobDetailPage, api};
+  return {jobDetailPage, api, el, csrfToken, fmtDate, fmtValue, fmtNumber, fmtCell, headlineNode, tableNode, ACTIVE};
 })();
