@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser_helpers import ALLOWED_CONSOLE, allow_console
 from tests.e2e.conftest import USERS
 from tests.stack import ROOT, Stack
 
@@ -39,9 +40,18 @@ def page(stack: Stack):  # noqa: ANN201
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # A console error (a failed request, a script's complaint) fails the flow too, unless the test expects it.
+        console: list[str] = []
+        page.on(
+            "console",
+            lambda msg: console.append(f"{msg.text} at {msg.location.get('url')}") if msg.type == "error" else None,
+        )
         yield page
         browser.close()
+        allowed = ALLOWED_CONSOLE.pop(id(page), [])
+        unexpected = [c for c in console if not any(p.search(c) for p in allowed)]
         assert not errors, f"JavaScript errors on the page: {errors}"
+        assert not unexpected, f"console errors on the page: {unexpected}"
 
 
 def _log_in(page) -> None:  # noqa: ANN001
@@ -149,6 +159,7 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
     for figure in ("hls4ml_pareto.json", "hls4ml_reuse_factor.json", "hls4ml_bit_width.json"):
         drawn = page.locator(f".figure-plot[data-artifact='{figure}'] .js-plotly-plot .main-svg")
         expect(drawn.first).to_be_visible(timeout=30_000)
+    allow_console(page, r"status of 400.*/api/v1/fpga-reports/")  # the refused import's answer
     page.locator("#fpga-import-file").set_input_files(str(ROOT / "README.md"))
     page.get_by_label("Trial", exact=True).fill("0")
     page.get_by_role("button", name="Import").click()
