@@ -214,13 +214,14 @@ const AutoML = (() => {
       document.getElementById("resume-button").disabled = job.status !== "paused";
       document.getElementById("rerun-button").disabled = false;  // any job can be run again
       renderFacts(job);
-      const final = !ACTIVE.has(job.status);
+      const final = !ACTIVE.has(job.status) && job.status !== "paused";  // a paused job's parts are asked for as usual
       await Promise.all([due("trials", 2000, final) && trials.refresh(job), curves.refresh(job),
                          due("artifacts", 5000, final) && refreshArtifacts(), due("fpga", 3000, final) && refreshFpga(job.kind),
                          renderLineage(job)]);
       AutoMLJob.parentLinks(document.getElementById("use-as-parent"), job);  // its questions wait behind the rest
       clearTimeout(refreshTimer);  // one loop, however often an action asks for a refresh
-      if (ACTIVE.has(job.status)) refreshTimer = setTimeout(refresh, 1000);
+      // A paused job can be resumed from anywhere (another tab, the CLI): keep asking, so the page follows it.
+      if (ACTIVE.has(job.status) || job.status === "paused") refreshTimer = setTimeout(refresh, 1000);
     }
 
     document.getElementById("fpga-import").addEventListener("submit", async event => {
