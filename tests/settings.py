@@ -14,9 +14,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
-    # One test database per checkout, so two checkouts on one machine can run their suites at once.
+    # One test database per checkout, so two checkouts on one machine can run their suites at once;
+    # AUTOML_TEST_DB_TAG gives two runs in one checkout a database each.
     import hashlib
     from pathlib import Path
 
-    _tag = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+    _tag = (
+        os.environ.get("AUTOML_TEST_DB_TAG")
+        or hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+    )
     DATABASES["default"]["TEST"] = {"NAME": f"test_automl_{_tag}"}  # noqa: F405
