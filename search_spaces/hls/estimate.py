@@ -225,7 +225,12 @@ def dense_estimate(
 
 
 def estimate(applied: AppliedConfig, part: Part, clock_period_ns: float | None = None) -> dict[str, Any]:
-    """The whole network's estimate: totals, per-layer rows, utilisation of ``part`` and whether it fits."""
+    """The whole network's estimate: totals, per-layer rows, utilisation of ``part`` and whether it fits.
+    An io_stream project (a CNN) is estimated stage by stage by :mod:`search_spaces.hls.stream`."""
+    if applied.io_type == "io_stream":
+        from search_spaces.hls.stream import stream_estimate
+
+        return stream_estimate(applied, part, clock_period_ns)
     clock = clock_period_ns or applied.clock_period_ns or 5.0
     rows = [dense_estimate(layer, clock, dsp_bits=part.dsp_multiplier_bits) for layer in applied.dense]
     first = applied.dense[0]

@@ -8,6 +8,12 @@ formula and its ``accum_t``/``weight_t``/``bias_t`` typedefs), ``firmware/define
 ``ap_fixed<W,I,...>`` behind every typedef), ``firmware/myproject.cpp`` (the call chain, which names each
 layer's input and output type), ``project.tcl`` (part and clock period) and ``firmware/weights/w<N>.txt``
 (the weight values, so the estimator can tell which constant products need a real multiplier).
+
+An ``io_stream`` project (every convolutional network) adds ``conv2d_config`` (the convolution's image and
+kernel sizes, its reuse factor and strategy; the products are a ``configN_mult`` dense kernel),
+``pooling2d_config`` and ``padding2d_config`` stages, ``nnet::array<ap_fixed<W,I>, N>`` stream element
+types in ``defines.h`` (``N`` channels per pixel), and one ``#pragma HLS STREAM variable=... depth=D``
+per stream between two stages in ``myproject.cpp`` (the FIFOs).
 """
 
 from __future__ import annotations
@@ -98,6 +104,71 @@ class ActivationLayer:
     implementation: str = ""  # softmax: "stable" | "latency" | ... as written in parameters.h
 
 
+@dataclass(frozen=True)
+class ConvLayer:
+    """A ``conv_2d_cl`` stage (io_stream): ``in_height × in_width × n_chan`` pixels in (after any zero
+    padding stage), an ``filt_height × filt_width × n_chan`` kernel per each of ``n_filt`` filters."""
+
+    name: str
+    in_height: int
+    in_width: int
+    n_chan: int
+    filt_height: int
+    filt_width: int
+    n_filt: int
+    stride_height: int
+    stride_width: int
+    out_height: int
+    out_width: int
+    reuse_factor: int
+    strategy: str
+    n_zeros: int
+    multiplier_limit: int
+    weight: FixedType
+    bias: FixedType
+    accum: FixedType
+    input: FixedType
+    result: FixedType
+    implementation: str = "linebuffer"
+    constant_bits: tuple[int, ...] = ()
+
+    @property
+    def fan_in(self) -> int:
+        return self.filt_height * self.filt_width * self.n_chan
+
+    @property
+    def n_weights(self) -> int:
+        return self.fan_in * self.n_filt
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """A ``pooling2d_cl`` stage (``op`` Max or Average) over ``pool_height × pool_width`` windows."""
+
+    name: str
+    in_height: int
+    in_width: int
+    n_chan: int
+    pool_height: int
+    pool_width: int
+    out_height: int
+    out_width: int
+    op: str
+    input: FixedType
+    result: FixedType
+
+
+@dataclass(frozen=True)
+class StreamFifo:
+    """One ``hls::stream`` between two stages: ``lanes`` FIFOs (one per channel of a pixel) of ``depth``
+    words of ``width`` bits each."""
+
+    name: str
+    lanes: int
+    width: int
+    depth: int
+
+
 @dataclass
 class AppliedConfig:
     """The whole applied configuration of one generated project, in call order."""
@@ -108,9 +179,24 @@ class AppliedConfig:
     dense: list[DenseLayer] = field(default_factory=list)
     activations: list[ActivationLayer] = field(default_factory=list)
     input: FixedType | None = None
+    conv: list[ConvLayer] = field(default_factory=list)
+    pools: list[PoolLayer] = field(default_factory=list)
+    streams: list[StreamFifo] = field(default_factory=list)
+    # (stage kind, layer name) in call order: "dense", "conv", "pool", "activation", "pad"
+    order: list[tuple[str, str]] = field(default_factory=list)
+    # the first stage's input image (height, width, channels) of an io_stream project; None for io_parallel
+    input_image: tuple[int, int, int] | None = None
+    # io_stream: stream words a dense layer reads (``n_in`` over the channels per word of its input)
+    dense_reads: dict[str, int] = field(default_factory=dict)
+
+    def weighted(self) -> list[DenseLayer | ConvLayer]:
+        """The layers with weights, in call order."""
+        by_name: dict[str, DenseLayer | ConvLayer] = {layer.name: layer for layer in self.conv}
+        by_name.update({layer.name: layer for layer in self.dense})
+        return [by_name[name] for kind, name in self.order if kind in ("conv", "dense")] or list(self.dense)
 
     def reuse_factors(self) -> dict[str, int]:
-        return {layer.name: layer.reuse_factor for layer in self.dense}
+        return {layer.name: layer.reuse_factor for layer in self.weighted()}
 
     def precisions(self) -> dict[str, dict[str, str]]:
         return {
@@ -121,21 +207,24 @@ class AppliedConfig:
                 "input": layer.input.text,
                 "result": layer.result.text,
             }
-            for layer in self.dense
+            for layer in self.weighted()
         }
 
     def strategies(self) -> set[str]:
-        return {layer.strategy for layer in self.dense}
+        return {layer.strategy for layer in self.weighted()}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_STRUCT = re.compile(r"//\s*(\S+)\s*\n\s*struct\s+(\w+)\s*:\s*nnet::(\w+)\s*\{(.*?)\n\};", re.S)
+# The layer comment is written above most structs but not above a conv's own config (its ``_mult`` has it).
+_STRUCT = re.compile(r"(?://\s*(\S+)\s*\n\s*)?struct\s+(\w+)\s*:\s*nnet::(\w+)\s*\{(.*?)\n\};", re.S)
 _CONST = re.compile(r"static\s+(?:const|constexpr)\s+[\w:]+\s+(\w+)\s*=\s*([^;]+);")
 _TYPEDEF = re.compile(r"typedef\s+(\w+)\s+(\w+)\s*;")
 _DEFINE = re.compile(r"typedef\s+(ap_[uif]\w*<[^>]*>)\s+(\w+)\s*;")
-_CALL = re.compile(r"nnet::(\w+)<\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*>\s*\(")
+_ARRAY = re.compile(r"typedef\s+nnet::array<\s*(ap_[uif]\w*<[^>]*>)\s*,\s*([\d\s*]+)>\s+(\w+)\s*;")
+_CALL = re.compile(r"nnet::(\w+)<\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*>\s*\([^;]*;\s*(?://\s*(\S+))?")
+_FIFO = re.compile(r"hls::stream<\s*(\w+)\s*>\s+(\w+)\([^)]*\);\s*#pragma\s+HLS\s+STREAM\s+variable=\w+\s+depth=(\d+)")
 _TCL = re.compile(r"^set\s+(\w+)\s+\"?([^\"\n]*)\"?\s*$", re.M)
 
 
@@ -198,6 +287,10 @@ def read_project(project_dir: Path) -> AppliedConfig:
         raise ProjectError(f"no top-level C++ file in {firmware}")
     top = tops[0].read_text()
     types = {name: parse_type(text) for text, name in _DEFINE.findall(defines)}
+    lanes: dict[str, int] = {}  # stream element types: channels per pixel
+    for text, size, name in _ARRAY.findall(defines):
+        types[name] = parse_type(text)
+        lanes[name] = math.prod(int(v) for v in size.split("*"))
     settings = dict(_TCL.findall(tcl))
     structs: dict[str, tuple[str, str, dict[str, str], dict[str, str]]] = {}
     for layer_name, struct, base, body in _STRUCT.findall(parameters):
@@ -213,10 +306,13 @@ def read_project(project_dir: Path) -> AppliedConfig:
     applied = AppliedConfig(
         part=settings.get("part", ""), clock_period_ns=float(settings.get("clock_period", 0) or 0), io_type=""
     )
-    for function, in_type, out_type, config in _CALL.findall(top):
+    for type_name, stream, depth in _FIFO.findall(top):
+        applied.streams.append(StreamFifo(stream, lanes.get(type_name, 1), typed(type_name).width, int(depth)))
+    for function, in_type, out_type, config, comment in _CALL.findall(top):
         if config not in structs:
-            continue  # weight loading helpers and the like
+            continue  # weight loading helpers, transposes and the like
         layer_name, base, consts, typedefs = structs[config]
+        layer_name = layer_name or comment or config
         io_type = consts.get("io_type", "")
         applied.io_type = applied.io_type or io_type.replace("nnet::", "")
         if applied.input is None:
@@ -243,6 +339,9 @@ def read_project(project_dir: Path) -> AppliedConfig:
                     constant_bits=constant_bits(values, weight) if values is not None else (),
                 )
             )
+            applied.order.append(("dense", layer_name))
+            if in_type in lanes:
+                applied.dense_reads[layer_name] = max(1, n_in // lanes[in_type])
         elif base == "activ_config":
             applied.activations.append(
                 ActivationLayer(
@@ -255,13 +354,78 @@ def read_project(project_dir: Path) -> AppliedConfig:
                     implementation=consts.get("implementation", "").rsplit("::", 1)[-1],
                 )
             )
+            applied.order.append(("activation", layer_name))
+        elif base == "conv2d_config":
+            applied.conv.append(_conv_layer(firmware, layer_name, config, consts, typedefs, typed, in_type, out_type))
+            applied.order.append(("conv", layer_name))
+        elif base == "pooling2d_config":
+            applied.pools.append(
+                PoolLayer(
+                    name=layer_name,
+                    in_height=int(consts["in_height"]),
+                    in_width=int(consts["in_width"]),
+                    n_chan=int(consts["n_filt"]),
+                    pool_height=int(consts["pool_height"]),
+                    pool_width=int(consts["pool_width"]),
+                    out_height=int(consts["out_height"]),
+                    out_width=int(consts["out_width"]),
+                    op=consts.get("pool_op", "nnet::Max").replace("nnet::", ""),
+                    input=typed(in_type),
+                    result=typed(out_type),
+                )
+            )
+            applied.order.append(("pool", layer_name))
+        elif base == "padding2d_config":
+            applied.order.append(("pad", layer_name))
         else:
             raise ProjectError(
-                f"layer {layer_name} ({base}) is not a dense or activation layer; this sweep reads only MLP projects"
+                f"layer {layer_name} ({base}) is not a dense, convolution, pooling, padding or activation layer; "
+                "this reader does not know it"
             )
+        if applied.input_image is None and base in ("conv2d_config", "pooling2d_config", "padding2d_config"):
+            chan = consts.get("n_chan", consts.get("n_filt", "1"))
+            applied.input_image = (int(consts["in_height"]), int(consts["in_width"]), int(chan))
     if not applied.dense:
         raise ProjectError("the project has no dense layer")
     return applied
+
+
+def _conv_layer(
+    firmware: Path,
+    name: str,
+    config: str,
+    consts: dict[str, str],
+    typedefs: dict[str, str],
+    typed: Any,
+    in_type: str,
+    out_type: str,
+) -> ConvLayer:
+    """A ``conv2d_config`` struct as a :class:`ConvLayer` (``n_zeros`` and the kernel from the struct, the
+    weight values from ``weights/w<N>.txt`` for the constant-width histogram)."""
+    n = {k: int(consts[k]) for k in ("in_height", "in_width", "n_chan", "filt_height", "filt_width", "n_filt")}
+    rf, zeros = int(consts["reuse_factor"]), int(consts.get("n_zeros", "0"))
+    weight = typed(typedefs["weight_t"])
+    values = _weight_values(firmware, config)
+    fan_in = n["filt_height"] * n["filt_width"] * n["n_chan"]
+    return ConvLayer(
+        name=name,
+        **n,
+        stride_height=int(consts.get("stride_height", "1")),
+        stride_width=int(consts.get("stride_width", "1")),
+        out_height=int(consts["out_height"]),
+        out_width=int(consts["out_width"]),
+        reuse_factor=rf,
+        strategy=consts.get("strategy", "nnet::latency").replace("nnet::", ""),
+        n_zeros=zeros,
+        multiplier_limit=_multiplier_limit(fan_in, n["n_filt"], rf, zeros),
+        weight=weight,
+        bias=typed(typedefs["bias_t"]),
+        accum=typed(typedefs["accum_t"]),
+        input=typed(in_type),
+        result=typed(out_type),
+        implementation=consts.get("implementation", "").rsplit("::", 1)[-1] or "linebuffer",
+        constant_bits=constant_bits(values, weight) if values is not None else (),
+    )
 
 
 def clean_config_yaml(project_dir: Path) -> dict[str, Any]:
