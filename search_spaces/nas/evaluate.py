@@ -3,8 +3,9 @@
 A *task* is everything one evaluation needs, as tensors and plain containers: the parent network's
 architecture and weights, the transformation ops, the data, the fine-tune settings and a seed. The result
 depends on nothing else (one torch thread, seeded batch order), so a pool gives the same numbers as a serial
-loop. Workers are subprocesses, not ``multiprocessing`` children, because the job may run inside a daemonic
-Celery pool process; they read their task file with ``torch.load(weights_only=True)``.
+loop. Workers are plain ``python`` subprocesses started by :mod:`search_spaces.kit.procs` (the job may run inside
+a daemonic Celery pool process, which ``multiprocessing`` refuses children); they read their task file with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from search_spaces.kit import procs
+
 POLL_SECONDS = 0.1
 # The reference's SGD (han-cai/PathLevel-EAS RunConfig: momentum 0.9, Nesterov, weight decay 1e-4) for every
 # training run of the search: base, fine-tunes, final training and the equal-size comparison.
@@ -216,25 +218,17 @@ class _Pool:
                 self._collect()
                 self._report_in_order()
         finally:
-            for process in self.running.values():
-                process.kill()
-                process.wait()
+            procs.stop(self.running.values(), grace_s=0)  # unfinished evaluations are thrown away
         return [self.results[i] for i in range(len(self.tasks))]
 
     def _start(self, index: int) -> None:
         task_path = self.tmp / f"task{index}.pt"
         torch.save(self.tasks[index], task_path)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
-        with open(self.tmp / f"task{index}.log", "wb") as log:
-            self.running[index] = subprocess.Popen(
-                [sys.executable, "-m", "search_spaces.nas.evaluate", str(task_path), str(self.tmp / f"out{index}.pt")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(_PROJECT_ROOT),
-            )
+        self.running[index] = procs.start_python(
+            ["-m", "search_spaces.nas.evaluate", str(task_path), str(self.tmp / f"out{index}.pt")],
+            threads=1,
+            log=self.tmp / f"task{index}.log",
+        )
 
     def _collect(self) -> None:
         for index, process in list(self.running.items()):
@@ -256,6 +250,7 @@ class _Pool:
 
 
 def _main(argv: list[str]) -> None:
+    procs.die_with_parent()
     task = torch.load(argv[0], map_location="cpu", weights_only=True)
     result = evaluate_task(task)
     tmp = Path(argv[1]).with_suffix(".tmp")

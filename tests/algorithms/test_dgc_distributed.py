@@ -19,6 +19,7 @@ import torch
 from search_spaces.base import ConfigError, JobCancelled, JobInputs, MemoryReporter
 from search_spaces.dgc import distributed as dd
 from search_spaces.dgc.compressor import DGCSettings
+from search_spaces.dgc.worker import lr_at
 from search_spaces.dgc_train import DgcTrain
 from search_spaces.kit import datasets, models, trainer
 
@@ -150,21 +151,21 @@ def test_shards_are_disjoint_equal_and_cover_the_data() -> None:
 
 
 def test_lr_schedule() -> None:
-    assert dd.lr_at(0, lr=0.1, schedule="cosine", epochs=10) == pytest.approx(0.1)
-    assert dd.lr_at(5, lr=0.1, schedule="cosine", epochs=10) == pytest.approx(0.05)
-    assert dd.lr_at(7, lr=0.1, schedule="constant", epochs=10) == 0.1
+    assert lr_at(0, lr=0.1, schedule="cosine", epochs=10) == pytest.approx(0.1)
+    assert lr_at(5, lr=0.1, schedule="cosine", epochs=10) == pytest.approx(0.05)
+    assert lr_at(7, lr=0.1, schedule="constant", epochs=10) == 0.1
 
 
 def test_lr_warmup_is_the_reference_codes_ramp_from_lr_over_n() -> None:
     """train.py's adjust_learning_rate: lr·((e + s/steps)(N − 1)/E + 1)/N during the first E epochs, then the
     cosine over the remaining epochs."""
     kw: dict[str, Any] = {"lr": 0.4, "schedule": "cosine", "epochs": 12, "warmup_epochs": 2, "world_size": 4}
-    assert dd.lr_at(0, **kw) == pytest.approx(0.1)
-    assert dd.lr_at(1, progress=0.0, **kw) == pytest.approx(0.4 * (1 * 3 / 2 + 1) / 4)
-    assert dd.lr_at(1, progress=0.999, **kw) < 0.4
-    assert dd.lr_at(2, **kw) == pytest.approx(0.4)
-    assert dd.lr_at(7, **kw) == pytest.approx(0.2)  # half-way through the 10 cosine epochs
-    assert dd.lr_at(3, **{**kw, "schedule": "constant"}) == 0.4
+    assert lr_at(0, **kw) == pytest.approx(0.1)
+    assert lr_at(1, progress=0.0, **kw) == pytest.approx(0.4 * (1 * 3 / 2 + 1) / 4)
+    assert lr_at(1, progress=0.999, **kw) < 0.4
+    assert lr_at(2, **kw) == pytest.approx(0.4)
+    assert lr_at(7, **kw) == pytest.approx(0.2)  # half-way through the 10 cosine epochs
+    assert lr_at(3, **{**kw, "schedule": "constant"}) == 0.4
 
 
 def test_auto_batch_gives_every_entry_its_sends() -> None:
