@@ -17,26 +17,39 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, shape_problems
 from search_spaces.hls.parts import CHOICES as PART_CHOICES
 
 _RF = [1, 2, 4, 8, 16, 32, 64]
 # One compile of the bit-accurate emulation, child process included, on a 2-core machine (bench/hls4ml_sweep.py
 # measured 5.7–6.0 s), counted as if no trial reused another's emulation.
 _SECONDS_PER_COMPILE = 6.0
+# A CNN trial in io_stream: ~14 s to compile and up to 500 validation images at 4–27 ms (bench/hls4ml_cnn.py).
+_SECONDS_PER_CNN_TRIAL = 30.0
+# Kit families hls4ml 1.3's PyTorch frontend (or this sweep's conversion) cannot take yet, and the first layer
+# that stops it, named as in the kit's module tree.
+_UNCONVERTIBLE = {
+    "mobilenet": "layer features.block1.dw.conv is a depthwise Conv2d (groups = channels), which hls4ml 1.3's "
+    "PyTorch frontend does not convert",
+    "resnet": "layer features.stage1_1 is a residual block (an add of two branches); this sweep converts plain "
+    "layer stacks (VGG-style), not merges, yet",
+    "pathlevel": "its tree cells merge branches (add/concat); this sweep converts plain layer stacks (VGG-style), "
+    "not merges, yet",
+}
 
 
 class Hls4mlSweep(JobKind):
     name = "hls4ml_sweep"
     title = "hls4ml reuse factor and precision sweep (Duarte et al. 2018)"
     description = (
-        "Searches the FPGA design knobs of a small trained MLP — reuse factor per layer, fixed-point "
+        "Searches the FPGA design knobs of a small trained MLP or VGG-style CNN (converted in io_stream) — "
+        "reuse factor per layer, fixed-point "
         "precision, Latency/Resource strategy, optional pruning — converting each configuration with "
         "hls4ml, measuring its bit-accurate fixed-point accuracy beside the float accuracy, and "
         "estimating DSP, LUT, FF, BRAM, latency and initiation interval on the chosen part. Stores one "
         "FPGA report per trial; synthesis reports can be imported beside the estimates."
     )
-    input_families = ("mlp",)
+    input_families = ("mlp", "vgg")
     fpga_reports = True
     default_dataset = "jets_synthetic"
     modalities = ("tabular", "image")
@@ -87,8 +100,9 @@ class Hls4mlSweep(JobKind):
                 "type": "string",
                 "enum": ["io_parallel"],
                 "default": "io_parallel",
-                "description": "hls4ml I/O type; the estimator models io_parallel (whole layers in "
-                "parallel, the paper's setting).",
+                "description": "hls4ml I/O type of an MLP; the estimator models io_parallel (whole layers "
+                "in parallel, the paper's setting). A convolutional input model is always converted in "
+                "io_stream (one pixel per word through FIFOs), the only I/O type hls4ml offers for CNNs.",
             },
             "reuse_factors": {
                 "type": "array",
@@ -229,6 +243,13 @@ class Hls4mlSweep(JobKind):
             "num_classes": data.num_classes,
         }
 
+    def input_model_problems(self, arch: dict[str, Any], data: DataShape) -> list[str]:
+        """The contract's checks, and for a kit CNN family this sweep cannot convert the layer that stops it."""
+        family = arch.get("name")
+        if family in _UNCONVERTIBLE:
+            return [f"{self.name} cannot convert this {family}: {_UNCONVERTIBLE[family]}", *shape_problems(arch, data)]
+        return super().input_model_problems(arch, data)
+
     def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
         """Fixed-point accuracy up; the resource cost (DSP, or the largest utilisation %) and latency down."""
         cost = Objective("max_utilisation", "minimize", "%") if config.get("cost") == "utilisation" else None
@@ -257,7 +278,8 @@ class Hls4mlSweep(JobKind):
         per_epoch = samples / 10_000 * 0.1 * max(data.features / 16, 1.0)
         pretrain = config["epochs"] * per_epoch
         prune = len(config["pruning_sparsities"]) * config["prune_epochs"] * per_epoch
-        return round(0.2 + pretrain + prune + config["n_trials"] * _SECONDS_PER_COMPILE / 60.0, 2)
+        per_trial = _SECONDS_PER_CNN_TRIAL if data.modality == "image" else _SECONDS_PER_COMPILE
+        return round(0.2 + pretrain + prune + config["n_trials"] * per_trial / 60.0, 2)
 
     def config_type(self) -> type:
         from search_spaces.hls.sweep import Settings

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import io
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -45,6 +46,10 @@ from search_spaces.kit.studies import pareto_mask, rdb_storage
 PRETRAIN_SHARE = 0.15
 EMULATION_TIMEOUT_S = 600
 MAX_PARETO_ARCHIVES = 8
+# Validation images a CNN's bit-accurate emulation predicts per compile: the kit VGG (16-32-64) on 8×8 digits
+# takes 3.6 ms an image in the emulation and ~14 s to compile on 2 shared cores, so 500 images keep a trial
+# well under a minute (bench/hls4ml_cnn.py measures it); the float accuracy is taken on the same images.
+CNN_EMULATION_SAMPLES = 500
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +90,10 @@ class Settings:
 
 @dataclass
 class Network:
-    """The float network the sweep works on, as the plain Linear/ReLU/Softmax stack hls4ml converts."""
+    """The float network the sweep works on, as the plain stack hls4ml converts (Linear/ReLU/Softmax for an
+    MLP; Conv2d/ReLU/pooling, then Linear/ReLU/Softmax for a CNN). ``dense_names`` are the layers with
+    weights (convolutions included), ``shapes`` their (``n_in``, ``n_out``) as hls4ml's product kernel sees
+    them (a convolution's window ``k·k·C`` in, its filters out)."""
 
     model: nn.Sequential
     arch: dict[str, Any]
@@ -96,6 +104,12 @@ class Network:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    input_shape: tuple[int, ...] = ()  # per sample, as the model takes it (C×H×W for a CNN)
+    kit_model: nn.Module | None = None  # a CNN's input model as loaded, given back as the job's output
+
+    @property
+    def convolutional(self) -> bool:
+        return len(self.input_shape) == 3
 
 
 @dataclass
@@ -162,25 +176,113 @@ def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> None:
         linear.bias.copy_((linear.bias - bn.running_mean) * scale + bn.bias)
 
 
+def _fold_bn2d(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A Conv2d with a bias equal to ``conv`` followed by ``bn`` in eval mode (exact)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise SweepError("a BatchNorm without running statistics cannot be folded")
+    folded = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        folded.weight.mul_(scale[:, None, None, None])
+        folded.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return folded
+
+
+def to_hls_cnn(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Sequential, list[str]]:
+    """The kit's VGG-style CNN as the layers hls4ml's PyTorch frontend converts in io_stream: Conv2d (its
+    BatchNorm folded in), ReLU, MaxPool2d, the global average pool as an ``AvgPool2d`` over the whole
+    remaining image (hls4ml 1.3 has no handler for ``AdaptiveAvgPool2d``; equal when the pool covers the
+    image), Flatten, Linear, ReLU and a Softmax over the last dimension (io_stream needs ``dim=-1``).
+    Refuses grouped (depthwise) convolutions, which hls4ml 1.3's PyTorch frontend does not convert."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    weighted: list[str] = []
+    modules = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
+    shape = torch.Size([1, *input_shape])
+    pending: nn.Conv2d | None = None
+    n_conv = n_fc = n_pool = 0
+
+    def flush() -> None:
+        nonlocal pending, n_conv
+        if pending is not None:
+            n_conv += 1
+            layers[f"conv{n_conv}"] = pending
+            weighted.append(f"conv{n_conv}")
+            pending = None
+
+    with torch.no_grad():
+        for module in modules:
+            if isinstance(module, nn.Conv2d):
+                flush()
+                if module.groups != 1:
+                    raise SweepError("a grouped (depthwise) Conv2d cannot be converted by hls4ml's PyTorch frontend")
+                pending = copy.deepcopy(module)
+                shape = pending(torch.zeros(shape)).shape
+            elif isinstance(module, nn.BatchNorm2d):
+                if pending is None:
+                    raise SweepError("a BatchNorm2d not after a Conv2d cannot be folded")
+                pending = _fold_bn2d(pending, module)
+            elif isinstance(module, nn.ReLU):
+                flush()
+                prefix = "crelu" if len(shape) == 4 else "relu"
+                layers[f"{prefix}{n_conv if len(shape) == 4 else n_fc}"] = nn.ReLU()
+            elif isinstance(module, nn.MaxPool2d):
+                flush()
+                n_pool += 1
+                layers[f"pool{n_pool}"] = nn.MaxPool2d(module.kernel_size, module.stride)
+                shape = layers[f"pool{n_pool}"](torch.zeros(shape)).shape
+            elif isinstance(module, nn.AdaptiveAvgPool2d):
+                flush()
+                if module.output_size not in (1, (1, 1)):
+                    raise SweepError("only a global AdaptiveAvgPool2d (output size 1) can be converted")
+                if shape[-1] > 1 or shape[-2] > 1:
+                    layers["gap"] = nn.AvgPool2d((int(shape[-2]), int(shape[-1])))
+                shape = torch.Size([shape[0], shape[1], 1, 1])
+            elif isinstance(module, nn.Flatten):
+                flush()
+                layers["flatten"] = nn.Flatten()
+                shape = torch.Size([shape[0], math.prod(shape[1:])])
+            elif isinstance(module, nn.Linear):
+                flush()
+                n_fc += 1
+                linear = nn.Linear(module.in_features, module.out_features)
+                linear.load_state_dict(module.state_dict())
+                layers[f"fc{n_fc}"] = linear
+                weighted.append(f"fc{n_fc}")
+                shape = torch.Size([shape[0], module.out_features])
+            else:
+                raise SweepError(
+                    f"hls4ml_sweep converts Conv2d, BatchNorm2d, ReLU, MaxPool2d, a global average pool and Linear "
+                    f"layers; the model has {type(module).__name__}"
+                )
+    flush()
+    if not any(name.startswith("conv") for name in weighted) or not any(name.startswith("fc") for name in weighted):
+        raise SweepError("a convolutional network needs a Conv2d and a Linear layer")
+    layers["softmax"] = nn.Softmax(dim=-1)
+    return nn.Sequential(layers).eval(), weighted
+
+
 def _flat(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
 
 
 def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -> Network:
-    """The input model (a parent's or an upload, an MLP) or the built-in MLP trained here (a reported
-    pretrain stage, checkpointed so a resumed job does not train it again)."""
+    """The input model (a parent's or an upload: an MLP, or a VGG-style CNN) or the built-in MLP trained here
+    (a reported pretrain stage, checkpointed so a resumed job does not train it again). A CNN keeps its images
+    (C×H×W) and is emulated on the first ``CNN_EMULATION_SAMPLES`` validation images (stratified order)."""
     splits = datasets.load(
         inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed, max_train=settings.max_train
     )
     x_train, x_val = _flat(splits.x_train), _flat(splits.x_val)
+    y_val = splits.y_val
     saved = reporter.load_checkpoint()
     if saved is not None:
         trained = models.TrainedModel.from_bytes(saved)
         model, arch = trained.build(), trained.arch
     elif inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
-        if arch["name"] != "mlp":
-            raise SweepError(f"hls4ml_sweep takes an MLP; the input model is a {arch['name']}")
+        if arch["name"] not in ("mlp", "vgg"):
+            raise SweepError(f"hls4ml_sweep takes an MLP or a VGG-style CNN; the input model is a {arch['name']}")
         reporter.progress(PRETRAIN_SHARE, "input model loaded")
     else:
         arch = models.complete_arch(
@@ -218,17 +320,31 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
     n_in = x_train.shape[1]
     if int(np.prod(arch["input_shape"])) != n_in:
         raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
-    stack, dense = to_hls_stack(model)
-    shapes = {
-        name: (m.in_features, m.out_features)
-        for name, m in stack.named_children()
-        if name in dense and isinstance(m, nn.Linear)  # the dense names are the Linear layers
-    }
-    float_acc = trainer.evaluate(stack, x_val, splits.y_val)
+    input_shape = tuple(int(v) for v in arch["input_shape"])
+    kit_model: nn.Module | None = None
+    if arch["name"] == "mlp":
+        stack, dense = to_hls_stack(model)
+    else:
+        stack, dense = to_hls_cnn(model, input_shape)
+        kit_model = model
+        x_train = np.ascontiguousarray(splits.x_train.reshape(len(splits.x_train), *input_shape), dtype=np.float32)
+        x_val = np.ascontiguousarray(splits.x_val.reshape(len(splits.x_val), *input_shape), dtype=np.float32)
+        x_val, y_val = x_val[:CNN_EMULATION_SAMPLES], y_val[:CNN_EMULATION_SAMPLES]
+    shapes = {name: _kernel_shape(m) for name, m in stack.named_children() if name in dense}
+    float_acc = trainer.evaluate(stack, x_val, y_val)
     if saved is None:  # checked and usable: a resumed job starts from here
         source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
         reporter.save_checkpoint(models.TrainedModel(arch, models.cpu_state(model), float_acc, source).to_bytes())
-    return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, splits.y_val)
+    return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model)
+
+
+def _kernel_shape(module: nn.Module) -> tuple[int, int]:
+    """(``n_in``, ``n_out``) of the dense product kernel hls4ml builds for a layer (a conv: its window)."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return kh * kw * module.in_channels, module.out_channels
+    assert isinstance(module, nn.Linear)
+    return module.in_features, module.out_features
 
 
 def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
@@ -309,11 +425,11 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
     import hls4ml
 
     s = run.settings
-    n_in = run.net.shapes[run.net.dense_names[0]][0]
+    shape = run.net.input_shape or (run.net.shapes[run.net.dense_names[0]][0],)
     with contextlib.redirect_stdout(io.StringIO()):
         cfg = hls4ml.utils.config_from_pytorch_model(
             model,
-            input_shape=(n_in,),
+            input_shape=shape,
             granularity="name",
             default_precision=s.input_precision,
             default_reuse_factor=1,
@@ -333,7 +449,8 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
                 weight=plain, bias=plain, result=f"ap_fixed<{bits + 2},{integer + 2},AP_RND,AP_SAT>"
             )
             previous = (bits, integer)
-        elif name.startswith("relu") and previous is not None:
+        elif name.startswith(("relu", "crelu", "pool", "gap")) and previous is not None and name in layers:
+            # pooling keeps its ReLU input's type (a max or mean of non-negative values)
             bits, integer = previous
             layers[name]["Precision"]["result"] = f"ap_ufixed<{bits},{integer},AP_RND,AP_SAT>"
         elif name == "softmax":
@@ -377,7 +494,7 @@ def evaluate_trial(run: _Run, number: int, params: dict[str, Any]) -> dict[str, 
             hls_config=cfg,
             output_dir=str(out_dir),
             backend="Vitis",
-            io_type=run.settings.io_type,
+            io_type="io_stream" if run.net.convolutional else run.settings.io_type,
             part=run.settings.part.part,
             clock_period=run.settings.clock_period_ns,
         )
@@ -775,7 +892,10 @@ def shown(run: _Run, front: list[dict[str, Any]], best: dict[str, Any] | None) -
 
 
 def _kit_model(net: Network) -> tuple[nn.Module, dict[str, Any]]:
-    """The float MLP back in the kit's layout (BatchNorm folded away), so the file loads as an input model."""
+    """The float MLP back in the kit's layout (BatchNorm folded away), so the file loads as an input model; a
+    CNN is given back as it came (the kit's layout, BatchNorm and all)."""
+    if net.kit_model is not None:
+        return net.kit_model, net.arch
     arch = models.complete_arch({**net.arch, "batchnorm": False})
     model = models.build_model(arch)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
