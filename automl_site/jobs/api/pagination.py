@@ -8,3 +8,9 @@ class Pagination(PageNumberPagination):
 
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+class TrialPagination(Pagination):
+    """The trial list's pages: at most 500 trials a page (a job can have 100,000; the table shows up to 100)."""
+
+    max_page_size = 500

@@ -80,6 +80,22 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+LIST_LEFT_OUT = ("config", "objectives", "result", "error")
+
+
+class JobListSerializer(JobSerializer):
+    """A row of ``GET /jobs/``: the job without its config, result and error (``GET /jobs/{id}/`` has them), which
+    were 18 times the bytes the list page shows; the result's first headline stands in for the result."""
+
+    headline = serializers.JSONField(
+        read_only=True, allow_null=True, help_text="the first entry of result.summary (label, value, unit), if any"
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = [f for f in JobSerializer.Meta.fields if f not in LIST_LEFT_OUT] + ["headline"]
+        read_only_fields = fields
+
+
 class JobSubmitSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -181,6 +197,27 @@ class MetricPointSerializer(serializers.ModelSerializer):
         fields = ["id", "trial", "step", "name", "value", "created_at"]
 
 
+class MetricSeriesSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    trial = serializers.IntegerField(allow_null=True, help_text="null: a job-level series")
+    id = serializers.ListField(child=serializers.IntegerField(), help_text="the kept points' ids")
+    step = serializers.ListField(child=serializers.IntegerField())
+    value = serializers.ListField(child=serializers.FloatField())
+    points = serializers.IntegerField(help_text="how many points the series has in all")
+    sampled = serializers.BooleanField(help_text="whether points were left out (then first, last and extremes kept)")
+
+
+class MetricSeriesAnswerSerializer(serializers.Serializer):
+    """Documents ``GET /jobs/{id}/metrics/?max_points=``; the selector builds the answer itself."""
+
+    last_id = serializers.IntegerField(help_text="the newest point covered: poll ?since= this for the rest")
+    max_points = serializers.IntegerField()
+    more_series = serializers.ListField(
+        child=serializers.CharField(), help_text="metrics whose older trials' series were left out"
+    )
+    series = MetricSeriesSerializer(many=True)
+
+
 class ArtifactSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
 
@@ -193,7 +230,13 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class FpgaReportSerializer(serializers.ModelSerializer):
-    trial_number = serializers.IntegerField(source="trial.number", allow_null=True, default=None)
+    trial_number = serializers.SerializerMethodField(help_text="the number of the trial it reports on, if any")
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_trial_number(self, obj: FpgaReport) -> int | None:
+        if hasattr(obj, "trial_number"):  # the list's annotation: no trial row loaded per report
+            return obj.trial_number
+        return obj.trial.number if obj.trial_id is not None else None
 
     class Meta:
         model = FpgaReport

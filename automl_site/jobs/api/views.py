@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -9,7 +11,13 @@ import django_filters
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -19,12 +27,47 @@ from rest_framework.response import Response
 from automl_site.jobs import selectors, services
 from automl_site.jobs.api import serializers as s
 from automl_site.jobs.api import trial_filters
+from automl_site.jobs.api.pagination import TrialPagination
 from automl_site.jobs.api.schema import FieldErrorsSerializer
 from automl_site.jobs.auth import UploadRateThrottle
 from automl_site.jobs.models import Artifact, Dataset, FpgaReport, Job, JobStatus, ModelFile
 from search_spaces import registry
 
 MAX_METRIC_POINTS = 5000
+MAX_SERIES_POINTS = 10_000
+MAX_SERIES, DEFAULT_SERIES = 200, 20
+
+
+def etagged(request: Request, data: Any) -> Response:
+    """``data`` with an ETag of its content, or a bodiless 304 when the client already holds that content: what the
+    job page polls every second or two stays off the wire while it is unchanged. ``no-cache`` makes the browser ask
+    (with ``If-None-Match``) every time, so a change is never missed."""
+    tag = '"' + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32] + '"'
+    held = {t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")}
+    response = Response(status=status.HTTP_304_NOT_MODIFIED) if tag in held else Response(data)
+    response["ETag"] = tag
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+    try:
+        value = int(request.query_params.get(name, default))
+    except ValueError:
+        raise services.ServiceError({name: "must be an integer"}) from None
+    if name == "since":  # any integer was taken before: a negative since reads from the start
+        return value
+    if value < low or (high is not None and value > high):
+        raise services.ServiceError({name: f"must be from {low} to {high}"})
+    return value
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _iso(when: Any) -> str:
+    """A time as DRF's DateTimeField writes it (UTC with a Z), for rows built without a serializer."""
+    return _DATETIME.to_representation(when)
 
 
 class JobFilter(django_filters.FilterSet):
@@ -50,7 +93,8 @@ class JobFilter(django_filters.FilterSet):
     def filter_parent_for(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
         user = self.request.user
         dataset = self.data.get("for_dataset") or None
-        candidates = queryset.filter(status=JobStatus.SUCCEEDED, result__has_key="output_arch")
+        # the fit check reads each candidate's result and config, which the list's rows leave out
+        candidates = queryset.filter(status=JobStatus.SUCCEEDED, result__has_key="output_arch").defer(None)
         fitting = [
             job.pk
             for job in candidates.select_related("dataset")
@@ -126,6 +170,14 @@ class JobViewSet(
     owned_model = Job
     selector = staticmethod(selectors.job_list)
 
+    def get_queryset(self):  # noqa: ANN201
+        if self.action == "list" and not getattr(self, "swagger_fake_view", False):
+            return selectors.job_list_rows(user=self.request.user)
+        return super().get_queryset()
+
+    def get_serializer_class(self):  # noqa: ANN201
+        return s.JobListSerializer if self.action == "list" else s.JobSerializer
+
     def _own_or_400(self, model: Any, pk: int | None, field: str) -> Any:
         if pk is None:
             return None
@@ -182,6 +234,10 @@ class JobViewSet(
         services.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses={200: s.JobSerializer, 304: OpenApiResponse(description="unchanged since If-None-Match")})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return etagged(request, self.get_serializer(self.get_object()).data)
+
     @extend_schema(request=None, responses={200: s.JobSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
@@ -211,47 +267,85 @@ class JobViewSet(
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: s.TrialSerializer(many=True)}, parameters=trial_filters.PARAMETERS)
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=TrialPagination)
     def trials(self, request: Request, pk: str | None = None) -> Response:
         trials = trial_filters.trials_filtered(request, selectors.trial_list(job=self.get_object()))
         page = self.paginate_queryset(trials)
-        return self.get_paginated_response(s.TrialSerializer(page, many=True).data)
+        return etagged(request, self.get_paginated_response(s.TrialSerializer(page, many=True).data).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("since", int, description="only points with an id above this one")],
-        responses={
-            200: inline_serializer(
-                "MetricPage",
-                {
-                    "count": serializers.IntegerField(),
-                    "next": serializers.CharField(allow_null=True),
-                    "previous": serializers.CharField(allow_null=True),
-                    "last_id": serializers.IntegerField(),
-                    "results": s.MetricPointSerializer(many=True),
-                },
+        parameters=[
+            OpenApiParameter("since", int, description="only points with an id above this one"),
+            OpenApiParameter(
+                "max_points",
+                int,
+                description=f"instead of a page of points: the job's curves as columns, each series down-sampled to "
+                f"at most this many points (2 to {MAX_SERIES_POINTS}; first, last and each bucket's lowest and "
+                f"highest kept), for a first drawing; poll ?since=last_id for what comes after",
             ),
-            400: OpenApiResponse(FieldErrorsSerializer, description="since is not an integer"),
+            OpenApiParameter(
+                "max_series",
+                int,
+                description=f"with max_points: the latest trials whose series are sent per metric (1 to "
+                f"{MAX_SERIES}, default {DEFAULT_SERIES}); the job-level series always are",
+            ),
+        ],
+        responses={
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="MetricAnswer",
+                    serializers=[
+                        inline_serializer(
+                            "MetricPage",
+                            {
+                                "count": serializers.IntegerField(),
+                                "next": serializers.CharField(allow_null=True),
+                                "previous": serializers.CharField(allow_null=True),
+                                "last_id": serializers.IntegerField(),
+                                "results": s.MetricPointSerializer(many=True),
+                            },
+                        ),
+                        s.MetricSeriesAnswerSerializer,
+                    ],
+                    resource_type_field_name=None,
+                ),
+                description="a page of points above since; with max_points (and no since) the curves as columns",
+            ),
+            400: OpenApiResponse(FieldErrorsSerializer, description="since or max_points is not an integer"),
         },
     )
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        try:
-            since = int(request.query_params.get("since", 0))
-        except ValueError:
-            raise services.ServiceError({"since": "must be an integer"}) from None
-        points = list(selectors.metric_list(job=job, since=since)[: MAX_METRIC_POINTS + 1])
-        more = len(points) > MAX_METRIC_POINTS
-        points = points[:MAX_METRIC_POINTS]
-        last_id = points[-1].id if points else since
+        since = _int_param(request, "since", 0, 0, None)
+        if "max_points" in request.query_params and "since" not in request.query_params:
+            return Response(
+                selectors.metric_series(
+                    job=job,
+                    max_points=_int_param(request, "max_points", 0, 2, MAX_SERIES_POINTS),
+                    max_series=_int_param(request, "max_series", DEFAULT_SERIES, 1, MAX_SERIES),
+                )
+            )
+        # values_list and a dict per row: model objects and a serializer cost 16x the SQL on a 5,000-point page
+        rows = list(
+            selectors.metric_list(job=job, since=since).values_list(
+                "id", "trial_number", "step", "name", "value", "created_at"
+            )[: MAX_METRIC_POINTS + 1]
+        )
+        more = len(rows) > MAX_METRIC_POINTS
+        rows = rows[:MAX_METRIC_POINTS]
+        last_id = rows[-1][0] if rows else since
         next_url = request.build_absolute_uri(f"?since={last_id}") if more else None
         return Response(
             {
-                "count": len(points),
+                "count": len(rows),
                 "next": next_url,
                 "previous": None,
                 "last_id": last_id,
-                "results": s.MetricPointSerializer(points, many=True).data,
+                "results": [
+                    {"id": i, "trial": t, "step": st, "name": n, "value": v, "created_at": _iso(c)}
+                    for i, t, st, n, v, c in rows
+                ],
             }
         )
 
@@ -316,6 +410,9 @@ class FpgaReportViewSet(OwnedMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 
     owned_model = FpgaReport
     selector = staticmethod(selectors.fpga_report_list)
+
+    def list(self, request: Request) -> Response:
+        return etagged(request, super().list(request).data)
 
     @extend_schema(request=s.FpgaReportImportSerializer, responses={201: s.FpgaReportSerializer(many=True)})
     def create(self, request: Request) -> Response:

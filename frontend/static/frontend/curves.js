@@ -9,6 +9,8 @@ const AutoMLCurves = (() => {
   const BEST = {accuracy: "max", loss: "min"};  // the groups whose better direction is plain
   const FEW_POINTS = 15;  // a trace with this many points or fewer is drawn with markers
   const POLL_MS = 300;
+  const MAX_POINTS = 2000, MAX_SERIES = 20;  // the first answer's bound: points per series, trials per metric
+  const LONG = 1000;  // a trace with more points than this is drawn with WebGL (scattergl)
   const CONFIG = {displaylogo: false, responsive: true};
   let current = null;  // the page's live curves (the browser test reads its log)
 
@@ -37,6 +39,13 @@ const AutoMLCurves = (() => {
     s.y.splice(i, 0, p.value);
   }
 
+  /** A whole series at once (the first answer's columns, in step order). */
+  function addSeries(store, s) {
+    if (!store.has(s.name)) store.set(s.name, new Map());
+    const key = s.trial === null || s.trial === undefined ? "" : String(s.trial);
+    store.get(s.name).set(key, {trial: s.trial, x: s.step.slice(), y: s.value.slice()});
+  }
+
   function runningBest(ys, direction) {
     const out = [];
     let best = null;
@@ -54,7 +63,7 @@ const AutoMLCurves = (() => {
     const prefix = options.prefix || "";
     const traces = [];
     const line = (s, label, extra = {}) => ({
-      type: "scatter", name: label, x: s.x, y: s.y, legendgroup: options.legendgroup || name,
+      type: s.x.length > LONG ? "scattergl" : "scatter", name: label, x: s.x, y: s.y, legendgroup: options.legendgroup || name,
       mode: s.x.length <= FEW_POINTS ? "lines+markers" : "lines", marker: {size: s.x.length === 1 ? 9 : 6},
       hovertemplate: `${label}<br>step %{x}<br>%{y}<extra></extra>`, ...extra});
     let merged = null;
@@ -71,7 +80,7 @@ const AutoMLCurves = (() => {
     }
     const direction = BEST[spec.group];
     if (merged && direction && merged.x.length > 1 && !options.noBest) {
-      traces.push({type: "scatter", mode: "lines", name: `${prefix}${name}: best so far`, x: merged.x,
+      traces.push({type: merged.x.length > LONG ? "scattergl" : "scatter", mode: "lines", name: `${prefix}${name}: best so far`, x: merged.x,
                    y: runningBest(merged.y, direction), line: {dash: "dot", shape: "hv", width: 2},
                    legendgroup: options.legendgroup || name, hoverinfo: "skip"});
     }
@@ -129,7 +138,8 @@ const AutoMLCurves = (() => {
     const store = newStore();
     const panel = panels(holder);
     const empty = holder.querySelector(".curves-empty");
-    let since = 0, specOf = null, timer = null, active = false, busy = false;
+    let since = 0, specOf = null, timer = null, active = false, busy = false, firstDone = false;
+    let hiddenSeries = [];  // metric names whose older trials' series the first answer left out
     // [point id, ms since the epoch when it was drawn, when its answer came]: the browser test measures with it
     const log = [];
 
@@ -146,6 +156,21 @@ const AutoMLCurves = (() => {
       if (busy) return;
       busy = true;
       try {
+        if (since === 0 && !firstDone) {
+          // The first look is one bounded answer (each series down-sampled on the server, the latest trials' series),
+          // drawn at once; what comes after it is polled point by point.
+          const r = await api(`/api/v1/jobs/${jobId}/metrics/?max_points=${MAX_POINTS}&max_series=${MAX_SERIES}`);
+          const received = Date.now();
+          if (!r.ok) return;
+          firstDone = true;
+          for (const s of r.data.series) {
+            addSeries(store, s);
+            for (const id of s.id) pending.push([id, received]);
+            pendingNames.add(s.name);
+          }
+          since = r.data.last_id;
+          hiddenSeries = r.data.more_series;
+        }
         for (let more = true; more;) {
           const r = await api(`/api/v1/jobs/${jobId}/metrics/?since=${since}`);
           const received = Date.now();
@@ -212,10 +237,10 @@ const AutoMLCurves = (() => {
       if (active && !wasActive) loop();
     }
 
-    current = {refresh, log, store};
+    current = {refresh, log, store, get hiddenSeries() { return hiddenSeries; }};
     return current;
   }
 
-  return {live, metricTraces, specMatcher, newStore, addPoint, layoutFor, panels, draw, BEST,
+  return {live, metricTraces, specMatcher, newStore, addPoint, addSeries, layoutFor, panels, draw, BEST,
           get current() { return current; }};
 })();

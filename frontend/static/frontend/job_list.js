@@ -8,7 +8,7 @@ const AutoMLJobList = (() => {
 
   /** The job's first headline: its value, then what it is. */
   function bestFigure(job) {
-    const first = job.result && Array.isArray(job.result.summary) ? job.result.summary[0] : null;
+    const first = job.headline;  // the list's rows carry the result's first headline, not the result
     if (!first) return el("td", {class: "best-cell", text: "—"});
     let value = typeof first.value === "number" ? AutoML.fmtNumber(first.value) : String(first.value);
     if (first.unit) value += ["%", "×"].includes(first.unit) ? first.unit : ` ${first.unit}`;
