@@ -70,7 +70,8 @@ class ModelFile(models.Model):
 
 
 class Job(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # db_index=False on a foreign key: an index of Meta.indexes (or a unique constraint) starts with the column.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     kind = models.CharField(max_length=64)
     name = models.CharField(max_length=200, blank=True, default="")
     config = models.JSONField(default=dict)
@@ -104,7 +105,7 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["owner", "-created_at", "-id"]),  # the job list, in its ordering
             models.Index(fields=["owner", "kind", "status"]),
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["status", "enqueued_at"]),
@@ -115,7 +116,7 @@ class Job(models.Model):
 
 
 class Trial(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="trials")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="trials", db_index=False)
     number = models.PositiveIntegerField()
     params = models.JSONField(default=dict)
     values = models.JSONField(null=True, blank=True)
@@ -127,7 +128,9 @@ class Trial(models.Model):
     duration_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
-        ordering = ["job", "number"]
+        # job_id, not job: ordering by the relation joined jobs and sorted by Job's created_at; this is the unique
+        # (job, number) index's order
+        ordering = ["job_id", "number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="unique_trial_number")]
 
     def __str__(self) -> str:
@@ -135,7 +138,7 @@ class Trial(models.Model):
 
 
 class MetricPoint(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metric_points", db_index=False)
     trial_number = models.PositiveIntegerField(null=True, blank=True)
     step = models.IntegerField()
     name = models.CharField(max_length=100)
@@ -143,12 +146,16 @@ class MetricPoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["job", "id"]
-        indexes = [models.Index(fields=["job", "id"])]
+        ordering = ["job_id", "id"]  # the (job, id) index's order; "job" joined jobs to sort by their created_at
+        indexes = [
+            models.Index(fields=["job", "id"]),  # ?since= polling
+            # the first drawing's seeks: a job's metric names, a name's latest trials, a series in step order
+            models.Index(fields=["job", "name", "trial_number", "step"]),
+        ]
 
 
 class Artifact(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts", db_index=False)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=32)
     file = models.FileField(upload_to="artifacts/", max_length=500)
@@ -157,7 +164,7 @@ class Artifact(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["job", "id"]
+        ordering = ["job_id", "id"]
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="unique_artifact_name")]
 
     def __str__(self) -> str:
@@ -171,7 +178,7 @@ class FpgaReport(models.Model):
         VITIS_HLS = "vitis_hls"
         VIVADO_SYNTH = "vivado_synth"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="fpga_reports")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="fpga_reports", db_index=False)
     trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.CASCADE, related_name="fpga_reports")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.ESTIMATE)
     part = models.CharField(max_length=64)
@@ -194,8 +201,9 @@ class FpgaReport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["job", "id"]
-        indexes = [models.Index(fields=["job", "source"])]
+        ordering = ["job_id", "id"]
+        # a job's reports in order; a job has at most a few thousand, so ?source= filters them without its own index
+        indexes = [models.Index(fields=["job", "id"])]
 
 
 class JobCheckpoint(models.Model):

@@ -161,3 +161,61 @@ def test_what_the_job_page_polls_answers_304_while_unchanged(alice, alice_api, p
     FpgaReport.objects.create(job=job, part="xc7z020", clock_period_ns=5)
     changed = alice_api.get(url, HTTP_IF_NONE_MATCH=tag)
     assert changed.status_code == 200 and changed["ETag"] != tag and changed.json()
+
+
+def _admin_queries(client, url: str) -> tuple[int, str]:  # noqa: ANN001
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        r = client.get(url)
+    assert r.status_code == 200, url
+    return len(captured), r.content.decode()
+
+
+def test_the_admin_change_page_of_a_big_job_is_capped_and_its_queries_bounded(alice, staff) -> None:  # noqa: ANN001
+    from django.test import Client
+
+    from automl_site.jobs.admin import INLINE_ROWS
+    from automl_site.jobs.models import FpgaReport, Trial
+
+    browser = Client()
+    browser.force_login(staff)
+    job = Job.objects.create(owner=alice, kind="hls4ml_sweep", status="succeeded")
+
+    def grow(to: int) -> tuple[int, str]:
+        have = job.trials.count()
+        trials = Trial.objects.bulk_create([Trial(job=job, number=n, values=[n]) for n in range(have, to)])
+        FpgaReport.objects.bulk_create([FpgaReport(job=job, trial=t, part="p", clock_period_ns=5) for t in trials])
+        return _admin_queries(browser, f"/admin/jobs/job/{job.pk}/change/")
+
+    few, _ = grow(5)
+    many, page = grow(600)
+    assert many <= few and many <= 15, (few, many)  # no query per trial or per FPGA report
+    assert f'id="trials-{INLINE_ROWS - 1}"' in page and f'id="trials-{INLINE_ROWS}"' not in page  # not 600 rows
+    assert f"job__id__exact={job.pk}" in page and "600 trials" in page and "600 FPGA reports" in page
+    _, listed = _admin_queries(browser, f"/admin/jobs/trial/?job__id__exact={job.pk}")
+    assert "trial 599 of job" in listed
+
+
+@pytest.mark.parametrize("model", ["job", "trial", "fpgareport", "metricpoint", "artifact"])
+def test_admin_changelists_make_the_same_queries_for_few_or_many_rows(alice, staff, model) -> None:  # noqa: ANN001
+    from django.test import Client
+
+    from automl_site.jobs.models import FpgaReport, Trial
+
+    browser = Client()
+    browser.force_login(staff)
+    job = Job.objects.create(owner=alice, kind="hls4ml_sweep")
+
+    def grow(n: int) -> int:
+        base = job.trials.count()
+        jobs = Job.objects.bulk_create([Job(owner=alice, kind="mlp_sweep", config={"x": "y" * 100}) for _ in range(n)])
+        trials = Trial.objects.bulk_create([Trial(job=job, number=base + i) for i in range(n)])
+        reports = [FpgaReport(job=j, trial=t, part="p", clock_period_ns=5) for j, t in zip(jobs, trials, strict=True)]
+        FpgaReport.objects.bulk_create(reports)
+        MetricPoint.objects.bulk_create([MetricPoint(job=j, step=0, name="loss", value=1) for j in jobs])
+        return _admin_queries(browser, f"/admin/jobs/{model}/")[0]
+
+    few = grow(3)
+    assert grow(40) <= few
