@@ -12,7 +12,6 @@ also judged on the images it won on; the test split is touched only for the fina
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Mapping
@@ -27,10 +26,11 @@ from search_spaces.adc import graph as g
 from search_spaces.adc.ddpg import DDPG, AgentSettings
 from search_spaces.adc.env import STATE_DIM, EnvSettings, Outcome, PruningEnv, describe
 from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+from search_spaces.kit import checkpoint
 from search_spaces.kit.config import typed_config
-from search_spaces.kit.models import TrainedModel, cpu_state
+from search_spaces.kit.models import TrainedModel
 
-CHECKPOINT_FORMAT = "adc_prune/1"
+CHECKPOINT_FORMAT = "adc_prune/2"
 PRETRAIN_SHARE, SEARCH_END = 0.1, 0.85  # of the progress bar
 SELECTION_CANDIDATES = 5  # best distinct episodes (by reward) re-scored on the selection split
 LATENCY_ROUND = 8  # the reference's channel rounding; the default in latency mode
@@ -161,57 +161,19 @@ def load_data(splits: Any, settings: AdcConfig) -> Data:
 
 
 def prepare_dense(settings: AdcConfig, inputs: JobInputs, data: Data, reporter: Reporter) -> TrainedModel:
-    """The input model (checked against the data), or the kit's reference model trained for
-    ``pretrain_epochs`` (an MLP on tabular data)."""
-    from search_spaces.kit import models, trainer
+    """The kit's starting model (:func:`~search_spaces.kit.starting.trained_start`): the input model (checked
+    against the data), or the kit's reference model trained for ``pretrain_epochs`` (an MLP on tabular data)."""
+    from search_spaces.kit.starting import Pretrain, trained_start
 
-    info = data.splits.info
-    if inputs.model_path is not None:
-        model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
-        if list(arch["input_shape"]) != list(info.input_shape) or arch["num_classes"] != info.num_classes:
-            raise ConfigError(
-                {
-                    "model": [
-                        f"the input model takes {arch['input_shape']} with {arch['num_classes']} "
-                        f"classes; the dataset has {list(info.input_shape)} with "
-                        f"{info.num_classes}"
-                    ]
-                }
-            )
-        acc = trainer.evaluate(model, data.x_val, data.y_val)
-        return TrainedModel(dict(arch), cpu_state(model), float(acc), "input model")
-    name = "mlp" if info.modality == "tabular" else settings.model
-    arch = dict(inputs.model_arch) if inputs.model_arch else models.default_arch(name, info)
-    trainer.set_seed(settings.seed)
-    model = models.build_model(arch)
-    reporter.progress(0.0, "pretrain")
-
-    def progress(epoch: int, result: Any) -> None:
-        reporter.progress(
-            PRETRAIN_SHARE * (epoch + 1) / settings.pretrain_epochs,
-            f"pretrain epoch {epoch + 1}/{settings.pretrain_epochs}: validation accuracy {result.val_acc:.4f}",
-        )
-
-    result = trainer.train(
-        model,
-        data.x_train,
-        data.y_train,
-        epochs=settings.pretrain_epochs,
-        lr=settings.pretrain_lr,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        x_val=data.x_val,
-        y_val=data.y_val,
+    return trained_start(
+        inputs,
+        data.splits.info,
+        (data.x_train, data.y_train, data.x_val, data.y_val),
+        family=settings.model,
+        pretrain=Pretrain(
+            settings.pretrain_epochs, settings.pretrain_lr, settings.batch_size, settings.seed, PRETRAIN_SHARE
+        ),
         reporter=reporter,
-        metric_prefix="pretrain/",
-        on_epoch_end=progress,
-    )
-    acc = trainer.evaluate(model, data.x_val, data.y_val)
-    return TrainedModel(
-        dict(models.complete_arch(arch)),
-        cpu_state(model),
-        float(acc),
-        f"{arch['name']} trained {result.epochs_done} epochs",
     )
 
 
@@ -230,34 +192,30 @@ class SearchState:
 
 
 def dump_checkpoint(state: SearchState, agent: DDPG | None) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
+    """The search after ``state.episode`` episodes in the kit's format (:mod:`search_spaces.kit.checkpoint`):
+    the dense model, the agent and torch's RNG as state, the episodes and the best policy as JSON."""
+    return checkpoint.pack(
+        CHECKPOINT_FORMAT,
+        state={
             "dense": state.dense.to_dict(),
-            "episode": state.episode,
-            "history": json.dumps(state.history or []),
-            "best": json.dumps(state.best),
-            "latency": json.dumps(state.latency),
             "agent": agent.state_dict() if agent else None,
             "torch_rng": torch.get_rng_state(),
         },
-        buffer,
+        meta={"episode": state.episode, "history": state.history or [], "best": state.best, "latency": state.latency},
     )
-    return buffer.getvalue()
 
 
 def load_checkpoint(blob: bytes) -> tuple[SearchState, dict[str, Any] | None]:
-    data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not an adc_prune checkpoint")
+    """What :func:`dump_checkpoint` wrote (torch's RNG restored); :class:`~search_spaces.kit.checkpoint.CheckpointError`
+    (a ``ValueError``) for anything else."""
+    data, meta = checkpoint.unpack(blob, CHECKPOINT_FORMAT)
     torch.set_rng_state(data["torch_rng"])
     state = SearchState(
         TrainedModel.from_dict(data["dense"]),
-        int(data["episode"]),
-        json.loads(data["history"]),
-        json.loads(data["best"]),
-        json.loads(data["latency"]),
+        int(meta["episode"]),
+        meta["history"],
+        meta["best"],
+        meta["latency"],
     )
     return state, data["agent"]
 

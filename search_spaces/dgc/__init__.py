@@ -4,8 +4,10 @@
 accumulator ``v``, top-k sparsification by a sampled threshold, momentum correction, local gradient
 clipping, momentum factor masking, the warm-up sparsity schedule and the wire format (values + int32
 indices). :mod:`.distributed` runs real data-parallel training over ``torch.distributed`` (gloo): N
-worker processes exchange the sparse pieces with an all-gather, or dense gradients with an all-reduce for
-the baseline, and report to the parent process that holds the job's reporter.
+worker processes (:mod:`.worker`) exchange the sparse pieces with an all-gather, or dense gradients with an
+all-reduce for the baseline, and report to the parent process that holds the job's reporter (what they are
+handed and send back: :mod:`.spec`). :mod:`.job` runs one ``dgc_train`` job with the typed config of
+:mod:`.config` (free of torch) and writes its result with :mod:`.summary`.
 
-Both import torch; import them lazily from code the web process loads (``search_spaces.dgc_train``).
+All but :mod:`.config` import torch; import them lazily from code the web process loads (``search_spaces.dgc_train``).
 """

@@ -22,7 +22,6 @@ Sampling of update ``u`` draws from a generator seeded by (seed, u) with the con
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -33,13 +32,14 @@ from typing import Any
 import torch
 
 from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, check_stop, json_safe
+from search_spaces.kit import checkpoint
 from search_spaces.kit import pathlevel as N
 from search_spaces.kit import tree_cells as T
 from search_spaces.kit.config import typed_config
 from search_spaces.nas import controller as C
 from search_spaces.nas import evaluate as E
 
-CHECKPOINT_FORMAT = "pathlevel_nas/1"
+CHECKPOINT_FORMAT = "pathlevel_nas/2"
 MAX_RESAMPLES = 50
 SEARCH_SHARE = (0.1, 0.85)  # progress: base training before, final training after
 TRAIN_RECIPE = E.TRAIN_RECIPE
@@ -110,36 +110,24 @@ class _State:
     rl: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "arch": json.dumps(self.arch),
-                "parent": self.parent,
-                "base": json.dumps(self.base),
-                "update": self.update,
-                "history": json.dumps(self.history or []),
-                "rl": self.rl or {},
-            },
-            buffer,
+        """The kit's checkpoint format (:mod:`search_spaces.kit.checkpoint`): weights and the controller's
+        state as state, the rest as JSON."""
+        return checkpoint.pack(
+            CHECKPOINT_FORMAT,
+            state={"parent": self.parent, "rl": self.rl or {}},
+            meta={"arch": self.arch, "base": self.base, "update": self.update, "history": self.history or []},
         )
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> _State | None:
+        """The state :meth:`to_bytes` wrote; ``None`` (start afresh) for no checkpoint or another format."""
         if not data:
             return None
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if payload.get("format") != CHECKPOINT_FORMAT:
+        try:
+            state, meta = checkpoint.unpack(data, CHECKPOINT_FORMAT)
+        except checkpoint.CheckpointError:
             return None
-        return cls(
-            json.loads(payload["arch"]),
-            payload["parent"],
-            json.loads(payload["base"]),
-            payload["update"],
-            json.loads(payload["history"]),
-            payload["rl"] or None,
-        )
+        return cls(meta["arch"], state["parent"], meta["base"], meta["update"], meta["history"], state["rl"] or None)
 
 
 def run_search(cfg: SearchConfig, inputs: JobInputs, reporter: Reporter, *, splits: Any = None) -> dict[str, Any]:

@@ -44,11 +44,7 @@ def _inputs(kind_name: str, tmp_path: Path, seed: int = 0) -> JobInputs:
     )
 
 
-# dgc_train still reads its config as a dict (its rework is in progress); strict, so it fails once it has one.
-_DICT_CONFIG = pytest.mark.xfail(strict=True, reason="dgc_train has no typed config yet")
-
-
-@pytest.mark.parametrize("name", [pytest.param(k, marks=_DICT_CONFIG) if k == "dgc_train" else k for k in KINDS])
+@pytest.mark.parametrize("name", KINDS)
 def test_the_typed_config_is_the_schema(name: str) -> None:
     """The dataclass the algorithm reads has a field for every schema property (no option silently ignored),
     extra fields only with defaults, and is built from the validated defaults and the tiny config."""
