@@ -147,7 +147,7 @@ def print_report(result: dict[str, Any], reporter: MemoryReporter, settings: Any
 def print_storage_only(result: dict[str, Any], reporter: MemoryReporter, settings: Any) -> None:
     """The index saving alone: compression ratio of each granularity's masks on the dense weights at equal
     sparsity (no retraining, so no accuracy): one index entry per group instead of per weight."""
-    from search_spaces.granularity.sweep import measure_storage
+    from search_spaces.granularity.trial import measure_storage
     from search_spaces.kit.models import TrainedModel
     from search_spaces.kit.pruning import prune_model
 
