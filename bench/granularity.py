@@ -147,12 +147,11 @@ def print_report(result: dict[str, Any], reporter: MemoryReporter, settings: Any
 def print_storage_only(result: dict[str, Any], reporter: MemoryReporter, settings: Any) -> None:
     """The index saving alone: compression ratio of each granularity's masks on the dense weights at equal
     sparsity (no retraining, so no accuracy): one index entry per group instead of per weight."""
-    from search_spaces.granularity.trial import measure_storage
-    from search_spaces.kit.models import TrainedModel
+    from search_spaces.granularity.trial import load_dense, measure_storage
     from search_spaces.kit.pruning import prune_model
 
     assert reporter.checkpoint is not None
-    dense = TrainedModel.from_bytes(reporter.checkpoint)
+    dense = load_dense(reporter.checkpoint)
     levels = (0.5, 0.7, 0.9)
     print("\nstorage only, masks on the dense weights (L1 saliency, first conv dense), ratio at equal sparsity:")
     print(f"{'granularity':<12}" + "".join(f"{f'sparsity {s:.1f}':>15}" for s in levels))

@@ -32,8 +32,7 @@ from search_spaces.base import JobInputs, Reporter, check_stop, json_safe
 from search_spaces.granularity.config import SweepConfig as SweepConfig
 from search_spaces.granularity.results import summarise
 from search_spaces.granularity.study import fail_stale, open_study, optimise, report_failed, seed_from_records
-from search_spaces.granularity.trial import SweepRun, prepare_dense
-from search_spaces.kit.models import TrainedModel
+from search_spaces.granularity.trial import SweepRun, load_dense, prepare_dense
 from search_spaces.kit.trainer import torch_threads as threads
 
 # The kit's small models gain little from intra-op threads, and two threads collapse when anything else
@@ -97,7 +96,7 @@ def help_sweep(
         run = SweepRun(
             settings=settings,
             splits=splits,
-            dense=TrainedModel.from_bytes(blob),
+            dense=load_dense(blob),
             device=inputs.device,
             reporter=reporter,
             study=study,

@@ -19,6 +19,7 @@ from torch import nn
 from search_spaces.base import JobInputs, Reporter, TrialRecord, check_stop
 from search_spaces.granularity.config import SweepConfig
 from search_spaces.granularity.storage import StorageReport, model_storage
+from search_spaces.kit import checkpoint
 from search_spaces.kit.models import TrainedModel
 from search_spaces.kit.pruning import (
     Masks,
@@ -31,6 +32,8 @@ from search_spaces.kit.pruning import (
 )
 
 PRETRAIN_SHARE = 0.1  # of the progress bar
+# The job's checkpoint is its dense model (the trials live in the study), in the kit's format.
+CHECKPOINT_FORMAT = "granularity_sweep/2"
 
 
 @dataclass
@@ -137,7 +140,7 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
 
     blob = reporter.load_checkpoint()
     if blob is not None:
-        return TrainedModel.from_bytes(blob)
+        return load_dense(blob)
     dense = trained_start(
         inputs,
         splits.info,
@@ -149,9 +152,20 @@ def prepare_dense(settings: SweepConfig, inputs: JobInputs, splits: Any, reporte
         reporter=reporter,
         device=inputs.device,
     )
-    reporter.save_checkpoint(dense.to_bytes())
+    reporter.save_checkpoint(dump_dense(dense))
     reporter.progress(PRETRAIN_SHARE, f"dense model: validation accuracy {dense.val_accuracy:.4f}")
     return dense
+
+
+def dump_dense(dense: TrainedModel) -> bytes:
+    """The dense model as the job's checkpoint (:mod:`search_spaces.kit.checkpoint`)."""
+    return checkpoint.pack(CHECKPOINT_FORMAT, state=dense.to_dict())
+
+
+def load_dense(blob: bytes) -> TrainedModel:
+    """The dense model of a checkpoint :func:`dump_dense` wrote (the job's, read by a resume or a helper)."""
+    state, _ = checkpoint.unpack(blob, CHECKPOINT_FORMAT)
+    return TrainedModel.from_dict(state)
 
 
 # --- one trial --------------------------------------------------------------------------------------
