@@ -46,10 +46,16 @@ from search_spaces.kit.studies import pareto_mask, rdb_storage
 PRETRAIN_SHARE = 0.15
 EMULATION_TIMEOUT_S = 600
 MAX_PARETO_ARCHIVES = 8
-# Validation images a CNN's bit-accurate emulation predicts per compile: the kit VGG (16-32-64) on 8×8 digits
-# takes 3.6 ms an image in the emulation and ~14 s to compile on 2 shared cores, so 500 images keep a trial
-# well under a minute (bench/hls4ml_cnn.py measures it); the float accuracy is taken on the same images.
+# Validation images a CNN's bit-accurate emulation predicts per compile, sized so a trial stays under a minute
+# on 2 cores. Measured on this 2-core machine at a load average of 5-6 (shared): the kit VGG 16-32-64 compiles
+# in 14-20 s for 8x8 inputs and 34 s for 28x28 ones; its emulation takes 3.6 ms an 8x8 image (157 k MACs) and
+# 112 ms a 28x28 one (1.9 M MACs); 32-128-128 on 8x8, 27 ms (1.2 M MACs): up to ~60 ns per multiply-accumulate.
+# So EMULATION_SECONDS / (MACs · SECONDS_PER_MAC) images, 100 to 500: 500 8x8 digits, 130 28x28 images
+# (34 s + 15 s), 208 for the wide VGG.
 CNN_EMULATION_SAMPLES = 500
+CNN_MIN_EMULATION_SAMPLES = 100
+EMULATION_SECONDS = 15.0
+SECONDS_PER_MAC = 60e-9
 log = logging.getLogger(__name__)
 
 
@@ -269,7 +275,7 @@ def _flat(x: np.ndarray) -> np.ndarray:
 def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -> Network:
     """The input model (a parent's or an upload: an MLP, or a VGG-style CNN) or the built-in MLP trained here
     (a reported pretrain stage, checkpointed so a resumed job does not train it again). A CNN keeps its images
-    (C×H×W) and is emulated on the first ``CNN_EMULATION_SAMPLES`` validation images (stratified order)."""
+    (C×H×W) and is emulated on the first :func:`emulation_samples` validation images (stratified order)."""
     splits = datasets.load(
         inputs.dataset or "jets_synthetic", path=inputs.dataset_path, seed=settings.seed, max_train=settings.max_train
     )
@@ -329,13 +335,24 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         kit_model = model
         x_train = np.ascontiguousarray(splits.x_train.reshape(len(splits.x_train), *input_shape), dtype=np.float32)
         x_val = np.ascontiguousarray(splits.x_val.reshape(len(splits.x_val), *input_shape), dtype=np.float32)
-        x_val, y_val = x_val[:CNN_EMULATION_SAMPLES], y_val[:CNN_EMULATION_SAMPLES]
+        keep = emulation_samples(stack, input_shape)
+        x_val, y_val = x_val[:keep], y_val[:keep]
     shapes = {name: _kernel_shape(m) for name, m in stack.named_children() if name in dense}
     float_acc = trainer.evaluate(stack, x_val, y_val)
     if saved is None:  # checked and usable: a resumed job starts from here
         source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
         reporter.save_checkpoint(models.TrainedModel(arch, models.cpu_state(model), float_acc, source).to_bytes())
     return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model)
+
+
+def emulation_samples(stack: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """How many validation images a CNN's emulation predicts (see ``EMULATION_SECONDS``); the stratified split
+    keeps every prefix balanced over the classes."""
+    from search_spaces.kit.counting import count
+
+    macs = max(1, count(stack, input_shape)["macs"])
+    fits = int(EMULATION_SECONDS / (macs * SECONDS_PER_MAC))
+    return max(CNN_MIN_EMULATION_SAMPLES, min(CNN_EMULATION_SAMPLES, fits))
 
 
 def _kernel_shape(module: nn.Module) -> tuple[int, int]:
