@@ -68,6 +68,7 @@ def test_a_vgg_input_model_is_swept_in_io_stream_with_fixed_point_near_float(tmp
     first = reports[0]
     assert first["latency_cycles"] >= 100  # the first conv reads the padded 10×10 image a pixel per cycle
     assert result["output_arch"]["name"] == "vgg"
+    assert "io_stream" in result["estimate_note"] and "io_stream" in first["raw"]["note"]
     assert np.isfinite(result["pareto"][0]["latency_ns"])
 
 
