@@ -14,11 +14,11 @@ side: accuracy, bytes on the wire, compression ratio, wall time, and the time pr
 Two defaults follow from the arithmetic of a 0.1% density. The step count: an entry is sent about once
 every 1/(1 − sparsity) steps (1,000 at 99.9%), so a run of too few steps never sends part of the model;
 the per-worker batch is chosen so that every entry is expected to be sent ``min_sends_per_entry`` times
-after the warm-up (see :func:`auto_batch_size`). The model: the reference way sends the 1-D tensors
-whole, which caps the ratio at 4 / (value bytes × 1-D share); on the kit's default VGG (0.97% 1-D) that
-is 154× even with fp16 values, so the built-in ``vgg`` here is a wider one whose 1-D share is about 0.3%
-(:func:`dgc_vgg_arch`), on which the reference way reaches about 320× with fp16 values (the default
-wire format) and the headline about 600×.
+after the warm-up (see :func:`search_spaces.dgc.config.auto_batch_size`). The model: the reference way
+sends the 1-D tensors whole, which caps the ratio at 4 / (value bytes × 1-D share); on the kit's default
+VGG (0.97% 1-D) that is 154× even with fp16 values, so the built-in ``vgg`` here is a wider one whose 1-D
+share is about 0.3% (:func:`~search_spaces.dgc.config.dgc_vgg_arch`), on which the reference way reaches
+about 320× with fp16 values (the default wire format) and the headline about 600×.
 
 One trial per epoch and run (DGC first, then the baseline, then the reference-mode run); the job
 checkpoints at every epoch boundary, so a resumed job goes on from the last finished epoch. The algorithm lives in
@@ -33,8 +33,6 @@ from typing import Any
 from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter
 from search_spaces.dgc.config import WARMUP_SPARSITY as _WARMUP
 from search_spaces.dgc.config import DgcConfig, dgc_vgg_arch, resolve_batch_size
-from search_spaces.dgc.config import auto_batch_size as auto_batch_size
-from search_spaces.dgc.config import expected_sends_per_entry as expected_sends_per_entry
 
 _ARCHITECTURES = ["vgg", "resnet", "mobilenet", "mlp"]
 # Seconds per 1,000 training samples and epoch at batch 32, 4 workers sharing 2 CPU cores, exchange included,

@@ -170,7 +170,7 @@ def test_lr_warmup_is_the_reference_codes_ramp_from_lr_over_n() -> None:
 
 def test_auto_batch_gives_every_entry_its_sends() -> None:
     """The rule of the schema: (epochs − warmup) × ⌈shard/batch⌉ × density ≥ min_sends, the largest batch ≤ 32."""
-    from search_spaces.dgc_train import auto_batch_size, expected_sends_per_entry
+    from search_spaces.dgc.config import auto_batch_size, expected_sends_per_entry
 
     rule: dict[str, Any] = {"epochs": 20, "warmup_epochs": 5, "sparsity": 0.999}
     # mnist5k: 3,500 training images over 4 workers; batch 32 gives 0.42 sends (the reviewer's miss).
@@ -191,7 +191,7 @@ def test_the_default_model_lets_the_reference_way_reach_270x(dataset: str, width
     """The built-in vgg keeps 1-D tensors near 0.3% of the parameters, so sending them dense (the reference
     code's way) with fp16 values still compresses ≥ 270×; the kit's default VGG cannot (0.97%: 154×)."""
     from search_spaces.dgc.compressor import DGCCompressor
-    from search_spaces.dgc_train import dgc_vgg_arch
+    from search_spaces.dgc.config import dgc_vgg_arch
 
     info = datasets.BUILTIN[dataset]
     arch = KIND.output_arch(KIND.validate({}), dd_shape(info), None)
