@@ -207,7 +207,7 @@ def main() -> None:
             timeout=30,
         )
         assert r.ok and "/admin/login/" not in r.url, "the staff login failed"
-        last_id = api.get(f"/api/v1/jobs/{big}/metrics/?max_points=2&max_series=1").json()["last_id"]
+        last_id = api.get(f"/api/v1/jobs/{big}/metrics/?max_points=4&max_series=1").json()["last_id"]
         tag = api.get(f"/api/v1/jobs/{big}/").headers["ETag"]
         deep_jobs, deep_trials = max(1, args.jobs // 40), max(1, args.trials // 50)  # half-way through the pages
         endpoints: list[tuple[str, str, str, dict[str, str]]] = [
