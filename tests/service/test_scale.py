@@ -59,22 +59,6 @@ def test_first_load_of_curves_is_bounded_columns_with_the_last_point(alice, alic
     assert after["results"][0]["trial"] == 29 and after["results"][0]["created_at"].endswith("Z")
 
 
-def test_the_database_down_samples_as_the_reference_does(alice, alice_api) -> None:  # noqa: ANN001
-    job = Job.objects.create(owner=alice, kind="mlp_sweep")
-    values = [round(math.sin(i / 7) * 10) / 10 for i in range(3_001)]  # many equal values: ties go the same way
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(job=job, step=i, name="loss", value=v) for i, v in enumerate(values)]
-        + [MetricPoint(job=job, trial_number=0, step=i, name="loss", value=1) for i in range(2)]
-        + [MetricPoint(job=job, trial_number=1, step=0, name="loss", value=1)]
-    )
-    for max_points in (4, 5, 100, 2_999, 3_001):
-        body = alice_api.get(f"/api/v1/jobs/{job.pk}/metrics/?max_points={max_points}").json()
-        by_trial = {s["trial"]: s for s in body["series"]}
-        assert by_trial[None]["step"] == minmax_indices(values, max_points), max_points
-        assert by_trial[None]["value"] == [values[i] for i in by_trial[None]["step"]]
-        assert by_trial[0]["step"] == [0, 1] and by_trial[1]["step"] == [0]  # series of one and two points
-
-
 def test_since_pages_keep_their_shape_and_bound(alice, alice_api) -> None:  # noqa: ANN001
     job = _job_with_curves(alice, trials=0, steps=6_000)
     first = alice_api.get(f"/api/v1/jobs/{job.pk}/metrics/").json()
@@ -84,7 +68,7 @@ def test_since_pages_keep_their_shape_and_bound(alice, alice_api) -> None:  # no
     assert [p["step"] for p in first["results"] + rest["results"]] == list(range(6_000))
 
 
-@pytest.mark.parametrize("query", ["max_points=3", "max_points=100000", "max_points=x", "max_points=10&max_series=0"])
+@pytest.mark.parametrize("query", ["max_points=1", "max_points=100000", "max_points=x", "max_points=10&max_series=0"])
 def test_first_load_bounds_are_checked(alice, alice_api, query) -> None:  # noqa: ANN001
     job = _job_with_curves(alice, trials=1, steps=3)
     r = alice_api.get(f"/api/v1/jobs/{job.pk}/metrics/?{query}")

@@ -280,7 +280,7 @@ class JobViewSet(
                 "max_points",
                 int,
                 description=f"instead of a page of points: the job's curves as columns, each series down-sampled to "
-                f"at most this many points (4 to {MAX_SERIES_POINTS}; first, last and each bucket's lowest and "
+                f"at most this many points (2 to {MAX_SERIES_POINTS}; first, last and each bucket's lowest and "
                 f"highest kept), for a first drawing; poll ?since=last_id for what comes after",
             ),
             OpenApiParameter(
@@ -322,7 +322,7 @@ class JobViewSet(
             return Response(
                 selectors.metric_series(
                     job=job,
-                    max_points=_int_param(request, "max_points", 0, 4, MAX_SERIES_POINTS),
+                    max_points=_int_param(request, "max_points", 0, 2, MAX_SERIES_POINTS),
                     max_series=_int_param(request, "max_series", DEFAULT_SERIES, 1, MAX_SERIES),
                 )
             )
