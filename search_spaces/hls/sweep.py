@@ -16,12 +16,8 @@ import copy
 import io
 import logging
 import math
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,13 +34,14 @@ from search_spaces.base import JobCancelled, JobInputs, Reporter, TrialRecord, c
 from search_spaces.hls import estimate as est
 from search_spaces.hls.parts import Part, get_part
 from search_spaces.hls.project import ProjectError, clean_config_yaml, read_project
-from search_spaces.kit import datasets, models, trainer
+from search_spaces.kit import datasets, models, procs, trainer
 from search_spaces.kit.config import typed_config
 from search_spaces.kit.pruning import group_mask
 from search_spaces.kit.studies import pareto_mask, rdb_storage
 
 PRETRAIN_SHARE = 0.15
 EMULATION_TIMEOUT_S = 600
+EMULATION_LOG = "emulation.log"  # in the trial's project: the emulation child's stderr
 MAX_PARETO_ARCHIVES = 8
 # Validation images a CNN's bit-accurate emulation predicts per compile, sized so a trial stays under a minute
 # on 2 cores. Measured on this 2-core machine at a load average of 5-6 (shared): the kit VGG 16-32-64 compiles
@@ -576,33 +573,27 @@ def emulate(run: _Run, project: Path) -> np.ndarray:
     if not inputs.exists():
         np.save(inputs, np.ascontiguousarray(run.net.x_val, dtype=np.float32))
     outputs = project / "emulation_outputs.npy"
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "search_spaces.hls.emulate", str(project), str(inputs), str(outputs)],
-            cwd=root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        deadline = time.monotonic() + EMULATION_TIMEOUT_S
-        try:
-            while child.poll() is None:
-                if run.reporter.should_stop():
-                    raise JobCancelled()
-                if time.monotonic() > deadline:
-                    raise TrialFailed(f"compiling and running the emulation took over {EMULATION_TIMEOUT_S} s")
-                time.sleep(0.1)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        if child.returncode != 0:
-            stderr.seek(0)
-            lines = [line for line in stderr.read().decode(errors="replace").splitlines() if line.strip()]
-            reason = "\n".join(lines[-6:]) or f"exit status {child.returncode}"
-            raise TrialFailed(f"hls4ml compile or emulation failed: {reason}")
+    log_path = project / EMULATION_LOG
+    # stdout discarded: hls4ml and the compiled emulation chatter there, and the error is on stderr
+    child = procs.start_python(
+        ["-m", "search_spaces.hls.emulate", str(project), str(inputs), str(outputs)],
+        threads=1,
+        log=log_path,
+        discard_stdout=True,
+    )
+    deadline = time.monotonic() + EMULATION_TIMEOUT_S
+    try:
+        while child.poll() is None:
+            if run.reporter.should_stop():
+                raise JobCancelled()
+            if time.monotonic() > deadline:
+                raise TrialFailed(f"compiling and running the emulation took over {EMULATION_TIMEOUT_S} s")
+            time.sleep(0.1)
+    finally:
+        procs.stop([child], grace_s=0)
+    if child.returncode != 0:
+        reason = procs.log_tail(log_path, lines=6) or "no output"
+        raise TrialFailed(f"hls4ml compile or emulation failed: {reason}\n({procs.describe_exit(child.returncode)})")
     return np.load(outputs)
 
 
@@ -935,6 +926,6 @@ def _archive_project(project: Path, target: Path) -> None:
     tmp = target.with_suffix(".partial")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(project.rglob("*")):
-            if path.is_file() and path.suffix != ".so" and path.name != "emulation_outputs.npy":
+            if path.is_file() and path.suffix != ".so" and path.name not in ("emulation_outputs.npy", EMULATION_LOG):
                 tar.add(path, arcname=str(Path(project.name) / path.relative_to(project)))
     tmp.replace(target)

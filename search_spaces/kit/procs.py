@@ -39,17 +39,20 @@ def start_python(
     log: Path,
     cwd: Path | None = None,
     stdin: bytes | None = None,
+    discard_stdout: bool = False,
 ) -> subprocess.Popen[bytes]:
     """``python ARGS`` (e.g. ``["-m", "pkg.mod", ...]``) with :func:`child_env`, its output in ``log``.
 
     ``stdin``, if given, is written to the child's standard input, which is then closed (a way to hand it a
-    secret that must not appear in ``ps``). ``cwd`` defaults to the project root."""
+    secret that must not appear in ``ps``). ``cwd`` defaults to the project root. ``discard_stdout`` keeps only
+    stderr in ``log``, for a child whose libraries chatter on stdout (hls4ml, a C++ emulation) so that the
+    chatter would push the error out of the log's tail."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, *args],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL if discard_stdout else out,
+            stderr=out if discard_stdout else subprocess.STDOUT,
             env=child_env(threads),
             cwd=str(cwd or PROJECT_ROOT),
         )

@@ -75,6 +75,20 @@ def test_an_emulation_that_exits_is_a_failed_trial_and_reuse_factors_share_an_em
     assert second["fixed_accuracy"] == first["fixed_accuracy"]
     assert second["reuse_factor"] == {"fc1": 8, "fc2": 8, "fc3": 4}
     assert second["dsp"] < first["dsp"] and second["initiation_interval"] == 8
+    # a compiler error: hls4ml prints g++'s output on stdout, which the child hands to stderr before its error
+    firmware = tmp_path / "trial_0001" / "firmware" / "myproject.cpp"
+    firmware.write_text(firmware.read_text() + "\n#error deliberately broken\n")
+    with pytest.raises(sw.TrialFailed, match=r"(?s)error: #error deliberately broken.*Failed to compile project"):
+        sw.emulate(run, tmp_path / "trial_0001")
+
+
+def test_the_emulation_child_ends_its_stderr_with_the_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from search_spaces.hls import emulate
+
+    code = emulate.main([str(tmp_path / "no_project"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")])
+    assert code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(("FileNotFoundError", "Exception", "OSError")) and "no_project" in last
 
 
 def test_pareto_keeps_only_fitting_non_dominated_rows() -> None:

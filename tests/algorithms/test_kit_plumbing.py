@@ -47,6 +47,14 @@ def test_a_child_gets_its_threads_and_its_exit_is_explained(tmp_path: Path) -> N
     assert procs.describe_exit(None) == "no exit code"
 
 
+def test_a_child_whose_stdout_is_discarded_logs_only_its_stderr(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    code = "import sys; print('chatter'); print('the error', file=sys.stderr); print('more chatter'); sys.exit(1)"
+    child = procs.start_python(["-c", code], threads=1, log=log, discard_stdout=True)
+    assert child.wait(timeout=60) == 1
+    assert procs.log_tail(log) == "the error"
+
+
 @pytest.mark.parametrize(("grace_s", "expected"), [(5.0, -signal.SIGTERM), (0.0, -signal.SIGKILL)])
 def test_stop_terminates_then_kills_and_reaps(tmp_path: Path, grace_s: float, expected: int) -> None:
     children = [
