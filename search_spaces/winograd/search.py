@@ -20,8 +20,6 @@ networks run no faster than dense ones, and no wall-clock figure is claimed.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -33,10 +31,11 @@ import torch
 from torch import nn
 
 from search_spaces.base import ConfigError, JobInputs, Reporter, check_stop, json_safe
+from search_spaces.kit import checkpoint
 from search_spaces.kit.config import typed_config
 from search_spaces.winograd import counting, network
 
-CHECKPOINT_FORMAT = "winograd_prune/1"
+CHECKPOINT_FORMAT = "winograd_prune/2"  # /1 was its own torch.save layout, before kit/checkpoint.py
 # One Winograd-ReLU training epoch costs about this many epochs of the spatial network on the CPU, by tile size
 # (measured for the default VGG on mnist5k with one thread; the strided transforms are memory-bound).
 WINOGRAD_EPOCH_COST = {2: 2.2, 4: 4.2}
@@ -158,33 +157,31 @@ class JobState:
 
 
 def dump_checkpoint(state: JobState) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "arch": json.dumps(state.arch),
+    """The job after ``state.next_stage`` stages in the kit's format (:mod:`search_spaces.kit.checkpoint`): each
+    network's weights and masks as state, the architecture, the source and the finished stages' rows as JSON."""
+    return checkpoint.pack(
+        CHECKPOINT_FORMAT,
+        state={"weights": {k: v for k, v in state.weights.items() if v is not None}, "masks": state.masks},
+        meta={
+            "arch": state.arch,
             "source": state.source,
             "next_stage": state.next_stage,
-            "rows": json.dumps(json_safe(state.rows)),
-            "weights": {k: v for k, v in state.weights.items() if v is not None},
-            "masks": state.masks,
+            "rows": json_safe(state.rows),
         },
-        buffer,
     )
-    return buffer.getvalue()
 
 
 def load_checkpoint(blob: bytes) -> JobState:
-    data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not a winograd_prune checkpoint")
+    """What :func:`dump_checkpoint` wrote; :class:`~search_spaces.kit.checkpoint.CheckpointError` (a
+    ``ValueError``) for anything else, an older layout included."""
+    data, meta = checkpoint.unpack(blob, CHECKPOINT_FORMAT)
     weights: dict[str, dict[str, torch.Tensor] | None] = {SPATIAL: None, WINOGRAD_RELU: None}
     weights.update(data["weights"])
     return JobState(
-        json.loads(data["arch"]),
-        str(data["source"]),
-        int(data["next_stage"]),
-        json.loads(data["rows"]),
+        meta["arch"],
+        str(meta["source"]),
+        int(meta["next_stage"]),
+        meta["rows"],
         weights,
         {SPATIAL: {}, WINOGRAD_RELU: {}, **data["masks"]},
     )

@@ -108,3 +108,11 @@ def test_the_spatial_baseline_is_compared_at_the_same_validation_accuracy() -> N
     assert spatial_at_same_accuracy(rounds, 0.965) == (rounds[1], True)
     assert spatial_at_same_accuracy(rounds, 0.95) == (rounds[2], True)
     assert spatial_at_same_accuracy(rounds, 0.99) == (rounds[0], False)  # never reached: its most accurate round
+
+
+def test_a_checkpoint_of_the_old_layout_is_refused() -> None:
+    from search_spaces.kit import checkpoint
+
+    old = checkpoint.to_bytes({"format": "winograd_prune/1", "arch": "{}", "next_stage": 3, "rows": "[]"})
+    with pytest.raises(checkpoint.CheckpointError, match=r"it is winograd_prune/1"):
+        load_checkpoint(old)
