@@ -217,9 +217,15 @@ class ApiClient:
         )
 
     def trials(self, job_id: int) -> list[dict[str, Any]]:
-        r = self.get(f"/api/v1/jobs/{job_id}/trials/?page_size=1000")
-        r.raise_for_status()
-        return r.json()["results"]
+        """Every trial of the job, following ``next`` (the API caps a trial page at 500)."""
+        rows: list[dict[str, Any]] = []
+        url: str | None = f"{self.base_url}/api/v1/jobs/{job_id}/trials/?page_size=500"
+        while url:
+            r = self.session.get(url, timeout=30)
+            r.raise_for_status()
+            rows += r.json()["results"]
+            url = r.json()["next"]
+        return rows
 
 
 @contextmanager
