@@ -27,8 +27,8 @@ from pathlib import Path
 
 from search_spaces.base import JobInputs, MemoryReporter
 from search_spaces.hls import reports, stream
+from search_spaces.hls.network import CNN_EMULATION_SAMPLES  # the cap; digits' validation split is smaller
 from search_spaces.hls.parts import get_part
-from search_spaces.hls.sweep import CNN_EMULATION_SAMPLES  # the cap; digits' validation split is smaller
 from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.kit import datasets, trainer
 from search_spaces.kit.models import build_model, complete_arch, save_model

@@ -58,12 +58,17 @@ def main() -> None:
     print(f"  reuse factors on the Pareto front: {rf_span}; float accuracy {result['float_accuracy']:.4f}")
 
     # 2-4 use the sweep's internals on the model trained above (from its checkpoint).
-    from search_spaces.hls import sweep as sw
+    from search_spaces.hls import estimate as est
+    from search_spaces.hls.config import Settings, TrialFailed
+    from search_spaces.hls.network import prepare_network
+    from search_spaces.hls.project import read_project
+    from search_spaces.hls.study import open_study
+    from search_spaces.hls.trial import _Run, evaluate_trial
 
-    settings = sw.Settings.from_config(config)
-    net = sw.prepare_network(settings, inputs, MemoryReporter(checkpoint=reporter.checkpoint))
-    study = sw.open_study(settings, JobInputs(study_name="scratch"))
-    run = sw._Run(settings, inputs, MemoryReporter(), net, study, args.out / "probe", valid_rf={})
+    settings = Settings.from_config(config)
+    net = prepare_network(settings, inputs, MemoryReporter(checkpoint=reporter.checkpoint))
+    study = open_study(settings, JobInputs(study_name="scratch"))
+    run = _Run(settings, inputs, MemoryReporter(), net, study, args.out / "probe", valid_rf={})
     run.workdir.mkdir(parents=True)
     base = {"strategy": "Latency", "sparsity": 0.0, **{f"rf_{n}": 4 for n in net.dense_names}}
 
@@ -76,9 +81,9 @@ def main() -> None:
             params = {**base, "bits_all": bits, "int_all": integer}
             number += 1
             try:
-                metrics = sw.evaluate_trial(run, number, params)
+                metrics = evaluate_trial(run, number, params)
                 fixed, note = metrics["fixed_accuracy"], ""
-            except sw.TrialFailed as exc:
+            except TrialFailed as exc:
                 fixed, note = None, str(exc)[:70]
             drop = None if fixed is None else 100 * (net.float_accuracy - fixed)
             precision_rows.append({"bits": bits, "integer": integer, "fixed": fixed, "drop_points": drop, "note": note})
@@ -95,11 +100,11 @@ def main() -> None:
         params = {**base, "bits_all": 16, "int_all": 6, **{f"rf_{n}": rf for n in net.dense_names}}
         number += 1
         t0 = time.perf_counter()
-        metrics = sw.evaluate_trial(run, number, params)  # same numerics as the 16-bit row above: reused
+        metrics = evaluate_trial(run, number, params)  # same numerics as the 16-bit row above: reused
         write_times.append(time.perf_counter() - t0)
-        applied = sw.read_project(run.workdir / metrics["project"])
+        applied = read_project(run.workdir / metrics["project"])
         t0 = time.perf_counter()
-        sw.est.estimate(applied, settings.part, settings.clock_period_ns)
+        est.estimate(applied, settings.part, settings.clock_period_ns)
         estimate_times.append(time.perf_counter() - t0)
         dsp_rows.append(
             {

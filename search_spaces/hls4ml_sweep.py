@@ -282,11 +282,12 @@ class Hls4mlSweep(JobKind):
         return round(0.2 + pretrain + prune + config["n_trials"] * per_trial / 60.0, 2)
 
     def config_type(self) -> type:
-        from search_spaces.hls.sweep import Settings
+        from search_spaces.hls.config import Settings
 
         return Settings
 
     def run(self, config: dict[str, Any], inputs: JobInputs, reporter: Reporter) -> dict[str, Any]:
-        from search_spaces.hls.sweep import Settings, sweep
+        from search_spaces.hls.config import Settings
+        from search_spaces.hls.sweep import sweep
 
         return sweep(Settings.from_config(config), inputs, reporter)

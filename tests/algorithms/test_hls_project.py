@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from search_spaces.hls.convert import to_hls_stack
 from search_spaces.hls.project import ProjectError, read_project
-from search_spaces.hls.sweep import to_hls_stack
 
 hls4ml = pytest.importorskip("hls4ml")
 

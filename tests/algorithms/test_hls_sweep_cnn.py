@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from search_spaces.base import DataShape, JobInputs, MemoryReporter
-from search_spaces.hls import sweep as sw
+from search_spaces.hls.convert import to_hls_cnn
+from search_spaces.hls.network import emulation_samples
 from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.kit import datasets, trainer
 from search_spaces.kit.models import build_model, complete_arch, default_arch, save_model
@@ -36,7 +37,7 @@ def test_the_kit_vgg_becomes_a_stack_hls4ml_converts_with_the_same_outputs() -> 
     model.train()
     model(torch.randn(32, 1, 8, 8))  # BatchNorm statistics that are not the identity
     model.eval()
-    stack, weighted = sw.to_hls_cnn(model, (1, 8, 8))
+    stack, weighted = to_hls_cnn(model, (1, 8, 8))
     assert weighted == ["conv1", "conv2", "fc1", "fc2"]
     assert "gap" in dict(stack.named_children())  # the adaptive pool as an AvgPool2d over the 2×2 image
     x = torch.randn(5, 1, 8, 8)
@@ -89,5 +90,5 @@ def test_kit_cnns_it_cannot_convert_are_refused_naming_the_layer(family: str, la
 def test_the_emulated_subset_shrinks_with_the_work_per_image(shape: tuple, widths: list, expected: int) -> None:
     """A 28x28 VGG emulates ~112 ms an image on 2 busy cores: 130 images (15 s) beside its 34 s compile."""
     arch = complete_arch({"name": "vgg", "input_shape": list(shape), "num_classes": 10, "widths": widths})
-    stack, _ = sw.to_hls_cnn(build_model(arch).eval(), shape)
-    assert abs(sw.emulation_samples(stack, shape) - expected) <= 5
+    stack, _ = to_hls_cnn(build_model(arch).eval(), shape)
+    assert abs(emulation_samples(stack, shape) - expected) <= 5

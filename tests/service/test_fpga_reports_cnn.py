@@ -42,7 +42,7 @@ def _cnn_project(tmp_path: Path) -> Path:
 def _synthesised_archive(project: Path) -> bytes:
     """The sweep's archive of ``project`` plus what ``vivado_hls -f build_prj.tcl`` leaves in it: the top
     function's report and one per dataflow process (here copies of the fixture's, renamed)."""
-    from search_spaces.hls.sweep import _archive_project
+    from search_spaces.hls.results import _archive_project
 
     archive = project.parent / "hls4ml_project_trial2.tar.gz"
     _archive_project(project, archive)
