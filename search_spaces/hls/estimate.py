@@ -252,12 +252,31 @@ def estimate(applied: AppliedConfig, part: Part, clock_period_ns: float | None =
             lut += LUT_PER_RELU_BIT * act.n_in * act.result.width
             ff += FF_SHARE_OF_ACTIVATION_OUTPUT * act.n_in * act.result.width
     ii = max(layer.reuse_factor for layer in applied.dense)
+    return report(part, clock, dsp=dsp, lut=lut, ff=ff, bram=bram, cycles=cycles, ii=ii, rows=rows)
+
+
+def report(
+    part: Part,
+    clock: float,
+    *,
+    dsp: float,
+    lut: float,
+    ff: float,
+    bram: float,
+    cycles: float,
+    ii: float,
+    rows: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The estimate as a kind stores it (one shape for io_parallel and io_stream): totals, utilisation of
+    ``part``, whether it fits, and the per-layer ``rows``; ``extra`` figures follow the totals."""
     util = utilisation(part, dsp=dsp, lut=lut, ff=ff, bram_18k=bram)
     return {
         "dsp": int(dsp),
         "lut": round(lut),
         "ff": round(ff),
         "bram": float(bram),
+        **extra,
         "latency_cycles": int(cycles),
         "latency_ns": round(cycles * clock, 3),
         "initiation_interval": int(ii),

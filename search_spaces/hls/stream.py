@@ -53,7 +53,7 @@ import math
 from typing import Any
 
 from search_spaces.hls import estimate as est
-from search_spaces.hls.parts import Part, utilisation
+from search_spaces.hls.parts import Part
 from search_spaces.hls.project import (
     ActivationLayer,
     AppliedConfig,
@@ -183,23 +183,9 @@ def stream_estimate(applied: AppliedConfig, part: Part, clock_period_ns: float |
     features = [r["latency_cycles"] for r in rows if not r["tail"]] or [0]
     cycles = max(features) + sum(r["latency_cycles"] for r in rows if r["tail"])
     ii = max(r["interval_cycles"] for r in rows) + 1
-    util = utilisation(part, dsp=dsp, lut=lut, ff=ff, bram_18k=bram)
-    return {
-        "dsp": int(dsp),
-        "lut": round(lut),
-        "ff": round(ff),
-        "bram": bram,
-        "fifo_bram": float(fifo),
-        "latency_cycles": int(cycles),
-        "latency_ns": round(cycles * clock, 3),
-        "initiation_interval": int(ii),
-        "utilisation": util,
-        "fits": max(util.values()) <= 100.0,
-        "layers": rows,
-        "clock_period_ns": clock,
-        "part": part.part,
-        "dsp_slice": part.dsp_slice,
-    }
+    return est.report(
+        part, clock, dsp=dsp, lut=lut, ff=ff, bram=bram, cycles=cycles, ii=ii, rows=rows, fifo_bram=float(fifo)
+    )
 
 
 def _activation_row(act: Any, pixels: int, in_tail: bool) -> dict[str, Any]:
