@@ -33,7 +33,7 @@ import statistics
 import time
 from pathlib import Path
 
-from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.base import ConfigError, JobInputs, MemoryReporter
 
 CONDITIONS: dict[str, dict] = {
     "vgg25": {"model": "vgg", "target_ratio": 0.25, "mode": "flops", "reconstruct": True},
@@ -79,6 +79,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     splits = datasets.load(args.dataset, seed=0)
     runs = []
+    refused: dict[str, str] = {}
     checkpoints: dict[str, bytes] = {}
     for name in args.conditions:
         condition = CONDITIONS[name]
@@ -102,12 +103,17 @@ def main() -> None:
                 seed=seed,
             )
             workdir = args.out / f"{name}_{seed}"
-            result = run_adc(
-                settings,
-                JobInputs(seed=0, dataset=args.dataset, workdir=workdir),
-                MemoryReporter(checkpoint=checkpoints[family]),
-                splits=splits,
-            )
+            try:
+                result = run_adc(
+                    settings,
+                    JobInputs(seed=0, dataset=args.dataset, workdir=workdir),
+                    MemoryReporter(checkpoint=checkpoints[family]),
+                    splits=splits,
+                )
+            except ConfigError as exc:  # the kind refuses a target its action wall cannot hold
+                print(f"  {name} seed {seed}: refused: {exc}", flush=True)
+                refused[name] = str(exc)
+                break
             rows = {row["model"]: row for row in result["table"]}
             runs.append(
                 {
@@ -131,6 +137,9 @@ def main() -> None:
                 flush=True,
             )
     figures = print_table(runs, args, len(splits.y_test))
+    for name, reason in refused.items():
+        print(f"{name}: refused by the kind: {reason}")
+        figures[f"{name}_reachable"] = "false"
     wall = time.time() - started
     print(f"\nTotal {wall:.0f} s, torch threads {torch.get_num_threads()}.")
     (args.out / "result.json").write_text(

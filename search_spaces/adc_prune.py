@@ -112,7 +112,10 @@ class AdcPrune(JobKind):
                 "maximum": 1.0,
                 "default": 0.5,
                 "description": "Share of the original resource (see mode) the pruned model may keep: "
-                "0.5 = 50% of the FLOPs. Resource-constrained reward only.",
+                "0.5 = 50% of the FLOPs. Resource-constrained reward only. A target below what the model "
+                "keeps with every layer at min_keep fails the job before the search, naming the smallest "
+                "reachable target (in the latency mode that floor is known only once the per-layer latency "
+                "is measured; on the small built-ins it is high, ~0.9 on digits, as fixed overheads dominate).",
             },
             "episodes": {
                 "type": "integer",

@@ -97,6 +97,12 @@ class PruningEnv:
         return len(self.channels)
 
     @property
+    def floor_ratio(self) -> float:
+        """The share of the original cost left with every unit at its minimum (min_keep, rounded): the
+        smallest target the action wall can hold."""
+        return self.graph.total(self.lowest, self.resource) / self.full_cost
+
+    @property
     def reachable(self) -> bool:
         """Whether the budget can be met at all with every unit at its minimum."""
         return self.graph.total(self.lowest, self.resource) <= self.budget * (1 + 1e-9)

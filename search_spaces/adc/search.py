@@ -289,6 +289,8 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
         x_val=data.x_val,
         y_val=data.y_val,
     )
+    if env.constrained and not env.reachable:
+        raise ConfigError({"target_ratio": [unreachable_message(settings, env.floor_ratio)]})
     agent = DDPG(STATE_DIM, env.n_units, settings.agent_settings(), seed=settings.seed)
     if agent_state is not None:
         agent.load_state_dict(agent_state)
@@ -298,6 +300,18 @@ def _run(settings: AdcConfig, inputs: JobInputs, reporter: Reporter, splits: Any
     result["seconds"] = time.time() - started
     reporter.progress(1.0, "done")
     return json_safe(result)
+
+
+def unreachable_message(settings: AdcConfig, floor: float) -> str:
+    """Why a resource-constrained target cannot be held: with every layer at its minimum the model still
+    keeps ``floor`` of the resource (in the latency mode the per-layer overheads and the unpruned layers
+    do not shrink with the channels)."""
+    what = {"flops": "FLOPs", "params": "parameters", "latency": "measured latency"}[settings.mode]
+    return (
+        f"{settings.target_ratio:g} cannot be met: with every layer at min_keep ({settings.min_keep:g}, channel "
+        f"counts rounded to {settings.rounding}) this model keeps {floor:.3f} of its {what}; raise target_ratio "
+        f"to at least {floor:.3f}, or lower min_keep or channel_round"
+    )
 
 
 def _search(

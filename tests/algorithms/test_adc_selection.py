@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from search_spaces.adc import search as S
 from search_spaces.adc_prune import AdcPrune
-from search_spaces.base import JobInputs, MemoryReporter
+from search_spaces.base import ConfigError, JobInputs, MemoryReporter
 from search_spaces.kit import datasets
 
 
@@ -49,3 +50,19 @@ def test_the_kept_policy_is_chosen_on_the_selection_split(tmp_path: Path) -> Non
     data = S.load_data(datasets.load("digits", seed=0), S.AdcConfig())
     val = {tuple(x.flatten().tolist()) for x in data.x_val}
     assert not val & {tuple(x.flatten().tolist()) for x in data.x_sel}  # the two halves share no image
+
+
+def test_an_unreachable_latency_target_fails_before_the_search_naming_the_smallest_reachable(tmp_path: Path) -> None:
+    # 5% of the measured latency: above min_keep² (what the submit check can know without the machine's latency
+    # model) but below the floor every layer at min_keep leaves (the per-layer overheads do not shrink).
+    kind = AdcPrune()
+    config = kind.validate({**kind.tiny_config, "mode": "latency", "target_ratio": 0.05})
+    assert kind.check(config) == {}
+    reporter = MemoryReporter()
+    torch.set_num_threads(1)
+    with pytest.raises(ConfigError) as caught:
+        kind.run(config, JobInputs(dataset="digits", workdir=tmp_path), reporter)
+    (message,) = caught.value.errors["target_ratio"]
+    floor = float(message.split("keeps ")[1].split(" of")[0])
+    assert 0.05 < floor < 1 and f"at least {floor:.3f}" in message and "rounded to 8" in message
+    assert reporter.trials == {}  # refused before the first episode
