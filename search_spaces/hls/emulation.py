@@ -4,6 +4,7 @@ its failure (the last lines of its stderr) turned into the trial's."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,13 +22,24 @@ EMULATION_TIMEOUT_S = 600
 EMULATION_LOG = "emulation.log"  # in the trial's project: the emulation child's stderr
 
 
+def validation_inputs(workdir: Path, x_val: np.ndarray) -> Path:
+    """The emulated validation images as the child reads them, written once per content: the name carries
+    their hash, so a run resumed after a change of the subset (its size follows the network's work per image)
+    never emulates the old images against the new labels; written whole or not at all."""
+    x = np.ascontiguousarray(x_val, dtype=np.float32)
+    path = workdir / f"x_val_{hashlib.sha256(x.tobytes()).hexdigest()[:16]}.npy"
+    if not path.exists():
+        partial = path.with_name(path.stem + ".partial.npy")
+        np.save(partial, x)
+        partial.replace(path)
+    return path
+
+
 def emulate(run: _Run, project: Path) -> np.ndarray:
     """Compile ``project``'s bit-accurate emulation and predict the validation inputs in a child process
     (:mod:`search_spaces.hls.emulate`), so a compiler error or a crash of the emulation is this trial's
     failure and not the worker's. Polls ``should_stop()`` while it runs; kills the child on a cancel."""
-    inputs = run.workdir / "x_val.npy"
-    if not inputs.exists():
-        np.save(inputs, np.ascontiguousarray(run.net.x_val, dtype=np.float32))
+    inputs = validation_inputs(run.workdir, run.net.x_val)
     outputs = project / "emulation_outputs.npy"
     log_path = project / EMULATION_LOG
     # stdout discarded: hls4ml and the compiled emulation chatter there, and the error is on stderr

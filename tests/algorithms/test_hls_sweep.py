@@ -101,3 +101,16 @@ def test_pareto_keeps_only_fitting_non_dominated_rows() -> None:
 
     rows = [row(0, 0.9, 100, 50), row(1, 0.9, 120, 50), row(2, 0.8, 10, 200), row(3, 0.95, 5, 5, fits=False)]
     assert [r["number"] for r in pareto(rows)] == [2, 0]
+
+
+def test_emulation_inputs_follow_their_content_so_a_resume_with_another_subset_reads_its_own(tmp_path: Path) -> None:
+    import numpy as np
+
+    first = np.arange(12, dtype=np.float64).reshape(3, 4)
+    path = emulation.validation_inputs(tmp_path, first)
+    assert np.array_equal(np.load(path), first.astype(np.float32))
+    assert emulation.validation_inputs(tmp_path, first) == path  # same images: written once
+    smaller = first[:2]  # e.g. a resumed run whose subset is sized differently
+    other = emulation.validation_inputs(tmp_path, smaller)
+    assert other != path and np.array_equal(np.load(other), smaller.astype(np.float32))
+    assert not list(tmp_path.glob("*.partial.npy"))

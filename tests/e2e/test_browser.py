@@ -144,6 +144,8 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
     trials = len(client.trials(job["id"]))
     expect(page.locator("#fpga-reports tbody tr.estimate")).to_have_count(trials)
     expect(page.locator("#fpga-pareto .main-svg").first).to_be_visible()
+    # The note says what this sweep's estimates rest on (its io type's), not a fixed text.
+    expect(page.locator("#fpga-note")).to_have_text(client.job(job["id"])["result"]["estimate_note"])
     page.get_by_label("Trial", exact=True).fill("0")
     page.locator("#fpga-import-file").set_input_files(str(ROOT / "tests/fixtures/vivado/pruned_cnn_csynth.rpt"))
     page.get_by_role("button", name="Import").click()

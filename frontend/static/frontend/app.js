@@ -206,6 +206,10 @@ const AutoML = (() => {
       const err = document.getElementById("job-error");
       err.hidden = !job.error; err.textContent = job.error;
       renderResult(job.result);
+      // What this sweep's estimates rest on (io_parallel MLP or io_stream CNN), once the sweep has said it.
+      if (job.result && typeof job.result.estimate_note === "string") {
+        document.getElementById("fpga-note").textContent = job.result.estimate_note;
+      }
       document.getElementById("job-config").textContent = JSON.stringify(job.config, null, 2);
       document.getElementById("cancel-button").disabled =
         !(ACTIVE.has(job.status) || job.status === "paused") || job.cancel_requested;
