@@ -23,16 +23,14 @@ const AutoMLCompare = (() => {
     return out;
   }
 
-  async function metricPoints(id) {
-    const points = [];
-    for (let since = 0, more = true; more;) {
-      const r = await api(`/api/v1/jobs/${id}/metrics/?since=${since}`);
-      if (!r.ok) break;
-      points.push(...r.data.results);
-      since = r.data.last_id;
-      more = !!r.data.next;
-    }
-    return points;
+  // One bounded answer per job (each series down-sampled on the server, its latest trials' series), as the job
+  // page's first look: following ?since=0 page by page read every point of a big job before drawing anything.
+  const MAX_POINTS = 1000, MAX_SERIES = 20;
+  async function metricStore(id) {
+    const store = AutoMLCurves.newStore();
+    const r = await api(`/api/v1/jobs/${id}/metrics/?max_points=${MAX_POINTS}&max_series=${MAX_SERIES}`);
+    if (r.ok) for (const s of r.data.series) AutoMLCurves.addSeries(store, s);
+    return store;
   }
 
   function fmtHeadline(h) {
@@ -70,11 +68,7 @@ const AutoMLCompare = (() => {
   }
 
   async function curves(holder, jobs, specsByKind) {
-    const stores = await Promise.all(jobs.map(async j => {
-      const store = AutoMLCurves.newStore();
-      for (const p of await metricPoints(j.id)) AutoMLCurves.addPoint(store, p);
-      return store;
-    }));
+    const stores = await Promise.all(jobs.map(j => metricStore(j.id)));
     const jobsWith = new Map();
     stores.forEach((store, i) => { for (const name of store.keys()) jobsWith.set(name, [...(jobsWith.get(name) || []), i]); });
     let names = [...jobsWith.keys()].filter(n => jobsWith.get(n).length > 1);
