@@ -727,14 +727,16 @@ def _unlink_on_commit(paths: list[str]) -> None:
 
 def job_delete(*, job: Job) -> None:
     """Remove a job that is not running, with its trials, metric points, artifacts (and their files), FPGA
-    reports and checkpoint. A queued job is taken off the queue: its row is locked, so a worker's claim waits
-    and then finds nothing."""
+    reports and checkpoint; refused while a queued, running or paused child still needs its output model. A
+    queued job is taken off the queue: its row is locked, so a worker's claim waits and then finds nothing."""
     with transaction.atomic():
         row = Job.objects.select_for_update().filter(pk=job.pk).first()
         if row is None:
             return
         if row.status == JobStatus.RUNNING:
             raise ServiceError({"status": f"job {row.pk} is running; cancel it first, then delete it"})
+        # A child that has yet to run (or to resume) starts from this job's output model.
+        _in_use_by_active_jobs(Job.objects.filter(parent=row), f"job {row.pk} (as parent)")
         files = list(row.artifacts.values_list("file", flat=True))
         task_id = row.celery_task_id if row.status == JobStatus.QUEUED else ""
         row.delete()  # trials, metric points, artifacts, FPGA reports and the checkpoint cascade

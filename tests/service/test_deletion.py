@@ -68,6 +68,25 @@ def test_a_running_job_is_refused_and_a_queued_one_leaves_the_queue(alice_api, a
     assert services.job_claim(job_id=queued["id"], task_id="t", host="h") is None
 
 
+@pytest.mark.parametrize("child_status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED])
+def test_a_parent_is_refused_while_a_child_that_has_yet_to_finish_needs_its_model(
+    alice_api,
+    alice,
+    media,
+    child_status,  # noqa: ANN001
+) -> None:
+    parent = _job_with_everything(alice, media)
+    child = Job.objects.create(owner=alice, kind="adc_prune", config={}, status=child_status, parent=parent)
+    r = alice_api.delete(f"/api/v1/jobs/{parent.pk}/")
+    assert r.status_code == 400 and f"job(s) {child.pk}" in r.json()["non_field_errors"][0], r.content
+    assert Artifact.objects.filter(job=parent).count() == 2 and all(
+        (media / a.file.name).exists() for a in Artifact.objects.filter(job=parent)
+    )
+    Job.objects.filter(pk=child.pk).update(status=JobStatus.CANCELLED)  # a finished child keeps its results
+    assert alice_api.delete(f"/api/v1/jobs/{parent.pk}/").status_code == 204
+    assert Job.objects.get(pk=child.pk).parent_id is None
+
+
 def _dataset(api) -> dict:  # noqa: ANN001
     r = api.post("/api/v1/datasets/", {"file": SimpleUploadedFile("d.npz", hostile.good_npz())}, format="multipart")
     assert r.status_code == 201, r.content
