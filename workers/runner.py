@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,18 @@ def error_text(exc: BaseException) -> str:
     folders replaced by their role (a user needs the line that failed, not where the service is installed)."""
     tail = "".join(traceback.format_exception(exc)[-3:])
     text = f"{type(exc).__name__}: {exc}\n\n{tail}"
-    for folder, label in ((str(Path(settings.BASE_DIR)), "<app>"), (str(Path(settings.AUTOML_WORK_DIR)), "<work>")):
-        text = text.replace(folder, label)
-    return re.sub(r"/[^\s\"']*/site-packages/", "<site-packages>/", text)
+    text = re.sub(r"/[^\s\"']*/site-packages/", "<site-packages>/", text)
+    folders = {
+        str(Path(settings.BASE_DIR)): "<app>",
+        str(Path(settings.VAR_DIR)): "<var>",
+        str(Path(settings.MEDIA_ROOT)): "<media>",  # /srv/media under compose, outside the app
+        str(Path(settings.AUTOML_WORK_DIR)): "<work>",
+        sysconfig.get_paths()["stdlib"]: "<python>",
+        sys.prefix: "<python>",
+    }
+    for folder in sorted(folders, key=len, reverse=True):  # the deepest first: work and media sit inside var
+        text = text.replace(folder, folders[folder])
+    return text
 
 
 def job_execute(*, job_id: int, task_id: str, host: str = "") -> str:

@@ -47,3 +47,22 @@ def test_a_failure_names_no_server_folder(alice, settings) -> None:  # noqa: ANN
     assert job_execute(job_id=job.pk, task_id="in-process", host="test") == "failed"
     job.refresh_from_db()
     assert "TypeError" in job.error and str(settings.BASE_DIR) not in job.error and "site-packages/" not in job.error
+
+
+def test_an_error_text_names_no_media_var_or_python_folder_wherever_they_live(settings) -> None:  # noqa: ANN001
+    import json
+    import sysconfig
+
+    from workers.runner import error_text
+
+    settings.MEDIA_ROOT = "/srv/media"  # compose's: outside the app
+    settings.VAR_DIR = "/var/lib/automl"
+    settings.AUTOML_WORK_DIR = "/var/lib/automl/work"
+    try:
+        json.loads("{")  # a failing frame inside the standard library
+    except ValueError as exc:
+        exc.add_note("while reading /srv/media/datasets/7/d.npz and /var/lib/automl/work/job-3/x.npy")
+        text = error_text(exc)
+    for folder in ("/srv/media", "/var/lib/automl", sysconfig.get_paths()["stdlib"]):
+        assert folder not in text, text
+    assert "<media>/datasets/7/d.npz" in text and "<work>/job-3/x.npy" in text and "<python>" in text
