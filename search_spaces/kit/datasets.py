@@ -573,9 +573,13 @@ def _check_csv_size(path: Path, columns: int, limits: UploadLimits) -> None:
         )
 
 
-def _is_numeric_row(line: str) -> bool:
+def _is_numeric_row(line: str, fields: int = 64) -> bool:
+    """Whether the first ``fields`` fields of ``line`` are numbers (a header has names there). Only a bounded
+    prefix is split: a row of a million columns made a list of a million strings (~100 MB) before its size
+    was checked."""
+    head = line.strip().split(",", fields)[:fields]
     try:
-        [float(field) for field in line.strip().split(",")]
+        [float(field) for field in head]
     except ValueError:
         return False
     return True
