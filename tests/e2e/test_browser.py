@@ -144,6 +144,18 @@ def test_fpga_reports_and_a_synthesis_report_imported_from_the_page(page, stack:
     trials = len(client.trials(job["id"]))
     expect(page.locator("#fpga-reports tbody tr.estimate")).to_have_count(trials)
     expect(page.locator("#fpga-pareto .main-svg").first).to_be_visible()
+    # The chart marks the DSP/latency front: exactly the estimates no other estimate beats on both.
+    est = [
+        (f["dsp"], f["latency_ns"])
+        for f in client.get(f"/api/v1/fpga-reports/?job={job['id']}&page_size=1000").json()["results"]
+        if f["source"] == "estimate"
+    ]
+    front = sorted({p for p in est if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in est)})
+    drawn = page.evaluate(
+        "() => { const t = document.getElementById('fpga-pareto').data.find(d => d.name === 'Pareto front');"
+        " return t ? t.x.map((x, i) => [x, t.y[i]]) : null; }"
+    )
+    assert drawn is not None and sorted({tuple(p) for p in drawn}) == front, (drawn, front)
     # The note says what this sweep's estimates rest on (its io type's), not a fixed text.
     expect(page.locator("#fpga-note")).to_have_text(client.job(job["id"])["result"]["estimate_note"])
     page.get_by_label("Trial", exact=True).fill("0")

@@ -187,10 +187,22 @@ const AutoML = (() => {
         text: estimates.map(f => `trial ${f.trial_number}: acc ${fmtValue(f.fixed_point_accuracy)}`),
         marker: {color: estimates.map(f => f.fixed_point_accuracy), colorscale: "Viridis", showscale: true,
                  colorbar: {title: {text: "fixed-point acc."}}, size: 9}};
-      const layout = {margin: {t: 10, r: 10, b: 45, l: 60}, height: 320,
+      trace.name = "trials";
+      // The trade-off front of what is drawn: no other trial has both fewer DSPs and less latency (nor equal on
+      // one and better on the other). Trials without a latency or DSP figure are left out of it.
+      const drawn = estimates.filter(f => typeof f.dsp === "number" && typeof f.latency_ns === "number");
+      const front = drawn.filter(f => !drawn.some(g => g.dsp <= f.dsp && g.latency_ns <= f.latency_ns &&
+                                                       (g.dsp < f.dsp || g.latency_ns < f.latency_ns)))
+        .sort((a, b) => a.dsp - b.dsp || a.latency_ns - b.latency_ns);
+      const frontTrace = {x: front.map(f => f.dsp), y: front.map(f => f.latency_ns), mode: "lines+markers",
+        type: "scatter", name: "Pareto front", line: {shape: "hv", color: "#d9480f", width: 1.5},
+        marker: {symbol: "circle-open", size: 13, color: "#d9480f"}, hoverinfo: "skip"};
+      const layout = {margin: {t: 10, r: 10, b: 45, l: 60}, height: 320, showlegend: true,
+        legend: {orientation: "h", y: -0.25},
         xaxis: {title: {text: "DSP (estimate)"}}, yaxis: {title: {text: "latency (ns, estimate)"}}};
-      if (fpgaChartReady) Plotly.react("fpga-pareto", [trace], layout, {displaylogo: false, responsive: true});
-      else { Plotly.newPlot("fpga-pareto", [trace], layout, {displaylogo: false, responsive: true}); fpgaChartReady = true; }
+      const traces = [trace, frontTrace];
+      if (fpgaChartReady) Plotly.react("fpga-pareto", traces, layout, {displaylogo: false, responsive: true});
+      else { Plotly.newPlot("fpga-pareto", traces, layout, {displaylogo: false, responsive: true}); fpgaChartReady = true; }
     }
 
     async function refresh() {
