@@ -459,6 +459,23 @@ def test_filters_and_page_live_in_the_url_and_say_when_nothing_matches(page, sta
     shot(page, "job_list")
 
 
+def test_the_job_list_announces_a_status_change_once(page, stack: Stack) -> None:  # noqa: ANN001, F811
+    """The list redraws its rows on every poll; one polite live region says what changed, for screen readers."""
+    from playwright.sync_api import expect
+
+    client = _client(stack)
+    # Long enough to still run when the list has loaded (it is cancelled there).
+    job = client.submit("mlp_sweep", {"trials": 6, "epochs": 400, "hidden_min": 768, "hidden_max": 1024}, name="heard")
+    client.wait_status(job["id"], {"running"}, timeout=60)
+    log_in(page, "/")
+    live = page.locator("#jobs-live")
+    expect(live).to_have_attribute("aria-live", "polite")
+    expect(page.locator(f"#jobs tbody tr[data-job-id='{job['id']}']")).to_contain_text("running")
+    assert live.inner_text() == ""  # the first look announces nothing: nothing has changed yet
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 200
+    expect(live).to_have_text(f"Job {job['id']} (heard) is cancelled.", timeout=15_000)
+
+
 UNLABELLED = """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
   .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.getAttribute("aria-labelledby"))
   .map(e => e.id || e.name || e.outerHTML.slice(0, 80))"""

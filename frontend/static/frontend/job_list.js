@@ -99,6 +99,18 @@ const AutoMLJobList = (() => {
       pager.hidden = pages <= 1;
     }
 
+    // The rows are redrawn on every poll, so a live region per cell would read the whole table each time: one
+    // polite region says what changed (a job's status), not what stayed.
+    const seenStatus = new Map();
+    function announce(jobs) {
+      const changed = jobs.filter(j => seenStatus.has(j.id) && seenStatus.get(j.id) !== j.status);
+      for (const j of jobs) seenStatus.set(j.id, j.status);
+      if (changed.length) {
+        document.getElementById("jobs-live").textContent =
+          changed.map(j => `Job ${j.id}${j.name ? ` (${j.name})` : ""} is ${j.status}.`).join(" ");
+      }
+    }
+
     async function refresh() {
       clearTimeout(timer);
       const s = state();
@@ -121,6 +133,7 @@ const AutoMLJobList = (() => {
         tbody.replaceChildren(message("No jobs yet. ", el("a", {href: "/submit/", text: "Submit one"})));
       }
       pagerLinks(s, r.data.count, PAGE_SIZE);
+      announce(jobs);
       if (jobs.some(j => ACTIVE.has(j.status))) timer = setTimeout(refresh, 2000);
     }
 
