@@ -49,6 +49,7 @@ def test_ctrl_c_of_make_run_requeues_the_running_job_without_the_reaper(tmp_path
         status, attempts, stopped_runs, _ = row.split(maxsplit=3)
         assert status == "queued", (row, stack.log_text("honcho")[-3000:])
         assert int(attempts) - int(stopped_runs) <= 1  # handed back, not lost: the reaper never had to act
+        print(f"\nmake run stopped {stopped_in:.2f} s after Ctrl-C, the running job handed back")
         assert stopped_in < 10, stopped_in
     finally:
         stack.stop()

@@ -29,6 +29,7 @@ def test_pause_frees_the_worker_and_resume_redoes_no_stored_trial(stack: Stack) 
     paused = client.wait_status(job["id"], {"paused", "succeeded", "failed", "cancelled"}, timeout=10)
     elapsed = time.monotonic() - t0
     # Noticed at the next heartbeat, stopped at the algorithm's next check (between epochs).
+    print(f"\npaused {elapsed:.2f} s after the request (heartbeat {HEARTBEAT} s)")
     assert paused["status"] == "paused" and elapsed < 5.0, (paused["status"], elapsed)
     assert paused["finished_at"] is None and not paused["pause_requested"]
     before = {t["number"]: t for t in client.trials(job["id"]) if t["state"] == "complete"}
