@@ -23,6 +23,20 @@ const AutoML = (() => {
     return {ok: response.ok, status: response.status, data};
   }
 
+  // plotly.js (3.5 MB) loads async on the job page (<script id="plotly-js" async>), so the page's API calls start
+  // while the browser parses it; whatever draws awaits this. Null when it could not load (nothing is drawn then).
+  let plotlyLoading = null;
+  function plotly() {
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    const tag = document.getElementById("plotly-js");
+    if (!tag) return Promise.resolve(null);
+    plotlyLoading ||= new Promise(resolve => {
+      tag.addEventListener("load", () => resolve(window.Plotly || null));
+      tag.addEventListener("error", () => resolve(null));
+    });
+    return plotlyLoading;
+  }
+
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
@@ -77,6 +91,7 @@ const AutoML = (() => {
   function jobDetailPage() {
     const root = document.getElementById("job");
     const id = root.dataset.jobId;
+    plotly();  // listens for plotly.js now: an error that came before the first drawing asked would be missed
     // Curves, trial table, facts and lineage: curves.js, trial_table.js, job_page.js.
     const curves = AutoMLCurves.live(document.getElementById("curves"), id);
     const trials = AutoMLTrials.create(document.getElementById("trials-section"), id);
@@ -113,6 +128,8 @@ const AutoML = (() => {
         const response = await fetch(a.download_url, {credentials: "same-origin"});
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const figure = JSON.parse(await response.text());
+        const Plotly = await plotly();
+        if (!Plotly) throw new Error("plotly.js did not load");
         await Plotly.newPlot(holder.querySelector(".chart"), figure.data || [], figure.layout || {},
                              {displaylogo: false, responsive: true});
       } catch (e) {
@@ -130,7 +147,6 @@ const AutoML = (() => {
       const figures = document.getElementById("figures");
       for (const a of r.data.results.filter(x => x.kind === "figure" && !shownPlots.has(x.id))) {
         shownPlots.add(a.id);
-        if (!window.Plotly) continue;
         const holder = el("figure", {class: "plot figure-plot", "data-artifact": a.name},
           el("div", {class: "chart", role: "img", "aria-label": `${a.name} (figure made by the job)`}),
           el("figcaption", {text: a.name}));
@@ -182,7 +198,9 @@ const AutoML = (() => {
         el("td", {text: fmtValue(f.fixed_point_accuracy)}), el("td", {text: fmtValue(f.float_accuracy)}),
         el("td", {text: fmtValue(f.reuse_factor)}))));
       const estimates = reports.filter(f => f.source === "estimate");
-      if (!window.Plotly || estimates.length === 0) return;
+      if (estimates.length === 0) return;
+      const Plotly = await plotly();
+      if (!Plotly) return;
       const trace = {x: estimates.map(f => f.dsp), y: estimates.map(f => f.latency_ns), mode: "markers", type: "scatter",
         text: estimates.map(f => `trial ${f.trial_number}: acc ${fmtValue(f.fixed_point_accuracy)}`),
         marker: {color: estimates.map(f => f.fixed_point_accuracy), colorscale: "Viridis", showscale: true,
@@ -282,5 +300,5 @@ const AutoML = (() => {
     refresh();
   }
 
-  return {jobDetailPage, api, el, csrfToken, fmtDate, fmtValue, fmtNumber, fmtCell, headlineNode, tableNode, ACTIVE};
+  return {jobDetailPage, plotly, api, el, csrfToken, fmtDate, fmtValue, fmtNumber, fmtCell, headlineNode, tableNode, ACTIVE};
 })();

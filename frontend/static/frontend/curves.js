@@ -197,7 +197,7 @@ const AutoMLCurves = (() => {
 
     /** Draw the panels of the groups ``changed`` metric names belong to (every group when not given). */
     async function render(changed) {
-      if (!window.Plotly || !specOf) return;
+      if (!specOf || !(await AutoML.plotly())) return;
       const dirty = changed ? new Set([...changed].map(name => specOf(name).group)) : null;
       const groups = new Map();
       for (const [name, byTrial] of store) {
