@@ -163,3 +163,24 @@ def test_errors_are_one_line_with_the_servers_message_and_a_nonzero_exit(cli: Cl
 
     out = cli("status", "1", env={"AUTOML_URL": "http://127.0.0.1:9"})
     assert out.returncode == 1 and out.stderr.startswith("automl: error: cannot reach http://127.0.0.1:9")
+
+
+def test_submit_from_a_file_with_a_dataset_and_a_parent_then_cancel(cli: Cli, tmp_path: Path) -> None:
+    api = cli.stack.client("alice", USERS["alice"])
+    config = tmp_path / "granularity.json"
+    config.write_text(_tiny("granularity_sweep"))
+    parent_id = int(
+        cli.ok("submit", "granularity_sweep", "--config", f"@{config}", "--dataset", "jets_synthetic", "--wait").strip()
+    )
+    parent = api.job(parent_id)
+    assert parent["status"] == "succeeded" and parent["config"]["sparsity_grid"] == [0.5, 0.8]  # from the file
+    # A child from the parent's model, long enough to be cancelled while it runs.
+    child_id = int(
+        cli.ok("submit", "hls4ml_sweep", "--parent", str(parent_id), "--config", '{"n_trials": 200}').strip()
+    )
+    child = api.job(child_id)
+    assert child["parent"] == parent_id and child["dataset"] == parent["dataset"]
+    assert cli.ok("cancel", str(child_id)).strip().startswith(f"job {child_id}")
+    assert api.wait_status(child_id, {"cancelled", "failed", "succeeded"}, timeout=60)["status"] == "cancelled"
+    out = cli("cancel", str(child_id))  # already final: the server's refusal, one line, non-zero
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and "cancelled" in out.stderr
