@@ -266,7 +266,13 @@ class JobViewSet(
         job = services.job_rerun(job=self.get_object(), owner=request.user)
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: s.TrialSerializer(many=True)}, parameters=trial_filters.PARAMETERS)
+    @extend_schema(
+        responses={
+            200: s.TrialSerializer(many=True),
+            400: OpenApiResponse(FieldErrorsSerializer, description="a state or ordering the trial list does not take"),
+        },
+        parameters=trial_filters.PARAMETERS,
+    )
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=TrialPagination)
     def trials(self, request: Request, pk: str | None = None) -> Response:
         trials = trial_filters.trials_filtered(request, selectors.trial_list(job=self.get_object()))
