@@ -238,7 +238,7 @@ class _Supervisor:
             if len(self.done) == len(self.pool.ranks) and not self.expected:
                 return
             codes = self.pool.exit_codes()
-            if self.errors or any(code not in (None, 0) for code in codes.values()):
+            if self.errors or any(code not in (None, 0) and rank not in self.done for rank, code in codes.items()):
                 self._fail()
             if all(code == 0 for code in codes.values()) and now - last_heard > FAILURE_GRACE_S:
                 raise RuntimeError("the DGC workers exited without finishing their epochs")
@@ -301,19 +301,23 @@ class _Supervisor:
         return emitted
 
     def _fail(self) -> None:
-        """Collect what the workers say for a moment, stop them all, raise with the root cause first."""
+        """Collect what the workers say for a moment, then stop them all and raise with the root cause first;
+        or go on when every rank that exited badly had already said "done"."""
         deadline = time.monotonic() + FAILURE_GRACE_S
         while time.monotonic() < deadline:
             for message in self.pool.messages(timeout=0.05):
-                if message[0] == "error":
-                    self.errors.setdefault(message[1], message[2])
+                self._handle(message)  # its errors, and a "done" that was on its way when the rank exited
         # A rank that died on its own without a word (killed, crashed) is the cause; its peers' errors
-        # are echoes. Exit codes are read before the survivors are stopped.
+        # are echoes. Exit codes are read before the survivors are stopped. A rank that said "done" had sent
+        # all its work: a crash after it is its process teardown (gloo's threads can abort a torch process at
+        # exit, "terminate called without an active exception"), not a lost result.
         silent = [
             (rank, code)
             for rank, code in self.pool.exit_codes().items()
-            if code not in (None, 0) and rank not in self.errors
+            if code not in (None, 0) and rank not in self.errors and rank not in self.done
         ]
+        if not silent and not self.errors:
+            return
         self.pool.stop()
         if silent:
             rank, code = silent[0]
@@ -330,5 +334,3 @@ class _Supervisor:
         if self.errors:
             rank = next(iter(self.errors))
             raise RuntimeError(f"DGC worker rank {rank} failed:\n{procs.tail(self.errors[rank], 25)}")
-        codes = ", ".join(f"rank {r}: {procs.describe_exit(c)}" for r, c in self.pool.exit_codes().items())
-        raise RuntimeError(f"DGC workers stopped unexpectedly ({codes})")

@@ -332,3 +332,54 @@ def test_resume_does_not_redo_finished_epochs_and_ends_where_an_uninterrupted_ru
         torch.testing.assert_close(resumed_model[name], tensor, rtol=0, atol=0)
     assert result["dgc"]["val_accuracy"] == tiny_run[0]["dgc"]["val_accuracy"]
     assert _no_workers_left()
+
+
+class _FakePool:
+    """What the supervisor watches, scripted: each look returns the next batch of messages and exit codes."""
+
+    def __init__(self, script: list[tuple[list[tuple[Any, ...]], dict[int, int | None]]]) -> None:
+        self.script, self.ranks, self.stopped = script, [0, 1], False
+        self.codes: dict[int, int | None] = {0: None, 1: None}
+
+    def messages(self, timeout: float) -> list[tuple[Any, ...]]:
+        if not self.script:
+            return []
+        batch, self.codes = self.script.pop(0)
+        return batch
+
+    def exit_codes(self) -> dict[int, int | None]:
+        return dict(self.codes)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def log_tail(self, rank: int, lines: int = 8) -> str:
+        return "terminate called without an active exception"
+
+
+def _epoch_messages() -> list[tuple[Any, ...]]:
+    return [
+        ("epoch", "dgc", 0, {"steps": 1}, b"m", 0.0, 1.0),
+        ("state", "dgc", 0, 0, b"s0"),
+        ("state", "dgc", 0, 1, b"s1"),
+    ]
+
+
+@pytest.mark.parametrize("said_done", [True, False])
+def test_a_rank_that_aborts_after_saying_done_loses_nothing_one_that_aborts_before_fails_the_run(
+    said_done: bool,
+) -> None:
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(phases=[dd.PhaseStart("dgc")], epochs=1)
+    rank1 = [("done", 1)] if said_done else []
+    pool = _FakePool([(_epoch_messages() + rank1, {0: None, 1: -signal.SIGABRT}), ([("done", 0)], {0: 0, 1: -6})])
+    recorder = Recorder()
+    supervisor = dd._Supervisor(spec, recorder, pool, stop_check_s=60, stall_s=60)  # type: ignore[arg-type]
+    if said_done:
+        supervisor.run()  # gloo's teardown abort after the last message: the run's results are all in
+        assert [(r.mode, r.epoch) for r in recorder.reports] == [("dgc", 0)] and not pool.stopped
+    else:
+        with pytest.raises(RuntimeError, match="rank 1 died with signal SIGABRT"):
+            supervisor.run()
+        assert pool.stopped
