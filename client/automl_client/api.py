@@ -12,6 +12,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import requests
+from urllib3.exceptions import ProtocolError
+
+# Methods that may be sent twice to the same effect (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 # A job in one of these will not change by itself: a wait ends there.
 SETTLED = frozenset({"succeeded", "failed", "cancelled", "paused"})
@@ -54,6 +58,11 @@ def _reason(exc: requests.RequestException) -> str:
     return found.group(0) if found else text
 
 
+def _dropped(exc: requests.ConnectionError) -> bool:
+    """The connection broke with the request sent and no answer read (not: refused, unresolvable, timed out)."""
+    return bool(exc.args) and isinstance(exc.args[0], ProtocolError)
+
+
 class Client:
     """A token-authenticated session with one service (``url`` is its root, e.g. ``http://127.0.0.1:8000``)."""
 
@@ -78,7 +87,15 @@ class Client:
         """``path`` is below the service's root (``/api/v1/...``) or a full URL the service handed out."""
         url = path if path.startswith(("http://", "https://")) else self.url + path
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.ConnectionError as exc:
+                # A kept-alive connection the server closed as this request went out: no answer came, so an
+                # idempotent request goes again, once, on a new connection (RFC 9112 9.3.1). A POST does not:
+                # whether it ran cannot be known, and the error says so.
+                if method.upper() not in IDEMPOTENT or not _dropped(exc):
+                    raise
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise ApiError(f"cannot reach {self.url}: {_reason(exc)}") from None
         if response.status_code >= 400:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import ast
 import io
 import json
+import socket
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from automl_client import ApiError, cli, config
+from automl_client import ApiError, Client, cli, config
 from automl_client.api import _safe_relative, error_message
 
 CLIENT = Path(__file__).resolve().parents[2] / "client" / "automl_client"
@@ -136,7 +138,7 @@ def test_usage_errors_exit_2_and_api_errors_exit_1(monkeypatch, capsys) -> None:
 
 
 def test_the_client_imports_nothing_of_the_server() -> None:
-    allowed = {"automl_client", "requests", "yaml", "__future__"}
+    allowed = {"automl_client", "requests", "urllib3", "yaml", "__future__"}  # its declared dependencies
     for path in CLIENT.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
@@ -144,3 +146,52 @@ def test_the_client_imports_nothing_of_the_server() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or top in sys.stdlib_module_names, f"{path.name}: {name}"
+
+
+def _dropping_server(drops: int, accepts: int) -> tuple[str, list[str], threading.Thread]:
+    """A server on a real socket that takes ``accepts`` connections, reads the request on each and closes the
+    first ``drops`` without a word (a kept-alive connection closed as a request arrived), then answers ``{}``.
+    Returns its URL, the request lines it read, and its thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    seen: list[str] = []
+
+    def serve() -> None:
+        with listener:
+            for n in range(accepts):
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    return
+                with conn:
+                    seen.append(conn.recv(65536).split(b"\r\n", 1)[0].decode())
+                    if n >= drops:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+                        conn.sendall(b"Content-Length: 2\r\n\r\n{}")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen, thread
+
+
+def test_a_get_on_a_dropped_connection_is_sent_again_once() -> None:
+    url, seen, thread = _dropping_server(drops=1, accepts=2)
+    assert Client(url).request("GET", "/api/v1/jobs/1/").json() == {}
+    thread.join(10)
+    assert seen == ["GET /api/v1/jobs/1/ HTTP/1.1"] * 2
+
+
+def test_a_post_on_a_dropped_connection_is_not_sent_again() -> None:
+    url, seen, thread = _dropping_server(drops=1, accepts=1)
+    with pytest.raises(ApiError, match="cannot reach .*(aborted|closed)"):
+        Client(url).request("POST", "/api/v1/jobs/", json={"kind": "mlp_sweep"})
+    assert seen == ["POST /api/v1/jobs/ HTTP/1.1"]  # one submit, whatever became of it
+    thread.join(10)
+
+
+def test_a_get_dropped_twice_is_an_error_not_a_loop() -> None:
+    url, seen, thread = _dropping_server(drops=2, accepts=2)
+    with pytest.raises(ApiError, match="cannot reach"):
+        Client(url).request("GET", "/api/v1/jobs/")
+    assert len(seen) == 2
+    thread.join(10)
