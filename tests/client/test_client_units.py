@@ -195,3 +195,26 @@ def test_a_get_dropped_twice_is_an_error_not_a_loop() -> None:
         Client(url).request("GET", "/api/v1/jobs/")
     assert len(seen) == 2
     thread.join(10)
+
+
+def test_a_download_whose_sha256_does_not_match_is_not_kept(tmp_path: Path) -> None:
+    body = b"weights that changed on the way"
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n")
+                conn.sendall(f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    artifact = {"name": "model/best.pt", "download_url": f"{url}/a/1/", "sha256": "0" * 64}
+    with pytest.raises(ApiError, match="model/best.pt: sha256 [0-9a-f]{64} does not match the API's 0{64}"):
+        Client(url).download_artifact(artifact, tmp_path)
+    thread.join(10)
+    assert list(tmp_path.rglob("*")) == [tmp_path / "model"]  # no file, whole or partial, left behind
