@@ -34,12 +34,12 @@ def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
 
 
-def log_in(page: Any, next_path: str = "/") -> None:
+def log_in(page: Any, next_path: str = "/", username: str = "alice", password: str | None = None) -> None:
     from urllib.parse import quote
 
     page.goto(f"/login/?next={quote(next_path)}")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password if password is not None else USERS[username])
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"^(?!.*/login/).*$"))
 

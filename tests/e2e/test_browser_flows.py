@@ -459,6 +459,44 @@ def test_filters_and_page_live_in_the_url_and_say_when_nothing_matches(page, sta
     shot(page, "job_list")
 
 
+def test_the_job_list_page_lives_in_the_url(page, stack: Stack) -> None:  # noqa: ANN001, F811
+    """A second page of the list is a link of its own: opened, reloaded or gone back to, it shows the same rows."""
+    from playwright.sync_api import expect
+
+    stack.create_user("pager", "pager-pass-1")
+    client = stack.client("pager", "pager-pass-1")
+    kind = _cheapest_kind()
+    ids = []
+    for n in range(23):  # past one page of 20; cancelled while queued, so the worker is not kept busy
+        job = client.submit(kind, registry.get_kind(kind).tiny_config, name=f"paged {n}")
+        assert client.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 200
+        ids.append(job["id"])
+    for job_id in ids:  # one the worker took already stops at its next heartbeat, or finishes first
+        client.wait_status(job_id, {"cancelled", "succeeded"}, timeout=120)
+    newest_first = sorted(ids, reverse=True)
+    log_in(page, "/", username="pager", password="pager-pass-1")
+    rows = page.locator("#jobs tbody tr[data-job-id]")
+    expect(rows).to_have_count(20)
+    assert [int(x) for x in _row_ids(page)] == newest_first[:20]
+    page.locator("#job-pages").get_by_role("link", name="next page").click()
+    expect(page).to_have_url(re.compile(r"/\?page=2$"))
+    expect(rows).to_have_count(3)
+    assert [int(x) for x in _row_ids(page)] == newest_first[20:]
+    page.reload()
+    expect(rows).to_have_count(3)
+    expect(page.locator("#job-pages")).to_contain_text("page 2 of 2 · 23 jobs")
+    page.go_back()
+    expect(rows).to_have_count(20)
+    page.goto(f"/?kind={kind}&page=2")
+    expect(page.get_by_label("Kind")).to_have_value(kind)
+    expect(rows).to_have_count(3)
+    assert [int(x) for x in _row_ids(page)] == newest_first[20:]
+
+
+def _row_ids(browser_page) -> list[str]:  # noqa: ANN001
+    return browser_page.locator("#jobs tbody tr[data-job-id]").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+
+
 def test_the_job_list_announces_a_status_change_once(page, stack: Stack) -> None:  # noqa: ANN001, F811
     """The list redraws its rows on every poll; one polite live region says what changed, for screen readers."""
     from playwright.sync_api import expect
