@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,8 +65,10 @@ def peak_growth() -> Iterator[list[int]]:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         )
+    t0 = time.monotonic()
     yield out
     out.append(peak() - before)
+    print(f"peak growth {out[0] / 1024:.1f} MB in {time.monotonic() - t0:.2f} s")  # the figure a note quotes (-s)
 
 
 # --- memory bombs -----------------------------------------------------------------------------------------
