@@ -170,6 +170,7 @@ const AutoMLCurves = (() => {
           }
           since = r.data.last_id;
           hiddenSeries = r.data.more_series;
+          drawPending();  // the first look is drawn now, not after the first ?since= poll below has come back
         }
         for (let more = true; more;) {
           const r = await api(`/api/v1/jobs/${jobId}/metrics/?since=${since}`);
