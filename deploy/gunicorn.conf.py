@@ -19,11 +19,11 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() + 1)))
 threads = int(os.environ.get("WEB_THREADS", "4")) if worker_class == "gthread" else 1
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
-# An idle kept-alive connection is closed after this many seconds. A request that reaches the server as it
-# closes one is lost without an answer (the client cannot tell whether a POST ran), and under load the asgi
-# worker's event loop runs the close timer late, which widens that window. Clients here poll every 0.5-2 s,
-# so gunicorn's 2 s default put the close where the polls land (seen once in CI: 1 lost POST in a minute of
-# 50 clients). Behind a proxy, set it above the proxy's own idle timeout.
-keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))
+# Keep-alive is off by default: every answer says "Connection: close", as gunicorn's sync worker always did. The
+# asgi worker of gunicorn 27 now and then closes a kept-alive connection without saying so; a request the client
+# sends on it at once (a POST right after a GET) is lost without an answer, and a client cannot resend a POST.
+# CI's load test met it twice in a minute of 50 clients, with keep-alive at 2 s and at 5 s. Behind a reverse proxy
+# (the production layout) the proxy keeps the browser's connection; set WEB_KEEPALIVE (seconds) to turn it on here.
+keepalive = int(os.environ.get("WEB_KEEPALIVE", "0"))
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None  # empty: no access log
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
