@@ -87,15 +87,7 @@ class Client:
         """``path`` is below the service's root (``/api/v1/...``) or a full URL the service handed out."""
         url = path if path.startswith(("http://", "https://")) else self.url + path
         try:
-            try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except requests.ConnectionError as exc:
-                # A kept-alive connection the server closed as this request went out: no answer came, so an
-                # idempotent request goes again, once, on a new connection (RFC 9112 9.3.1). A POST does not:
-                # whether it ran cannot be known, and the error says so.
-                if method.upper() not in IDEMPOTENT or not _dropped(exc):
-                    raise
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._send(method, url, **kwargs)
         except requests.RequestException as exc:
             raise ApiError(f"cannot reach {self.url}: {_reason(exc)}") from None
         if response.status_code >= 400:
@@ -106,6 +98,17 @@ class Client:
                 body, message = response.text, f"HTTP {response.status_code} {response.reason} from {method} {url}"
             raise ApiError(_one_line(message), response.status_code, body)
         return response
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            # A kept-alive connection the server closed as this request went out: no answer came, so an idempotent
+            # request goes again, once, on a new connection (RFC 9112 9.3.1). A POST does not: whether it ran cannot
+            # be known, and the error says so.
+            if method.upper() not in IDEMPOTENT or not _dropped(exc):
+                raise
+            return self.session.request(method, url, timeout=self.timeout, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()

@@ -148,9 +148,9 @@ def test_the_client_imports_nothing_of_the_server() -> None:
                 assert top in allowed or top in sys.stdlib_module_names, f"{path.name}: {name}"
 
 
-def _dropping_server(drops: int, accepts: int) -> tuple[str, list[str], threading.Thread]:
-    """A server on a real socket that takes ``accepts`` connections, reads the request on each and closes the
-    first ``drops`` without a word (a kept-alive connection closed as a request arrived), then answers ``{}``.
+def _raw_server(answers: list[bytes | None]) -> tuple[str, list[str], threading.Thread]:
+    """A server on a real socket that takes one connection per item of ``answers``, reads the request on it and
+    sends that answer, or closes it without a word for ``None`` (a connection closed as a request arrived).
     Returns its URL, the request lines it read, and its thread."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
@@ -158,31 +158,34 @@ def _dropping_server(drops: int, accepts: int) -> tuple[str, list[str], threadin
 
     def serve() -> None:
         with listener:
-            for n in range(accepts):
+            for answer in answers:
                 try:
                     conn, _ = listener.accept()
                 except TimeoutError:
                     return
                 with conn:
                     seen.append(conn.recv(65536).split(b"\r\n", 1)[0].decode())
-                    if n >= drops:
-                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-                        conn.sendall(b"Content-Length: 2\r\n\r\n{}")
+                    if answer is not None:
+                        conn.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return f"http://127.0.0.1:{listener.getsockname()[1]}", seen, thread
 
 
+def _ok(body: bytes, content_type: str = "application/json") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
 def test_a_get_on_a_dropped_connection_is_sent_again_once() -> None:
-    url, seen, thread = _dropping_server(drops=1, accepts=2)
+    url, seen, thread = _raw_server([None, _ok(b"{}")])
     assert Client(url).request("GET", "/api/v1/jobs/1/").json() == {}
     thread.join(10)
     assert seen == ["GET /api/v1/jobs/1/ HTTP/1.1"] * 2
 
 
 def test_a_post_on_a_dropped_connection_is_not_sent_again() -> None:
-    url, seen, thread = _dropping_server(drops=1, accepts=1)
+    url, seen, thread = _raw_server([None])
     with pytest.raises(ApiError, match="cannot reach .*(aborted|closed)"):
         Client(url).request("POST", "/api/v1/jobs/", json={"kind": "mlp_sweep"})
     assert seen == ["POST /api/v1/jobs/ HTTP/1.1"]  # one submit, whatever became of it
@@ -190,7 +193,7 @@ def test_a_post_on_a_dropped_connection_is_not_sent_again() -> None:
 
 
 def test_a_get_dropped_twice_is_an_error_not_a_loop() -> None:
-    url, seen, thread = _dropping_server(drops=2, accepts=2)
+    url, seen, thread = _raw_server([None, None])
     with pytest.raises(ApiError, match="cannot reach"):
         Client(url).request("GET", "/api/v1/jobs/")
     assert len(seen) == 2
@@ -198,21 +201,7 @@ def test_a_get_dropped_twice_is_an_error_not_a_loop() -> None:
 
 
 def test_a_download_whose_sha256_does_not_match_is_not_kept(tmp_path: Path) -> None:
-    body = b"weights that changed on the way"
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n")
-                conn.sendall(f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    url, _, thread = _raw_server([_ok(b"weights that changed on the way", "application/octet-stream")])
     artifact = {"name": "model/best.pt", "download_url": f"{url}/a/1/", "sha256": "0" * 64}
     with pytest.raises(ApiError, match="model/best.pt: sha256 [0-9a-f]{64} does not match the API's 0{64}"):
         Client(url).download_artifact(artifact, tmp_path)
