@@ -13,6 +13,8 @@ process imports it to serve the schema.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from search_spaces.base import (
@@ -27,6 +29,30 @@ from search_spaces.base import (
 )
 
 _ARCHITECTURES = ["vgg", "mobilenet", "resnet", "mlp"]
+
+
+@functools.lru_cache(maxsize=512)
+def _prunable_problems(arch_json: str) -> tuple[str, ...]:
+    """Why AMC finds nothing to prune in a network of this architecture (built, not trained: the units depend on
+    the layers only); kept per architecture, as the parent picker asks once per listed job."""
+    from search_spaces.adc import graph
+    from search_spaces.kit import models
+
+    arch = json.loads(arch_json)
+    try:
+        full = models.complete_arch(arch)
+        units = graph.build_graph(models.build_model(full).eval(), full).units
+    except (models.ModelError, ValueError) as exc:
+        return (f"adc_prune cannot take this {arch.get('name')} network: {exc}",)
+    if units:
+        return ()
+    return (
+        f"adc_prune finds no channel it can prune in this {arch['name']} network: every width is fixed by the "
+        "data, tied to a residual sum, or stopped by a group convolution (gconv3x3), which would have to be cut "
+        "evenly",
+    )
+
+
 # Seconds per episode (prune, least-squares refit, BN re-estimation, validation, DDPG updates) of the default
 # VGG with one torch thread on the 2-core machine, and per training epoch; unknown data counts as mnist5k.
 _EPISODE_SECONDS = {
@@ -285,6 +311,14 @@ class AdcPrune(JobKind):
         """The fine-tuned AMC model: the input model's family with fewer channels per layer, or the built-in
         ``model`` (an MLP on tabular data) pruned."""
         return input_or_builtin(input_arch, data, config["model"])
+
+    def input_model_problems(self, arch: dict[str, Any], data: DataShape) -> list[str]:
+        """The contract's checks, then whether the network has a channel boundary AMC can cut at all (a
+        pathlevel cell whose widths all tie to the residual sums or stop at a group convolution has none)."""
+        problems = super().input_model_problems(arch, data)
+        if problems:
+            return problems
+        return list(_prunable_problems(json.dumps(arch, sort_keys=True)))
 
     def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
         """The agent's episode reward (the negative error, or error with log FLOPs/params for the other rewards)."""

@@ -334,3 +334,17 @@ def _digits():  # noqa: ANN202 - the DataShape of the digits data set
 
     info = datasets.BUILTIN["digits"]
     return DataShape(info.modality, tuple(info.input_shape), info.num_classes)
+
+
+def test_a_network_with_no_channel_to_cut_is_refused_at_submit() -> None:
+    """One residual stage whose cell is a single group convolution: the stage's one width ties the stem to the
+    residual sum and the group convolution stops that chain, so AMC has no unit; refused at submit, not failed
+    in the worker (found by the pathlevel_nas -> adc_prune -> hls4ml_sweep chain). A cell with an inner width is
+    taken."""
+    from search_spaces.adc_prune import AdcPrune
+
+    arch = {"name": "pathlevel", "input_shape": [1, 8, 8], "num_classes": 10, "stem": 8, "widths": [8]}
+    problems = AdcPrune().input_model_problems({**arch, "tree": T.leaf("gconv3x3")}, _digits())
+    assert len(problems) == 1 and "adc_prune finds no channel it can prune in this pathlevel network" in problems[0]
+    inner = {"split": None, "merge": None, "branches": [{"op": "conv1x1", "child": T.leaf("conv1x1")}]}
+    assert AdcPrune().input_model_problems({**arch, "tree": inner}, _digits()) == []
