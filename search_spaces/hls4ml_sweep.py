@@ -14,10 +14,12 @@ The algorithm lives in :mod:`search_spaces.hls`; only light imports here.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import Any
 
-from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter, shape_problems
+from search_spaces.base import DataShape, JobInputs, JobKind, MetricSpec, Objective, Reporter
 from search_spaces.hls.parts import CHOICES as PART_CHOICES
 
 _RF = [1, 2, 4, 8, 16, 32, 64]
@@ -26,30 +28,38 @@ _RF = [1, 2, 4, 8, 16, 32, 64]
 _SECONDS_PER_COMPILE = 6.0
 # A CNN trial in io_stream: ~14 s to compile and up to 500 validation images at 4–27 ms (bench/hls4ml_cnn.py).
 _SECONDS_PER_CNN_TRIAL = 30.0
-# Kit families hls4ml 1.3's PyTorch frontend (or this sweep's conversion) cannot take yet, and the first layer
-# that stops it, named as in the kit's module tree.
-_UNCONVERTIBLE = {
-    "mobilenet": "layer features.block1.dw.conv is a depthwise Conv2d (groups = channels), which hls4ml 1.3's "
-    "PyTorch frontend does not convert",
-    "resnet": "layer features.stage1_1 is a residual block (an add of two branches); this sweep converts plain "
-    "layer stacks (VGG-style), not merges, yet",
-    "pathlevel": "its tree cells merge branches (add/concat); this sweep converts plain layer stacks (VGG-style), "
-    "not merges, yet",
-}
+
+
+@functools.lru_cache(maxsize=512)
+def _conversion_problems(arch_json: str) -> tuple[str, ...]:
+    """Why hls4ml cannot take a network of this architecture (the parent picker asks once per listed job: ~10 ms
+    a build and conversion of a small pathlevel network, so the answer is kept per architecture)."""
+    from search_spaces.hls.config import SweepError
+    from search_spaces.hls.graph import to_hls_cnn
+    from search_spaces.kit import models
+
+    arch = json.loads(arch_json)
+    try:
+        full = models.complete_arch(arch)
+        to_hls_cnn(models.build_model(full).eval(), tuple(full["input_shape"]))
+    except (SweepError, models.ModelError) as exc:
+        return (f"hls4ml_sweep cannot convert this {arch['name']}: {exc}",)
+    return ()
 
 
 class Hls4mlSweep(JobKind):
     name = "hls4ml_sweep"
     title = "hls4ml reuse factor and precision sweep (Duarte et al. 2018)"
     description = (
-        "Searches the FPGA design knobs of a small trained MLP or VGG-style CNN (converted in io_stream) — "
+        "Searches the FPGA design knobs of a small trained MLP or CNN (VGG, MobileNet, ResNet or a pathlevel "
+        "network, converted in io_stream) — "
         "reuse factor per layer, fixed-point "
         "precision, Latency/Resource strategy, optional pruning — converting each configuration with "
         "hls4ml, measuring its bit-accurate fixed-point accuracy beside the float accuracy, and "
         "estimating DSP, LUT, FF, BRAM, latency and initiation interval on the chosen part. Stores one "
         "FPGA report per trial; synthesis reports can be imported beside the estimates."
     )
-    input_families = ("mlp", "vgg")
+    input_families = ("mlp", "vgg", "mobilenet", "resnet", "pathlevel")
     fpga_reports = True
     default_dataset = "jets_synthetic"
     modalities = ("tabular", "image")
@@ -244,11 +254,12 @@ class Hls4mlSweep(JobKind):
         }
 
     def input_model_problems(self, arch: dict[str, Any], data: DataShape) -> list[str]:
-        """The contract's checks, and for a kit CNN family this sweep cannot convert the layer that stops it."""
-        family = arch.get("name")
-        if family in _UNCONVERTIBLE:
-            return [f"{self.name} cannot convert this {family}: {_UNCONVERTIBLE[family]}", *shape_problems(arch, data)]
-        return super().input_model_problems(arch, data)
+        """The contract's checks, then, for a CNN, the conversion itself tried on a freshly built network of
+        ``arch`` (what hls4ml can take depends on the layers, not the weights): the layer that stops it."""
+        problems = super().input_model_problems(arch, data)
+        if problems or arch.get("name") == "mlp":
+            return problems
+        return list(_conversion_problems(json.dumps(arch, sort_keys=True)))
 
     def objectives(self, config: dict[str, Any]) -> tuple[Objective, ...]:
         """Fixed-point accuracy up; the resource cost (DSP, or the largest utilisation %) and latency down."""

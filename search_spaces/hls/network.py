@@ -4,7 +4,7 @@ subset of validation images a CNN's emulation predicts, and the float model give
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,10 +12,12 @@ from torch import nn
 
 from search_spaces.base import JobInputs, Reporter
 from search_spaces.hls.config import Settings, SweepError
-from search_spaces.hls.convert import _kernel_shape, to_hls_cnn, to_hls_stack
+from search_spaces.hls.convert import to_hls_stack
+from search_spaces.hls.graph import kernel_shape, to_hls_cnn
 from search_spaces.kit import datasets, models, trainer
 
 PRETRAIN_SHARE = 0.15
+INPUT_FAMILIES = ("mlp", "vgg", "mobilenet", "resnet", "pathlevel")
 # Validation images a CNN's bit-accurate emulation predicts per compile, sized so a trial stays under a minute
 # on 2 cores. Measured on this 2-core machine at a load average of 5-6 (shared): the kit VGG 16-32-64 compiles
 # in 14-20 s for 8x8 inputs and 34 s for 28x28 ones; its emulation takes 3.6 ms an 8x8 image (157 k MACs) and
@@ -35,7 +37,7 @@ class Network:
     weights (convolutions included), ``shapes`` their (``n_in``, ``n_out``) as hls4ml's product kernel sees
     them (a convolution's window ``k·k·C`` in, its filters out)."""
 
-    model: nn.Sequential
+    model: nn.Module  # an MLP's nn.Sequential, a CNN's LayerGraph
     arch: dict[str, Any]
     dense_names: list[str]
     shapes: dict[str, tuple[int, int]]
@@ -46,6 +48,8 @@ class Network:
     y_val: np.ndarray
     input_shape: tuple[int, ...] = ()  # per sample, as the model takes it (C×H×W for a CNN)
     kit_model: nn.Module | None = None  # a CNN's input model as loaded, given back as the job's output
+    # a grouped convolution written dense: the 0/1 mask of the weights that may be nonzero (held when pruning)
+    structural: dict[str, Any] = field(default_factory=dict)
 
     @property
     def convolutional(self) -> bool:
@@ -57,7 +61,7 @@ def _flat(x: np.ndarray) -> np.ndarray:
 
 
 def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -> Network:
-    """The input model (a parent's or an upload: an MLP, or a VGG-style CNN) or the built-in MLP trained here
+    """The input model (a parent's or an upload: an MLP, or a kit CNN) or the built-in MLP trained here
     (a reported pretrain stage, checkpointed so a resumed job does not train it again). A CNN keeps its images
     (C×H×W) and is emulated on the first :func:`emulation_samples` validation images (stratified order)."""
     splits = datasets.load(
@@ -71,8 +75,8 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         model, arch = trained.build(), trained.arch
     elif inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
-        if arch["name"] not in ("mlp", "vgg"):
-            raise SweepError(f"hls4ml_sweep takes an MLP or a VGG-style CNN; the input model is a {arch['name']}")
+        if arch["name"] not in INPUT_FAMILIES:
+            raise SweepError(f"hls4ml_sweep takes an MLP or a kit CNN; the input model is a {arch['name']}")
         reporter.progress(PRETRAIN_SHARE, "input model loaded")
     else:
         arch = models.complete_arch(
@@ -112,21 +116,25 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
     input_shape = tuple(int(v) for v in arch["input_shape"])
     kit_model: nn.Module | None = None
+    structural: dict[str, Any] = {}
+    stack: nn.Module
     if arch["name"] == "mlp":
         stack, dense = to_hls_stack(model)
     else:
-        stack, dense = to_hls_cnn(model, input_shape)
-        kit_model = model
+        graph, dense = to_hls_cnn(model, input_shape)
+        stack, kit_model, structural = graph, model, dict(graph.structural)
         x_train = np.ascontiguousarray(splits.x_train.reshape(len(splits.x_train), *input_shape), dtype=np.float32)
         x_val = np.ascontiguousarray(splits.x_val.reshape(len(splits.x_val), *input_shape), dtype=np.float32)
         keep = emulation_samples(stack, input_shape)
         x_val, y_val = x_val[:keep], y_val[:keep]
-    shapes = {name: _kernel_shape(m) for name, m in stack.named_children() if name in dense}
+    shapes = {name: kernel_shape(m) for name, m in stack.named_children() if name in dense}
     float_acc = trainer.evaluate(stack, x_val, y_val)
     if saved is None:  # checked and usable: a resumed job starts from here
         source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
         reporter.save_checkpoint(models.TrainedModel(arch, models.cpu_state(model), float_acc, source).to_bytes())
-    return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model)
+    return Network(
+        stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model, structural
+    )
 
 
 def emulation_samples(stack: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -159,6 +159,18 @@ class PoolLayer:
 
 
 @dataclass(frozen=True)
+class MergeLayer:
+    """A two-input stage of io_stream (``nnet_merge_stream.h``): an element-wise ``op`` (``add``, ...) or a
+    channel ``concatenate``, over ``pixels`` pixels of ``n_chan`` output channels, one pixel per cycle."""
+
+    name: str
+    op: str
+    pixels: int
+    n_chan: int
+    result: FixedType
+
+
+@dataclass(frozen=True)
 class StreamFifo:
     """One ``hls::stream`` between two stages: ``lanes`` FIFOs (one per channel of a pixel) of ``depth``
     words of ``width`` bits each."""
@@ -181,8 +193,9 @@ class AppliedConfig:
     input: FixedType | None = None
     conv: list[ConvLayer] = field(default_factory=list)
     pools: list[PoolLayer] = field(default_factory=list)
+    merges: list[MergeLayer] = field(default_factory=list)
     streams: list[StreamFifo] = field(default_factory=list)
-    # (stage kind, layer name) in call order: "dense", "conv", "pool", "activation", "pad"
+    # (stage kind, layer name) in call order: "dense", "conv", "pool", "activation", "pad", "merge"
     order: list[tuple[str, str]] = field(default_factory=list)
     # the first stage's input image (height, width, channels) of an io_stream project; None for io_parallel
     input_image: tuple[int, int, int] | None = None
@@ -223,7 +236,8 @@ _CONST = re.compile(r"static\s+(?:const|constexpr)\s+[\w:]+\s+(\w+)\s*=\s*([^;]+
 _TYPEDEF = re.compile(r"typedef\s+(\w+)\s+(\w+)\s*;")
 _DEFINE = re.compile(r"typedef\s+(ap_[uif]\w*<[^>]*>)\s+(\w+)\s*;")
 _ARRAY = re.compile(r"typedef\s+nnet::array<\s*(ap_[uif]\w*<[^>]*>)\s*,\s*([\d\s*]+)>\s+(\w+)\s*;")
-_CALL = re.compile(r"nnet::(\w+)<\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*>\s*\([^;]*;\s*(?://\s*(\S+))?")
+# a layer's call: nnet::f<in_t, out_t, config>, or nnet::f<in1_t, in2_t, out_t, config> for a merge
+_CALL = re.compile(r"nnet::(\w+)<\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*(?:,\s*(\w+)\s*)?>\s*\([^;]*;\s*(?://\s*(\S+))?")
 _FIFO = re.compile(r"hls::stream<\s*(\w+)\s*>\s+(\w+)\([^)]*\);\s*#pragma\s+HLS\s+STREAM\s+variable=\w+\s+depth=(\d+)")
 _TCL = re.compile(r"^set\s+(\w+)\s+\"?([^\"\n]*)\"?\s*$", re.M)
 
@@ -308,7 +322,9 @@ def read_project(project_dir: Path) -> AppliedConfig:
     )
     for type_name, stream, depth in _FIFO.findall(top):
         applied.streams.append(StreamFifo(stream, lanes.get(type_name, 1), typed(type_name).width, int(depth)))
-    for function, in_type, out_type, config, comment in _CALL.findall(top):
+    for function, in_type, second, third, fourth, comment in _CALL.findall(top):
+        # three template arguments: input, output, config; four (a merge): input 1, input 2, output, config
+        out_type, config = (third, fourth) if fourth else (second, third)
         if config not in structs:
             continue  # weight loading helpers, transposes and the like
         layer_name, base, consts, typedefs = structs[config]
@@ -377,10 +393,13 @@ def read_project(project_dir: Path) -> AppliedConfig:
             applied.order.append(("pool", layer_name))
         elif base == "padding2d_config":
             applied.order.append(("pad", layer_name))
+        elif base in ("merge_config", "concat_config"):
+            applied.merges.append(_merge_layer(layer_name, function, consts, typed(out_type), lanes.get(out_type, 1)))
+            applied.order.append(("merge", layer_name))
         else:
             raise ProjectError(
-                f"layer {layer_name} ({base}) is not a dense, convolution, pooling, padding or activation layer; "
-                "this reader does not know it"
+                f"layer {layer_name} ({base}) is not a dense, convolution, pooling, padding, merge or activation "
+                "layer; this reader does not know it"
             )
         if applied.input_image is None and base in ("conv2d_config", "pooling2d_config", "padding2d_config"):
             chan = consts.get("n_chan", consts.get("n_filt", "1"))
@@ -388,6 +407,17 @@ def read_project(project_dir: Path) -> AppliedConfig:
     if not applied.dense:
         raise ProjectError("the project has no dense layer")
     return applied
+
+
+def _merge_layer(name: str, function: str, consts: dict[str, str], result: FixedType, lanes: int) -> MergeLayer:
+    """A ``merge_config`` (``n_elem`` elements per input) or ``concat_config`` (``n_elem1_0 × n_elem1_1`` pixels of
+    each input) struct as a :class:`MergeLayer` of ``lanes`` output channels per pixel."""
+    if "n_elem" in consts:
+        pixels = math.prod(int(v) for v in consts["n_elem"].split("*")) // max(1, lanes)
+    else:
+        pixels = int(consts.get("n_elem1_0", "1")) * int(consts.get("n_elem1_1", "1"))
+    op = "concatenate" if function.startswith("concatenate") else function
+    return MergeLayer(name, op, max(1, pixels), lanes, result)
 
 
 def _conv_layer(

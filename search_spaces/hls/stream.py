@@ -24,6 +24,14 @@ and the kernel's adder tree; fixtures: 1027 = 32·32 + 3, 229 = 15·15 + 4, 40 =
 rate of :mod:`~search_spaces.hls.estimate` per bit of one pixel (one pixel is in flight). A stage that is
 not a function-level pipeline has an interval equal to its latency (every stage row of both reports).
 
+**Merges** (``nnet_merge_stream.h``: ``add`` and the other element-wise merges, ``concatenate3d``), which
+hls4ml emits for residual sums, dense-block and tree-cell concatenations (:mod:`search_spaces.hls.graph`):
+``PIPELINE`` at II = 1 per pixel, read both inputs and write one word: ``pixels + 2`` like the other
+pixel-wise stages (not in the fixtures: neither real report has a merge). An add costs one adder per output
+lane, a LUT per bit (a LUT6 and its carry chain per bit, UG574); a concatenation only wires. The ``Clone``
+stage hls4ml inserts where a stream feeds several layers copies a pixel per cycle, overlaps in the dataflow
+region and is counted only through its FIFOs.
+
 **Dense** (``nnet_dense_stream.h``, ``dense_wrapper``): ``n_in / data_T::size`` stream reads at II = 1, the
 kernel, then the writes: ``reads + tree + 1`` cycles (fixtures: 7, 3, 2 against 6, 3, 3).
 
@@ -60,6 +68,7 @@ from search_spaces.hls.project import (
     ConvLayer,
     DenseLayer,
     FixedType,
+    MergeLayer,
     PoolLayer,
     StreamFifo,
     parse_type,
@@ -78,6 +87,8 @@ SRL_DEPTH = 32
 CONV_EXTRA_CYCLES = 2
 POOL_EXTRA_CYCLES = 3
 ACTIVATION_EXTRA_CYCLES = 2
+MERGE_EXTRA_CYCLES = 2
+LUT_PER_ADDER_BIT = 1.0
 
 
 def fifo_bram(fifo: StreamFifo) -> int:
@@ -140,6 +151,24 @@ def pool_estimate(layer: PoolLayer) -> dict[str, Any]:
     }
 
 
+def merge_estimate(layer: MergeLayer) -> dict[str, Any]:
+    """One two-input stage: a pixel per cycle; an adder per lane for an element-wise merge."""
+    adders = 0 if layer.op == "concatenate" else layer.n_chan
+    cycles = layer.pixels + MERGE_EXTRA_CYCLES
+    return {
+        "layer": layer.name,
+        "kind": "merge",
+        "dsp": 0,
+        "lut": round(LUT_PER_ADDER_BIT * adders * layer.result.width),
+        "ff": 0,
+        "bram": 0,
+        "latency_cycles": cycles,
+        "interval_cycles": cycles,
+        "reuse_factor": 1,
+        "strategy": "",
+    }
+
+
 def stream_estimate(applied: AppliedConfig, part: Part, clock_period_ns: float | None = None) -> dict[str, Any]:
     """The whole io_stream network's estimate, in the same shape as :func:`search_spaces.hls.estimate.estimate`,
     plus ``fifo_bram`` and per-stage ``interval_cycles``."""
@@ -149,6 +178,7 @@ def stream_estimate(applied: AppliedConfig, part: Part, clock_period_ns: float |
     pools = {layer.name: layer for layer in applied.pools}
     dense = {layer.name: layer for layer in applied.dense}
     acts = {layer.name: layer for layer in applied.activations}
+    merges = {layer.name: layer for layer in applied.merges}
     rows: list[dict[str, Any]] = []
     pixels = math.prod(applied.input_image[:2]) if applied.input_image else 1
     in_tail = False
@@ -169,6 +199,9 @@ def stream_estimate(applied: AppliedConfig, part: Part, clock_period_ns: float |
             in_tail, pixels = True, 1
         elif kind == "activation":
             row = _activation_row(acts[name], pixels, in_tail)
+        elif kind == "merge":
+            row = merge_estimate(merges[name])
+            pixels = merges[name].pixels
         else:  # zero padding: one word per output pixel, no arithmetic
             row = {"layer": name, "kind": "pad", "dsp": 0, "lut": 0, "ff": 0, "bram": 0, "reuse_factor": 1}
             row["latency_cycles"] = row["interval_cycles"] = pixels + 1

@@ -39,14 +39,14 @@ class _Run:
     study: optuna.Study
     workdir: Path
     valid_rf: dict[str, list[int]]
-    pruned: dict[float, tuple[nn.Sequential, float]] = field(default_factory=dict)
+    pruned: dict[float, tuple[nn.Module, float]] = field(default_factory=dict)
     accuracy_cache: dict[tuple[Any, ...], float] = field(default_factory=dict)
     compiles: int = 0
     cache_hits: int = 0
     compile_seconds: float = 0.0
 
 
-def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
+def prune_network(run: _Run, sparsity: float) -> tuple[nn.Module, float]:
     """The network with the ``sparsity`` smallest-magnitude weights of every dense layer zeroed, fine-tuned
     for ``prune_epochs`` with the zeros held; cached per sparsity (and deterministic given the seed)."""
     if sparsity in run.pruned:
@@ -56,8 +56,11 @@ def prune_network(run: _Run, sparsity: float) -> tuple[nn.Sequential, float]:
         run.pruned[sparsity] = (net.model, net.float_accuracy)
         return run.pruned[sparsity]
     model = copy.deepcopy(net.model)
+    # A grouped convolution written dense keeps its zeros: they are held, and count towards the sparsity.
     masks = {
-        f"{name}.weight": group_mask(getattr(model, name).weight.detach(), "fine", sparsity, "l1")
+        f"{name}.weight": group_mask(
+            getattr(model, name).weight.detach(), "fine", sparsity, "l1", keep=net.structural.get(name)
+        )
         for name in net.dense_names
     }
     if run.settings.prune_epochs > 0:
@@ -114,10 +117,12 @@ def layer_precision(params: dict[str, Any], name: str) -> tuple[int, int]:
     return bits, min(integer, bits)
 
 
-def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[str, Any]:
+def hls_config(run: _Run, model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
     """The hls4ml configuration of ``params``: per dense layer its reuse factor and ``ap_fixed<W,I>`` for
     weights and biases; results of dense and ReLU layers round and saturate (``AP_RND, AP_SAT``) so a
-    narrow type clips instead of wrapping around; the softmax keeps hls4ml's table types."""
+    narrow type clips instead of wrapping around; a merge (``add``/``cat`` of a CNN's graph) keeps the result
+    type of the weighted layer before it; the softmax keeps hls4ml's table types. Layers are visited in the
+    traced graph's order (hls4ml's layer names)."""
     import hls4ml
 
     s = run.settings
@@ -133,9 +138,9 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
         )
     cfg["Model"]["Strategy"] = params["strategy"]
     layers = cfg["LayerName"]
-    layers["input_1"]["Precision"]["result"] = s.input_precision
+    layers[next(iter(layers))]["Precision"]["result"] = s.input_precision  # the input layer comes first
     previous = None
-    for name in model._modules:
+    for name in list(layers):
         if name in run.net.dense_names:
             bits, integer = layer_precision(params, name)
             layers[name]["ReuseFactor"] = int(params[f"rf_{name}"])
@@ -149,12 +154,15 @@ def hls_config(run: _Run, model: nn.Sequential, params: dict[str, Any]) -> dict[
             # pooling keeps its ReLU input's type (a max or mean of non-negative values)
             bits, integer = previous
             layers[name]["Precision"]["result"] = f"ap_ufixed<{bits},{integer},AP_RND,AP_SAT>"
+        elif name.startswith(("add", "cat")) and previous is not None:
+            bits, integer = previous
+            layers[name]["Precision"]["result"] = f"ap_fixed<{bits + 2},{integer + 2},AP_RND,AP_SAT>"
         elif name == "softmax":
             layers[name]["Precision"]["result"] = "ap_fixed<16,6,AP_RND,AP_SAT>"
     return cfg
 
 
-def weight_overflow(model: nn.Sequential, params: dict[str, Any], dense: list[str]) -> str | None:
+def weight_overflow(model: nn.Module, params: dict[str, Any], dense: list[str]) -> str | None:
     """Why the chosen precision cannot hold the weights (hls4ml writes them with wrap-around), or None."""
     for name in dense:
         bits, integer = layer_precision(params, name)
