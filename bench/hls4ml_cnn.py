@@ -1,6 +1,7 @@
 """hls4ml_sweep on a CNN: trials per minute, fixed-point vs float accuracy by bit width, estimate vs fixtures.
 
-1. **Throughput**: the kit's VGG (widths 16-32-64, trained here on 8×8 digits) swept by the job kind in
+1. **Throughput**: a kit CNN (``--model``: the VGG of widths 16-32-64 by default, or a MobileNet, a ResNet,
+   a pathlevel network whose cells add and concatenate; trained here on 8×8 digits) swept by the job kind in
    io_stream at 16, 12 and 8 total bits (6 integer bits), reuse factors 1/2/4, ``--trials`` trials per bit
    width (one compile per width, the other trials reuse its emulation); trials per minute over the
    sweeps' wall time, and the seconds of one compile + emulation of the 500-image validation subset.
@@ -9,6 +10,7 @@
    figure of every report, estimate beside report, relative error.
 
     nice -n 10 .venv/bin/python bench/hls4ml_cnn.py            # ~2.5 minutes on 2 cores
+    nice -n 10 .venv/bin/python -m bench.hls4ml_cnn --model pathlevel --trials 2
 
 Measured once (2 shared cores): 9 trials in 83.5 s = 6.5 trials/min; a compile + emulation 20-29 s; fixed vs
 float 0.978/0.978 at 16 bits, 0.963 at 12, 0.100 at 8 (6 integer bits leave 2 fractional: collapses).
@@ -52,20 +54,55 @@ def fixture_table() -> list[tuple[str, str, float, float, float]]:
     return rows
 
 
+# The kit CNNs the sweep converts; the pathlevel cell holds every merge a search makes (a replicate-and-add mean
+# over a separable convolution and an identity edge leading to a concat of a 1x1 and a group convolution).
+MODELS: dict[str, dict] = {
+    "vgg": {"name": "vgg"},
+    "mobilenet": {"name": "mobilenet", "stem": 8, "widths": [8, 16], "strides": [1, 2]},
+    "resnet": {"name": "resnet", "widths": [8, 16]},
+    "pathlevel": {
+        "name": "pathlevel",
+        "stem": 8,
+        "widths": [8, 16],
+        "tree": {
+            "split": "copy",
+            "merge": "add",
+            "branches": [
+                {"op": "sep3x3", "child": None},
+                {
+                    "op": "identity",
+                    "child": {
+                        "split": "copy",
+                        "merge": "concat",
+                        "branches": [{"op": "conv1x1", "child": None}, {"op": "gconv3x3", "child": None}],
+                    },
+                },
+            ],
+        },
+    },
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3, help="trials per bit width")
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="vgg",
+        help="kit CNN swept: the VGG (default), a MobileNet, a ResNet, or a pathlevel network whose cells merge",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "hls4ml_cnn")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
 
-    arch = complete_arch({"name": "vgg", "input_shape": [1, 8, 8], "num_classes": 10})
+    arch = complete_arch({**MODELS[args.model], "input_shape": [1, 8, 8], "num_classes": 10})
     trainer.set_seed(0)
     model = build_model(arch)
     splits = datasets.load("digits", seed=0)
     trainer.train(model, splits.x_train, splits.y_train, epochs=8, lr=0.01, batch_size=64, seed=0, optimizer="adam")
-    model_path = args.out / "vgg.pt"
+    model_path = args.out / f"{args.model}.pt"
     save_model(model, arch, model_path)
 
     kind = Hls4mlSweep()

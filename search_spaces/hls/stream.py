@@ -79,7 +79,8 @@ ACCURACY_NOTE = (
     "io_stream (CNN) estimate from the applied hls4ml configuration, not from a synthesis run. Against the two "
     "real Vivado HLS reports of the hls4ml tutorial CNN: BRAM (stream FIFOs) exact, latency and interval within "
     "0.5%; DSP +17% (16-bit weights) and -69% (6-bit weights: the tool still used DSPs for some narrow "
-    "constants); LUT and FF are rough (-21% to -63%). Import a C-synthesis report for real numbers."
+    "constants); LUT and FF are rough (-21% to -63%). Merge stages (residual adds, concatenations) have no real "
+    "report to check against. Import a C-synthesis report for real numbers."
 )
 # (depth, width) of one 18 Kb block RAM (UG573, simple dual port)
 BRAM18_ASPECTS = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
