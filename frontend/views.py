@@ -7,7 +7,7 @@ from pathlib import Path
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.cache import cache_control
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET
 
 from automl_site.jobs import selectors
@@ -46,10 +46,16 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@cache_control(max_age=86400, public=True)
 def plotly_js(request: HttpRequest) -> FileResponse:
-    """plotly.js as shipped inside the ``plotly`` Python package: charts work with no internet."""
+    """plotly.js as shipped inside the ``plotly`` Python package: charts work with no internet. Kept by browsers a
+    day; a year and ``immutable`` when asked for by its version, as the pages do (``frontend_tags.plotly_src``), so
+    an upgrade of ``plotly`` changes the address instead of leaving browsers with the old file for a day."""
     import plotly
 
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    return FileResponse(open(path, "rb"), content_type="application/javascript")
+    response = FileResponse(open(path, "rb"), content_type="application/javascript")
+    if request.GET.get("v") == plotly.__version__:
+        patch_cache_control(response, public=True, max_age=365 * 86400, immutable=True)
+    else:
+        patch_cache_control(response, public=True, max_age=86400)
+    return response

@@ -94,6 +94,7 @@ const AutoML = (() => {
     plotly();  // listens for plotly.js now: an error that came before the first drawing asked would be missed
     // Curves, trial table, facts and lineage: curves.js, trial_table.js, job_page.js.
     const curves = AutoMLCurves.live(document.getElementById("curves"), id);
+    curves.start(root.dataset.jobKind);  // the curves' first answer is asked for with the job, not after it
     const trials = AutoMLTrials.create(document.getElementById("trials-section"), id);
     const renderFacts = AutoMLJob.facts(document.getElementById("job-facts"));
     const renderLineage = AutoMLJob.lineage(document.getElementById("lineage"));
@@ -249,9 +250,12 @@ const AutoML = (() => {
       document.getElementById("rerun-button").disabled = false;  // any job can be run again
       renderFacts(job);
       const final = !ACTIVE.has(job.status) && job.status !== "paused";  // a paused job's parts are asked for as usual
-      await Promise.all([due("trials", 2000, final) && trials.refresh(job), curves.refresh(job),
-                         due("artifacts", 5000, final) && refreshArtifacts(), due("fpga", 3000, final) && refreshFpga(job.kind),
-                         renderLineage(job)]);
+      // The first time, the other parts are asked for once the first curves are drawn: on a big job their answers
+      // and drawing (a 1,000-report table and chart) would hold the curves up; then they follow their own clocks.
+      const parts = () => Promise.all([due("trials", 2000, final) && trials.refresh(job),
+        due("artifacts", 5000, final) && refreshArtifacts(), due("fpga", 3000, final) && refreshFpga(job.kind),
+        renderLineage(job)]);
+      await Promise.all([curves.refresh(job), curves.firstDrawn.then(parts)]);
       AutoMLJob.parentLinks(document.getElementById("use-as-parent"), job);  // its questions wait behind the rest
       clearTimeout(refreshTimer);  // one loop, however often an action asks for a refresh
       // A paused job can be resumed from anywhere (another tab, the CLI): keep asking, so the page follows it.
