@@ -99,6 +99,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif env.int("DATABASE_POOL_SIZE", default=0, ge=0):
+    # A pool of connections per process (psycopg's, through Django 5.1+), for the ASGI web (deploy/gunicorn.conf.py):
+    # there each request's thread is new, so a kept connection would stay behind in it, and without a pool every
+    # request opened its own PostgreSQL connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=0, ge=0),
+        "timeout": 30,
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60, ge=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

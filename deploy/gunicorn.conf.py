@@ -11,9 +11,11 @@ worker_class = os.environ.get("WEB_WORKER_CLASS", "asgi")
 wsgi_app = "automl_site.asgi:application" if worker_class == "asgi" else "automl_site.wsgi:application"
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 if worker_class == "asgi":
-    # Each request's thread is new under ASGI: a connection kept past the request would be left in it, so the
-    # web closes them (Django's advice for ASGI); workers and the maintenance loop keep theirs.
+    # Each request's thread is new under ASGI: a connection kept past the request would be left in it (Django's
+    # advice for ASGI: no persistent connections), so the web takes its PostgreSQL connections from a pool per
+    # process (settings.DATABASE_POOL_SIZE); workers and the maintenance loop keep theirs. SQLite ignores both.
     os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+    os.environ.setdefault("DATABASE_POOL_SIZE", "4")
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() + 1)))
