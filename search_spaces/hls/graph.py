@@ -34,9 +34,8 @@ from torch import nn
 
 from search_spaces.hls.config import SweepError
 
-# ``select`` and ``scale`` convolutions wire channels (weights 0, 1 or 1/N): they keep hls4ml's default
-# configuration and are not searched, pruned or counted as layers of the network.
-STRUCTURAL_PREFIXES = ("select", "scale")
+# ``select`` and ``scale`` convolutions wire channels (weights 0, 1 or 1/N): they are not among the weighted layers,
+# so they keep hls4ml's default configuration and are not searched or pruned.
 _SINGLE = ("gap", "flatten", "softmax")
 
 

@@ -4,7 +4,7 @@ subset of validation images a CNN's emulation predicts, and the float model give
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,10 +14,10 @@ from search_spaces.base import JobInputs, Reporter
 from search_spaces.hls.config import Settings, SweepError
 from search_spaces.hls.convert import to_hls_stack
 from search_spaces.hls.graph import kernel_shape, to_hls_cnn
+from search_spaces.hls4ml_sweep import Hls4mlSweep
 from search_spaces.kit import datasets, models, trainer
 
 PRETRAIN_SHARE = 0.15
-INPUT_FAMILIES = ("mlp", "vgg", "mobilenet", "resnet", "pathlevel")
 # Validation images a CNN's bit-accurate emulation predicts per compile, sized so a trial stays under a minute
 # on 2 cores. Measured on this 2-core machine at a load average of 5-6 (shared): the kit VGG 16-32-64 compiles
 # in 14-20 s for 8x8 inputs and 34 s for 28x28 ones; its emulation takes 3.6 ms an 8x8 image (157 k MACs) and
@@ -48,8 +48,12 @@ class Network:
     y_val: np.ndarray
     input_shape: tuple[int, ...] = ()  # per sample, as the model takes it (C×H×W for a CNN)
     kit_model: nn.Module | None = None  # a CNN's input model as loaded, given back as the job's output
-    # a grouped convolution written dense: the 0/1 mask of the weights that may be nonzero (held when pruning)
-    structural: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def structural(self) -> dict[str, Any]:
+        """Per grouped convolution written dense, the 0/1 mask of the weights that may be nonzero (held when
+        pruning); empty for an MLP."""
+        return getattr(self.model, "structural", {})
 
     @property
     def convolutional(self) -> bool:
@@ -75,7 +79,7 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         model, arch = trained.build(), trained.arch
     elif inputs.model_path is not None:
         model, arch = models.load_model(inputs.model_path, architecture=inputs.model_arch)
-        if arch["name"] not in INPUT_FAMILIES:
+        if arch["name"] not in Hls4mlSweep.input_families:
             raise SweepError(f"hls4ml_sweep takes an MLP or a kit CNN; the input model is a {arch['name']}")
         reporter.progress(PRETRAIN_SHARE, "input model loaded")
     else:
@@ -116,13 +120,12 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
         raise SweepError(f"the model takes {arch['input_shape']} inputs; the dataset has {n_in} features")
     input_shape = tuple(int(v) for v in arch["input_shape"])
     kit_model: nn.Module | None = None
-    structural: dict[str, Any] = {}
     stack: nn.Module
     if arch["name"] == "mlp":
         stack, dense = to_hls_stack(model)
     else:
-        graph, dense = to_hls_cnn(model, input_shape)
-        stack, kit_model, structural = graph, model, dict(graph.structural)
+        stack, dense = to_hls_cnn(model, input_shape)
+        kit_model = model
         x_train = np.ascontiguousarray(splits.x_train.reshape(len(splits.x_train), *input_shape), dtype=np.float32)
         x_val = np.ascontiguousarray(splits.x_val.reshape(len(splits.x_val), *input_shape), dtype=np.float32)
         keep = emulation_samples(stack, input_shape)
@@ -132,9 +135,7 @@ def prepare_network(settings: Settings, inputs: JobInputs, reporter: Reporter) -
     if saved is None:  # checked and usable: a resumed job starts from here
         source = "input model" if inputs.model_path is not None else f"trained {settings.epochs} epochs"
         reporter.save_checkpoint(models.TrainedModel(arch, models.cpu_state(model), float_acc, source).to_bytes())
-    return Network(
-        stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model, structural
-    )
+    return Network(stack, arch, dense, shapes, float_acc, x_train, splits.y_train, x_val, y_val, input_shape, kit_model)
 
 
 def emulation_samples(stack: nn.Module, input_shape: tuple[int, ...]) -> int:
